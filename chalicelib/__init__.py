@@ -1,0 +1,1 @@
+"""Domain logic of the smart contact list back end (one module per concern)."""

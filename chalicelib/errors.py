@@ -1,0 +1,82 @@
+"""The one catalogue of error codes, with their HTTP and SIP statuses.
+
+Domain code raises `DomainError(code, message)`; the REST layer answers
+`{"error": {"code", "message"}}` with `http_status`, the SIP edge answers `sip_status`, the
+XML-RPC layer maps codes to the strings the Linphone assistant understands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    http_status: int
+    sip_status: int
+    reason: str
+
+
+#: code -> (HTTP status, SIP status, SIP reason phrase)
+CATALOGUE: dict[str, ErrorKind] = {
+    "invalid_json": ErrorKind(400, 400, "Bad Request"),
+    "invalid_field": ErrorKind(400, 400, "Bad Request"),
+    "unknown_field": ErrorKind(400, 400, "Bad Request"),
+    "missing_field": ErrorKind(400, 400, "Bad Request"),
+    "invalid_phone": ErrorKind(400, 400, "Bad Request"),
+    "invalid_username": ErrorKind(400, 400, "Bad Request"),
+    "unsupported_media_type": ErrorKind(415, 415, "Unsupported Media Type"),
+    "body_too_large": ErrorKind(413, 413, "Request Entity Too Large"),
+    "region_not_allowed": ErrorKind(403, 403, "Forbidden"),
+    "rate_limited": ErrorKind(429, 503, "Service Unavailable"),
+    "code_mismatch": ErrorKind(400, 403, "Forbidden"),
+    "code_expired": ErrorKind(410, 403, "Forbidden"),
+    "code_not_found": ErrorKind(404, 403, "Forbidden"),
+    "username_taken": ErrorKind(409, 409, "Conflict"),
+    "phone_taken": ErrorKind(409, 409, "Conflict"),
+    "conflict": ErrorKind(409, 409, "Conflict"),
+    "sms_unavailable": ErrorKind(503, 503, "Service Unavailable"),
+    "unauthorized": ErrorKind(401, 401, "Unauthorized"),
+    "forbidden": ErrorKind(403, 403, "Forbidden"),
+    "account_disabled": ErrorKind(403, 403, "Forbidden"),
+    "not_found": ErrorKind(404, 404, "Not Found"),
+    "no_phone": ErrorKind(404, 404, "Not Found"),
+    # Resource lists (RFC 4826 bodies in SUBSCRIBE), distinct so the edge can map each one.
+    "list_too_large": ErrorKind(413, 413, "Request Entity Too Large"),
+    "list_too_many_entries": ErrorKind(413, 413, "Request Entity Too Large"),
+    "list_malformed": ErrorKind(400, 400, "Bad Request"),
+    "list_forbidden_xml": ErrorKind(400, 400, "Bad Request"),
+    "list_bad_encoding": ErrorKind(415, 415, "Unsupported Media Type"),
+    "internal": ErrorKind(500, 500, "Server Internal Error"),
+}
+
+
+class DomainError(Exception):
+    """A failure the caller must be told about, named by a code of `CATALOGUE`."""
+
+    def __init__(self, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+        if code not in CATALOGUE:
+            raise ValueError(f"unknown error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    @property
+    def kind(self) -> ErrorKind:
+        return CATALOGUE[self.code]
+
+    @property
+    def http_status(self) -> int:
+        return self.kind.http_status
+
+    @property
+    def sip_status(self) -> int:
+        return self.kind.sip_status
+
+    def to_json(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def rate_limited(message: str, retry_after: int) -> DomainError:
+    return DomainError("rate_limited", message, headers={"Retry-After": str(max(1, retry_after))})

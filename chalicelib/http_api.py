@@ -1,0 +1,68 @@
+"""REST plumbing shared by the routes: strict JSON bodies and the error envelope."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+
+from chalicelib import settings
+from chalicelib.errors import DomainError
+from chalicelib.observability import logger
+
+
+def error_response(exc: DomainError) -> Response:
+    return Response(
+        body=exc.to_json(),
+        status_code=exc.http_status,
+        headers={"Content-Type": "application/json", **exc.headers},
+    )
+
+
+def json_body(
+    raw: bytes | None, *, required: set[str], optional: set[str] = frozenset()
+) -> dict[str, Any]:
+    """Parse a JSON object body, rejecting oversized, malformed and unknown-field bodies."""
+    raw = raw or b""
+    if len(raw) > settings.get().max_body_bytes:
+        raise DomainError("body_too_large", f"body larger than {settings.get().max_body_bytes}")
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw.strip() else None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DomainError("invalid_json", f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DomainError("invalid_json", "body must be a JSON object")
+    unknown = set(data) - required - optional
+    if unknown:
+        raise DomainError("unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+    missing = required - set(data)
+    if missing:
+        raise DomainError("missing_field", f"missing field(s): {', '.join(sorted(missing))}")
+    return data
+
+
+def string_field(data: dict[str, Any], name: str, *, max_len: int = 256) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_len:
+        raise DomainError("invalid_field", f"{name}: expected a non-empty string")
+    return value
+
+
+def rest(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a route: DomainError becomes its status and JSON envelope; anything else is
+    logged and answered as a JSON 500 (Chalice middleware does not see view exceptions)."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except DomainError as exc:
+            return error_response(exc)
+        except Exception:
+            logger.exception("unhandled error in %s", view.__name__)
+            return error_response(DomainError("internal", "internal error"))
+
+    return wrapper

@@ -1,0 +1,155 @@
+"""Every setting and limit of the service, read once from the environment.
+
+This is the one place where a setting's name, default and meaning live: the local stack, the
+tests, the SIP edge and the CloudFormation template (which sets the environment) all read it.
+`docs/settings.md` is generated from `SETTINGS` by `python -m chalicelib.settings`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
+from typing import Any
+
+#: The development key shipped for the local stack; a deployed stage refuses to start with it.
+DEV_KEY = "local-development-key-do-not-deploy"
+DEPLOYED_STAGES = frozenset({"dev", "prod"})
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings. Each field names its environment variable and documents its default."""
+
+    stage: str = _setting("STAGE", "local", "Deployment stage: local, test, dev or prod.")
+    sip_domain: str = _setting("SIP_DOMAIN", "sip.example.org", "Domain of the accounts.")
+    extra_domains: tuple[str, ...] = _setting(
+        "SIP_EXTRA_DOMAINS", (), "Other domains (comma-separated) treated as ours in lists."
+    )
+    default_region: str = _setting(
+        "DEFAULT_REGION", "FR", "Region for national numbers when nothing better is known."
+    )
+    table_prefix: str = _setting("TABLE_PREFIX", "sc-local-", "Prefix of DynamoDB table names.")
+    # Keys (HMAC-SHA256). Locally from the environment, deployed from Secrets Manager.
+    phone_hash_key: str = _setting("PHONE_HASH_KEY", DEV_KEY, "HMAC key of the phone index.")
+    code_hash_key: str = _setting("CODE_HASH_KEY", DEV_KEY, "HMAC key of stored codes.")
+    nonce_key: str = _setting("NONCE_KEY", DEV_KEY, "HMAC key of stateless digest nonces.")
+    secrets_arn: str = _setting(
+        "SECRETS_ARN", "", "Secrets Manager secret (JSON with the three keys) used when deployed."
+    )
+    # Verification codes and SMS.
+    code_length: int = _setting("CODE_LENGTH", 4, "Digits in an SMS code.")
+    code_ttl_seconds: int = _setting("CODE_TTL_SECONDS", 600, "Lifetime of an SMS code.")
+    code_max_attempts: int = _setting("CODE_MAX_ATTEMPTS", 5, "Wrong tries before a code dies.")
+    sms_template: str = _setting(
+        "SMS_TEMPLATE", "Your verification code is {code}", "SMS text; {code} is replaced."
+    )
+    sms_sender_id: str = _setting("SMS_SENDER_ID", "SmartList", "SNS SenderID of the SMS.")
+    sms_allowed_regions: tuple[str, ...] = _setting(
+        "SMS_ALLOWED_REGIONS",
+        ("FR", "BE", "CH", "DE", "GB", "US", "CA"),
+        "Regions (ISO codes, comma-separated) that may receive an SMS; others get 403.",
+    )
+    sms_per_number_interval: int = _setting(
+        "SMS_PER_NUMBER_INTERVAL", 60, "Seconds between two SMS to one number."
+    )
+    sms_per_number_daily: int = _setting("SMS_PER_NUMBER_DAILY", 3, "SMS per number per 24 h.")
+    code_requests_per_ip_hourly: int = _setting(
+        "CODE_REQUESTS_PER_IP_HOURLY", 10, "Code requests per source IP per hour."
+    )
+    sms_global_daily: int = _setting("SMS_GLOBAL_DAILY", 10000, "SMS sent per day, all numbers.")
+    # REST limits.
+    max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, "Largest REST request body.")
+    discover_max_phones: int = _setting(
+        "DISCOVER_MAX_PHONES", 5000, "Numbers in one contacts/discover call."
+    )
+    # Resource lists and NOTIFY bodies.
+    list_max_inflated_bytes: int = _setting(
+        "LIST_MAX_INFLATED_BYTES", 1024 * 1024, "Largest resource list after inflate."
+    )
+    list_max_entries: int = _setting("LIST_MAX_ENTRIES", 5000, "Entries in one resource list.")
+    notify_limit: int = _setting(
+        "NOTIFY_LIMIT", 200, "Users in one NOTIFY body before splitting (Flexisip notify-limit)."
+    )
+    notify_max_bytes: int = _setting(
+        "NOTIFY_MAX_BYTES", 12000, "Largest NOTIFY body sent when splitting (fits UDP)."
+    )
+    notify_min_interval: float = _setting(
+        "NOTIFY_MIN_INTERVAL", 2.0, "Seconds between two NOTIFYs of one subscription."
+    )
+    # SIP digest.
+    nonce_ttl_seconds: int = _setting("NONCE_TTL_SECONDS", 300, "Lifetime of a digest nonce.")
+
+    def __post_init__(self) -> None:
+        if self.stage in DEPLOYED_STAGES:
+            for name in ("phone_hash_key", "code_hash_key", "nonce_key"):
+                if getattr(self, name) == DEV_KEY:
+                    raise RuntimeError(
+                        f"refusing to start stage {self.stage!r} with the development {name}"
+                    )
+
+    @property
+    def domains(self) -> frozenset[str]:
+        return frozenset({self.sip_domain.lower(), *(d.lower() for d in self.extra_domains)})
+
+
+def _convert(raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, tuple):
+        return tuple(
+            p.strip().upper() if p.strip().isalpha() and len(p.strip()) == 2 else p.strip()
+            for p in raw.split(",")
+            if p.strip()
+        )
+    return raw
+
+
+def _secret_values(arn: str) -> dict[str, str]:
+    from chalicelib.aws import client
+
+    value = client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+    data = json.loads(value)
+    return {k.lower(): v for k, v in data.items()}
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from an environment mapping (os.environ by default)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = f.metadata["env"]
+        if name in env:
+            values[f.name] = _convert(env[name], f.default)
+    if values.get("secrets_arn"):
+        for key, secret in _secret_values(values["secrets_arn"]).items():
+            if key in {"phone_hash_key", "code_hash_key", "nonce_key"}:
+                values[key] = secret
+    return Settings(**values)
+
+
+@lru_cache(maxsize=1)
+def get() -> Settings:
+    """The process-wide settings (cached; tests call `get.cache_clear()` after changing env)."""
+    return load()
+
+
+def markdown() -> str:
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for f in fields(Settings):
+        default = ",".join(f.default) if isinstance(f.default, tuple) else f.default
+        lines.append(f"| `{f.metadata['env']}` | `{default}` | {f.metadata['doc']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print("# Settings\n\nGenerated by `python -m chalicelib.settings`.\n\n" + markdown())

@@ -1,0 +1,94 @@
+"""Shared fixtures: moto as the AWS stand-in (in-process, or as a server for subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+INTEROP = SHARED / "interop" / "linphone-5.1"
+RFC4475 = SHARED / "conformance" / "rfc4475"
+
+TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-1",
+    "AWS_REGION": "eu-west-1",
+    "STAGE": "test",
+    "TABLE_PREFIX": "sc-test-",
+    "SIP_DOMAIN": "example.org",
+    "POWERTOOLS_METRICS_NAMESPACE": "SmartContactsTest",
+    "POWERTOOLS_DEV": "false",
+}
+
+for _k, _v in TEST_ENV.items():
+    os.environ[_k] = _v
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+
+def reset_caches() -> None:
+    from chalicelib import aws, settings
+
+    settings.get.cache_clear()
+    aws.reset()
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    """In-process moto with every table created; settings and clients fresh."""
+    from moto import mock_aws
+
+    from chalicelib import tables
+    from chalicelib.aws import client
+
+    reset_caches()
+    with mock_aws():
+        reset_caches()
+        tables.create_all(client("dynamodb"))
+        yield
+    reset_caches()
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto in server mode on a free loopback port, for subprocesses (edge, SIPp tests)."""
+    from moto.server import ThreadedMotoServer
+
+    from chalicelib import tables
+    from chalicelib.aws import client
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    reset_caches()
+    tables.create_all(client("dynamodb"))
+    yield url
+    server.stop()
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    reset_caches()
+
+
+def require_tool(binary: str, package: str) -> str:
+    """Path of `binary`; skip naming the Debian package outside CI, fail under CI=true."""
+    path = shutil.which(binary)
+    if path:
+        return path
+    message = f"{binary} not found: install the Debian package {package}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
