@@ -1,0 +1,40 @@
+"""PhoneIndex: which account a phone number reaches, keyed by HMAC-SHA256 of its E.164 form.
+
+Items: {phone_hash, aor, discoverable, updated_at}. `discoverable` is copied from the account
+so that a lookup needs the index alone (one BatchGetItem per 100 numbers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from chalicelib import dynamo, phone, tables
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    e164: str
+    aor: str  # "username@domain"
+    discoverable: bool
+
+    @property
+    def sip_uri(self) -> str:
+        return "sip:" + self.aor
+
+
+def lookup(
+    e164_numbers: Iterable[str],
+    *,
+    counter: dynamo.CallCounter | None = None,
+    only_discoverable: bool = True,
+) -> dict[str, IndexEntry]:
+    """Map each E.164 number that reaches an account to its entry."""
+    by_hash = {phone.phone_hash(n): n for n in e164_numbers}
+    items = dynamo.batch_get(tables.PHONE_INDEX, by_hash, counter=counter)
+    found: dict[str, IndexEntry] = {}
+    for key, item in items.items():
+        entry = IndexEntry(by_hash[key], item["aor"], bool(item.get("discoverable", True)))
+        if entry.discoverable or not only_discoverable:
+            found[entry.e164] = entry
+    return found
