@@ -1,0 +1,137 @@
+"""Digest access authentication math shared by HTTP (RFC 7616) and SIP (RFC 3261, RFC 8760).
+
+The two protocols use the same computation; only the transport of the parameters differs.
+Stored credentials are HA1 = H(username:realm:password) in MD5 and SHA-256 hex; nonces are
+stateless: a timestamp and an HMAC over it, so any instance can check any other's nonce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+
+ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+# Strongest first: clients pick the first one they support (RFC 7616 §3.7, RFC 8760 §2.4).
+OFFERED = ("SHA-256", "MD5")
+
+_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]+)\s*(?:,|$)')
+
+
+def h(algorithm: str, data: str) -> str:
+    return ALGORITHMS[algorithm](data.encode("utf-8")).hexdigest()
+
+
+def ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    return h(algorithm, f"{username}:{realm}:{password}")
+
+
+def ha1_pair(username: str, realm: str, password: str) -> dict[str, str]:
+    """Both stored HA1s of an account: {"ha1_md5", "ha1_sha256"}."""
+    return {
+        "ha1_md5": ha1("MD5", username, realm, password),
+        "ha1_sha256": ha1("SHA-256", username, realm, password),
+    }
+
+
+def expected_response(
+    algorithm: str,
+    ha1_hex: str,
+    method: str,
+    uri: str,
+    nonce: str,
+    *,
+    qop: str | None = None,
+    nc: str = "",
+    cnonce: str = "",
+) -> str:
+    ha2 = h(algorithm, f"{method}:{uri}")
+    if qop:
+        return h(algorithm, f"{ha1_hex}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+    return h(algorithm, f"{ha1_hex}:{nonce}:{ha2}")
+
+
+def parse_params(value: str) -> dict[str, str]:
+    """Parse `Digest k=v, k="v"` into a dict (keys lower-cased, quotes removed)."""
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "digest":
+        return {}
+    out: dict[str, str] = {}
+    pos = 0
+    rest = rest.strip()
+    while pos < len(rest):
+        m = _PARAM.match(rest, pos)
+        if not m or m.end() == pos:
+            return {}
+        raw = m.group(2)
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        out[m.group(1).lower()] = raw
+        pos = m.end()
+    return out
+
+
+class Nonces:
+    """Stateless nonces: `<timestamp hex>.<random>.<hmac>` valid for `ttl` seconds."""
+
+    def __init__(self, key: str, ttl: int) -> None:
+        self._key = key.encode()
+        self._ttl = ttl
+
+    def _mac(self, stamp: str, salt: str, realm: str) -> str:
+        msg = f"{stamp}.{salt}.{realm}".encode()
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+
+    def make(self, realm: str, now: float | None = None) -> str:
+        stamp = format(int(now if now is not None else time.time()), "x")
+        salt = secrets.token_hex(4)
+        return f"{stamp}.{salt}.{self._mac(stamp, salt, realm)}"
+
+    def check(self, nonce: str, realm: str, now: float | None = None) -> str:
+        """'ok', 'stale' (ours but expired) or 'invalid' (not ours)."""
+        parts = nonce.split(".")
+        if len(parts) != 3:
+            return "invalid"
+        stamp, salt, mac = parts
+        if not hmac.compare_digest(mac, self._mac(stamp, salt, realm)):
+            return "invalid"
+        try:
+            issued = int(stamp, 16)
+        except ValueError:
+            return "invalid"
+        age = (now if now is not None else time.time()) - issued
+        return "ok" if -5 <= age <= self._ttl else "stale"
+
+
+def challenge(realm: str, nonce: str, algorithm: str, *, stale: bool = False) -> str:
+    """One `Digest ...` challenge value (WWW-Authenticate / Proxy-Authenticate)."""
+    value = f'Digest realm="{realm}", nonce="{nonce}", algorithm={algorithm}, qop="auth"'
+    return value + (", stale=true" if stale else "")
+
+
+def verify(params: dict[str, str], method: str, ha1_by_algorithm: dict[str, str]) -> bool:
+    """Check a parsed Authorization against the stored HA1 of its algorithm."""
+    algorithm = params.get("algorithm", "MD5").upper()
+    if algorithm not in ALGORITHMS or algorithm not in ha1_by_algorithm:
+        return False
+    qop = params.get("qop")
+    if qop not in (None, "auth"):
+        return False
+    if qop and not (params.get("nc") and params.get("cnonce")):
+        return False
+    try:
+        want = expected_response(
+            algorithm,
+            ha1_by_algorithm[algorithm],
+            method,
+            params["uri"],
+            params["nonce"],
+            qop=qop,
+            nc=params.get("nc", ""),
+            cnonce=params.get("cnonce", ""),
+        )
+    except KeyError:
+        return False
+    return hmac.compare_digest(want, params.get("response", "").lower())
