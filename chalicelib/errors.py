@@ -47,6 +47,11 @@ CATALOGUE: dict[str, ErrorKind] = {
     "list_malformed": ErrorKind(400, 400, "Bad Request"),
     "list_forbidden_xml": ErrorKind(400, 400, "Bad Request"),
     "list_bad_encoding": ErrorKind(415, 415, "Unsupported Media Type"),
+    # SIP registrar and subscriptions.
+    "interval_too_brief": ErrorKind(400, 423, "Interval Too Brief"),
+    "binding_out_of_order": ErrorKind(409, 500, "Server Internal Error"),
+    "invalid_contact": ErrorKind(400, 400, "Bad Request"),
+    "too_many_bindings": ErrorKind(409, 403, "Forbidden"),
     "internal": ErrorKind(500, 500, "Server Internal Error"),
 }
 

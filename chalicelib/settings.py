@@ -82,6 +82,28 @@ class Settings:
     notify_min_interval: float = _setting(
         "NOTIFY_MIN_INTERVAL", 2.0, "Seconds between two NOTIFYs of one subscription."
     )
+    # SIP registrar and subscriptions (RFC 3261 §10, RFC 6665).
+    register_default_expires: int = _setting(
+        "REGISTER_DEFAULT_EXPIRES", 3600, "Binding lifetime when REGISTER names none."
+    )
+    register_min_expires: int = _setting(
+        "REGISTER_MIN_EXPIRES", 60, "Shortest binding; shorter gets 423 with Min-Expires."
+    )
+    register_max_expires: int = _setting(
+        "REGISTER_MAX_EXPIRES", 86400, "Longest binding; longer requests are clamped."
+    )
+    register_max_bindings: int = _setting(
+        "REGISTER_MAX_BINDINGS", 10, "Live contacts one account may register."
+    )
+    subscribe_default_expires: int = _setting(
+        "SUBSCRIBE_DEFAULT_EXPIRES", 3600, "Subscription lifetime when SUBSCRIBE names none."
+    )
+    subscribe_min_expires: int = _setting(
+        "SUBSCRIBE_MIN_EXPIRES", 60, "Shortest subscription; shorter gets 423."
+    )
+    subscribe_max_expires: int = _setting(
+        "SUBSCRIBE_MAX_EXPIRES", 86400, "Longest subscription; longer requests are clamped."
+    )
     # SIP digest.
     nonce_ttl_seconds: int = _setting("NONCE_TTL_SECONDS", 300, "Lifetime of a digest nonce.")
 

@@ -1,0 +1,152 @@
+"""The SIP registrar's state (RFC 3261 §10.3): bindings of each account in DynamoDB.
+
+The edge parses REGISTER and calls `register()` through the `sip_registrar` function; an account
+with a live binding counts as online. Bindings are keyed by `+sip.instance` when the client sends
+one (RFC 5626), else by the contact URI, so a phone that changes address replaces its binding.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+
+from chalicelib import settings, tables
+from chalicelib.errors import DomainError
+
+
+@dataclass(frozen=True)
+class ContactRequest:
+    """One Contact of a REGISTER, as the edge parsed it."""
+
+    uri: str
+    expires: int | None = None  # the contact's own expires parameter
+    instance: str | None = None  # +sip.instance, without quotes
+    params: str = ""  # other header parameters, kept for the 200's Contact list
+
+    @property
+    def key(self) -> str:
+        return self.instance or self.uri
+
+
+@dataclass(frozen=True)
+class Binding:
+    uri: str
+    expires_at: int
+    params: str = ""
+    instance: str | None = None
+    source: str | None = None  # transport address the REGISTER came from
+    edge_id: str | None = None
+
+    def expires_in(self, now: float) -> int:
+        return max(0, int(self.expires_at - now))
+
+
+def _granted(requested: int | None, header: int | None) -> int:
+    cfg = settings.get()
+    value = requested if requested is not None else header
+    if value is None:
+        value = cfg.register_default_expires
+    if value == 0:
+        return 0
+    if value < cfg.register_min_expires:
+        raise DomainError(
+            "interval_too_brief",
+            f"expires {value} is under the minimum {cfg.register_min_expires}",
+            headers={"Min-Expires": str(cfg.register_min_expires)},
+        )
+    return min(value, cfg.register_max_expires)
+
+
+def _stored(aor: str) -> dict[str, dict[str, Any]]:
+    items = tables.table(tables.REGISTRATIONS).query(
+        KeyConditionExpression=Key("aor").eq(aor), ConsistentRead=True
+    )["Items"]
+    return {item["contact_key"]: item for item in items}
+
+
+def _binding(item: dict[str, Any]) -> Binding:
+    return Binding(
+        uri=item["contact"],
+        expires_at=int(item["expires_at"]),
+        params=item.get("params", ""),
+        instance=item.get("instance"),
+        source=item.get("source"),
+        edge_id=item.get("edge_id"),
+    )
+
+
+def bindings(aor: str, now: float | None = None) -> list[Binding]:
+    """Live bindings (DynamoDB TTL deletes late, so expired ones are filtered here)."""
+    now = time.time() if now is None else now
+    live = [_binding(i) for i in _stored(aor).values() if int(i["expires_at"]) > now]
+    return sorted(live, key=lambda b: b.uri)
+
+
+def is_online(aor: str, now: float | None = None) -> bool:
+    return bool(bindings(aor, now))
+
+
+def register(
+    aor: str,
+    contacts: list[ContactRequest],
+    *,
+    call_id: str,
+    cseq: int,
+    expires_header: int | None = None,
+    wildcard: bool = False,
+    source: str | None = None,
+    edge_id: str | None = None,
+    now: float | None = None,
+) -> list[Binding]:
+    """Apply one REGISTER (RFC 3261 §10.3 steps 6-8) and return the live bindings."""
+    now = time.time() if now is None else now
+    table = tables.table(tables.REGISTRATIONS)
+    stored = _stored(aor)
+    if wildcard:
+        if contacts or expires_header != 0:
+            raise DomainError("invalid_contact", "Contact: * needs Expires: 0 and no other contact")
+        for item in stored.values():
+            if item.get("call_id") == call_id and int(item.get("cseq", 0)) >= cseq:
+                raise DomainError("binding_out_of_order", "REGISTER CSeq out of order")
+        with table.batch_writer() as batch:
+            for key in stored:
+                batch.delete_item(Key={"aor": aor, "contact_key": key})
+        return []
+    live_keys = {k for k, i in stored.items() if int(i["expires_at"]) > now}
+    for contact in contacts:
+        expires = _granted(contact.expires, expires_header)
+        previous = stored.get(contact.key)
+        if previous and previous.get("call_id") == call_id and int(previous["cseq"]) >= cseq:
+            raise DomainError("binding_out_of_order", "REGISTER CSeq out of order")
+        if expires == 0:
+            if previous:
+                table.delete_item(Key={"aor": aor, "contact_key": contact.key})
+            live_keys.discard(contact.key)
+            continue
+        if contact.key not in live_keys and len(live_keys) >= settings.get().register_max_bindings:
+            raise DomainError("too_many_bindings", "too many registered contacts")
+        item = {
+            "aor": aor,
+            "contact_key": contact.key,
+            "contact": contact.uri,
+            "params": contact.params,
+            "expires_at": int(now + expires),
+            "call_id": call_id,
+            "cseq": cseq,
+        }
+        for name, value in (("instance", contact.instance), ("source", source)):
+            if value:
+                item[name] = value
+        if edge_id:
+            item["edge_id"] = edge_id
+        table.put_item(Item=item)
+        live_keys.add(contact.key)
+    return bindings(aor, now)
+
+
+def to_json(items: list[Binding], now: float | None = None) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
+    return [{**asdict(b), "expires": b.expires_in(now)} for b in items]
