@@ -104,6 +104,48 @@ class Settings:
     subscribe_max_expires: int = _setting(
         "SUBSCRIBE_MAX_EXPIRES", 86400, "Longest subscription; longer requests are clamped."
     )
+    # SIP edge (sip_edge/).
+    sip_host: str = _setting("SIP_HOST", "127.0.0.1", "Address the edge listens on.")
+    sip_port: int = _setting("SIP_PORT", 5060, "UDP and TCP port of the edge.")
+    sip_tls_port: int = _setting("SIP_TLS_PORT", 5061, "TLS port, used when a certificate is set.")
+    sip_tls_cert: str = _setting("SIP_TLS_CERT", "", "PEM certificate chain; empty = no TLS.")
+    sip_tls_key: str = _setting("SIP_TLS_KEY", "", "PEM private key of the certificate.")
+    sip_advertised_host: str = _setting(
+        "SIP_ADVERTISED_HOST", "", "Host put in Via/Contact (the NLB name); empty = SIP_HOST."
+    )
+    sip_max_connections: int = _setting(
+        "SIP_MAX_CONNECTIONS", 10000, "Open TCP/TLS connections; more are refused."
+    )
+    sip_idle_timeout: float = _setting(
+        "SIP_IDLE_TIMEOUT", 900.0, "Seconds before an idle TCP/TLS connection is closed."
+    )
+    sip_partial_timeout: float = _setting(
+        "SIP_PARTIAL_TIMEOUT", 30.0, "Seconds a half-sent message may wait before closing."
+    )
+    sip_max_message_bytes: int = _setting(
+        "SIP_MAX_MESSAGE_BYTES", 65535, "Largest SIP message accepted (headers + body)."
+    )
+    sip_functions: str = _setting(
+        "SIP_FUNCTIONS", "inprocess", "How the edge calls the functions: inprocess or lambda."
+    )
+    sip_function_prefix: str = _setting(
+        "SIP_FUNCTION_PREFIX", "smart-contacts-dev-", "Lambda name prefix in lambda mode."
+    )
+    sip_trusted_proxies: tuple[str, ...] = _setting(
+        "SIP_TRUSTED_PROXIES", (), "Upstream proxy IPs whose requests skip digest (comma-sep)."
+    )
+    sip_profile: str = _setting(
+        "SIP_PROFILE", "auto", "NOTIFY profile: auto (from User-Agent), linphone or rfc."
+    )
+    sip_linphone_agents: tuple[str, ...] = _setting(
+        "SIP_LINPHONE_AGENTS",
+        ("linphone", "belle-sip", "unknown"),
+        "User-Agent substrings (lower-case) served the linphone profile in auto mode.",
+    )
+    edge_id: str = _setting("EDGE_ID", "", "This edge's id (its queue); empty = host:port.")
+    edge_queue_url: str = _setting(
+        "EDGE_QUEUE_URL", "", "SQS queue of this edge; empty = created at start."
+    )
     # SIP digest.
     nonce_ttl_seconds: int = _setting("NONCE_TTL_SECONDS", 300, "Lifetime of a digest nonce.")
 
@@ -120,7 +162,7 @@ class Settings:
         return frozenset({self.sip_domain.lower(), *(d.lower() for d in self.extra_domains)})
 
 
-def _convert(raw: str, default: Any) -> Any:
+def _convert(name: str, raw: str, default: Any) -> Any:
     if isinstance(default, bool):
         return raw.strip().lower() in {"1", "true", "yes", "on"}
     if isinstance(default, int):
@@ -128,11 +170,9 @@ def _convert(raw: str, default: Any) -> Any:
     if isinstance(default, float):
         return float(raw)
     if isinstance(default, tuple):
-        return tuple(
-            p.strip().upper() if p.strip().isalpha() and len(p.strip()) == 2 else p.strip()
-            for p in raw.split(",")
-            if p.strip()
-        )
+        items = tuple(p.strip() for p in raw.split(",") if p.strip())
+        # Region codes are compared upper-case everywhere (phonenumbers' convention).
+        return tuple(p.upper() for p in items) if name.endswith("regions") else items
     return raw
 
 
@@ -151,7 +191,7 @@ def load(environ: dict[str, str] | None = None) -> Settings:
     for f in fields(Settings):
         name = f.metadata["env"]
         if name in env:
-            values[f.name] = _convert(env[name], f.default)
+            values[f.name] = _convert(f.name, env[name], f.default)
     if values.get("secrets_arn"):
         for key, secret in _secret_values(values["secrets_arn"]).items():
             if key in {"phone_hash_key", "code_hash_key", "nonce_key"}:
