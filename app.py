@@ -5,8 +5,12 @@ Each handler is a few lines that call `chalicelib`; all the logic lives there.
 
 from __future__ import annotations
 
+from typing import Any
+
 from chalice import Chalice
 
+from chalicelib import registrar
+from chalicelib import sip_auth as sip_auth_module
 from chalicelib.http_api import rest
 from chalicelib.observability import logger
 
@@ -32,6 +36,16 @@ def health() -> dict[str, str]:
 
 
 # --- Functions called by the SIP edge -------------------------------------------------------
+
+
+@app.lambda_function(name="sip_auth")
+def sip_auth(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return sip_auth_module.verify(event["method"], event["realm"], event["params"])
+
+
+@app.lambda_function(name="sip_registrar")
+def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return registrar.handle(event)
 
 
 # --- Event handlers -------------------------------------------------------------------------

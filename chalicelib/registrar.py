@@ -150,3 +150,25 @@ def register(
 def to_json(items: list[Binding], now: float | None = None) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
     return [{**asdict(b), "expires": b.expires_in(now)} for b in items]
+
+
+def handle(payload: dict[str, Any]) -> dict[str, Any]:
+    """The `sip_registrar` function: {"op": "register"|"bindings", ...} -> {"bindings": [...]}."""
+    aor = str(payload["aor"])
+    if payload.get("op") == "bindings":
+        return {"bindings": to_json(bindings(aor))}
+    contacts = [ContactRequest(**c) for c in payload.get("contacts", [])]
+    try:
+        result = register(
+            aor,
+            contacts,
+            call_id=str(payload["call_id"]),
+            cseq=int(payload["cseq"]),
+            expires_header=payload.get("expires_header"),
+            wildcard=bool(payload.get("wildcard")),
+            source=payload.get("source"),
+            edge_id=payload.get("edge_id"),
+        )
+    except DomainError as exc:
+        return {"error": {"code": exc.code, "message": exc.message, "headers": exc.headers}}
+    return {"bindings": to_json(result)}
