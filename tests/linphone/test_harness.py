@@ -102,6 +102,20 @@ def assert_presences_applied(client: LinphoneClient) -> None:
         assert client.presence(non_user) == ("none", None)
 
 
+def notify_fixture(name: str) -> bytes:
+    return (INTEROP / "sip" / f"{name}.raw").read_bytes()
+
+
+def active_subscription(client: LinphoneClient, peer: ScriptedPeer) -> tuple[SipMessage, str]:
+    """Register, subscribe FRIENDS and accept: the SUBSCRIBE and the dialog's To tag."""
+    register(client, peer)
+    sub = subscribe(client, peer)
+    tag = secrets.token_hex(4)
+    accept(peer, sub, tag)
+    client.wait_subscription("Active")
+    return sub, tag
+
+
 def test_list_subscribe_matches_readme_and_notify_is_applied(linphone_client_factory, peer):
     client = linphone_client_factory()
     client.set_user_agent("LpclientHarness", "1.0")
@@ -132,8 +146,74 @@ def test_list_subscribe_matches_readme_and_notify_is_applied(linphone_client_fac
     accept(peer, sub, tag)
     client.wait_subscription("Active")
     mark = client.mark()
-    peer.notify(sub, tag, (INTEROP / "sip" / "notify-accepted-plain.raw").read_bytes())
+    peer.notify(sub, tag, notify_fixture("notify-accepted-plain"))
     received = client.wait_presence_received(after=mark)
     assert peer.expect("NOTIFY", status=200)
     assert {f["name"] for f in received["friends"]} == {"Bob", "Carol"}
     assert_presences_applied(client)
+
+
+def test_deflated_notify_is_applied(linphone_client_factory, peer):
+    client = linphone_client_factory()
+    sub, tag = active_subscription(client, peer)
+    template = notify_fixture("notify-accepted-deflate")
+    assert b"Content-Encoding: deflate" in template
+    peer.notify(sub, tag, template)
+    client.wait_presence_received()
+    assert peer.expect("NOTIFY", status=200)
+    assert_presences_applied(client)
+
+
+def test_lowercase_event_header_is_answered_but_ignored(linphone_client_factory, peer):
+    client = linphone_client_factory()
+    sub, tag = active_subscription(client, peer)
+    mark = client.mark()
+    peer.notify(sub, tag, notify_fixture("notify-accepted-plain"), event="presence")
+    assert peer.expect("NOTIFY", status=200)
+    client.iterate(300)
+    assert not [e for e in client.events[mark:] if e["event"] == "presence_received"]
+    assert client.presence("+33612345678") == ("none", None)
+
+
+def test_unsubscribe_is_in_dialog_without_body(linphone_client_factory, peer):
+    client = linphone_client_factory()
+    sub, tag = active_subscription(client, peer)
+    client.unsubscribe()
+    unsub = peer.expect("SUBSCRIBE")
+    assert unsub.header("Expires") == "0"
+    assert unsub.header("Call-ID") == sub.header("Call-ID")
+    assert unsub.request_uri == f"sip:rls@{peer.host}:{peer.port};transport=udp"
+    assert f"tag={tag}" in (unsub.header("To") or "")
+    assert unsub.body == b""
+    assert unsub.header("Content-Encoding") == "deflate"
+    assert unsub.header("Require") == "recipient-list-subscribe"
+    peer.reply(unsub)
+    client.wait_subscription("Terminated")
+
+
+def test_adding_a_contact_restarts_the_list_with_learned_contacts(linphone_client_factory, peer):
+    """Surprise: a NOTIFY's <contact> joins the list the SDK subscribes to next time."""
+    client = linphone_client_factory()
+    sub, tag = active_subscription(client, peer)
+    peer.notify(sub, tag, notify_fixture("notify-accepted-plain"))
+    client.wait_presence_received()
+    assert peer.expect("NOTIFY", status=200)
+
+    client.add_friend("Eve", "+33611111111")
+    unsub = peer.expect("SUBSCRIBE")
+    assert (unsub.header("Call-ID"), unsub.header("Expires")) == (sub.header("Call-ID"), "0")
+    peer.reply(unsub)
+    fresh = peer.expect("SUBSCRIBE")
+    assert fresh.header("Call-ID") != sub.header("Call-ID")
+    assert fresh.request_uri == RLS and "tag=" not in (fresh.header("To") or "")
+    assert entries(zlib.decompress(fresh.body)) == sorted(
+        [*ENTRIES, "sip:+33611111111@example.org;user=phone", "sip:bob@example.org"]
+    )
+
+
+def test_subscribe_without_register_when_configured(linphone_client_factory, peer):
+    client = linphone_client_factory({"sip.subscribe_presence_only_when_registered": 0})
+    client.account(IDENTITY, None, peer.uri, register=False, prefix="33")
+    sub = subscribe(client, peer)
+    assert entries(zlib.decompress(sub.body)) == ENTRIES
+    assert not [m for m in peer.received if m.method == "REGISTER"]
