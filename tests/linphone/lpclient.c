@@ -12,6 +12,19 @@
  * answered by {"event":"ok"|"error","seq":N,"cmd":...}, N counting non-empty lines from 1;
  * events it causes synchronously are printed before that answer. See COMMANDS below.
  *
+ * Events:
+ *   ready {version, udp_port, tcp_port, pid}          once the core runs
+ *   ok|error {seq, cmd[, message]}                    the answer to each command
+ *   registration {state: Progress|Ok|Cleared|Failed, message, identity}
+ *   subscription {state: Active|Terminated|Error|...} the list SUBSCRIBE's dialog
+ *   presence_received {friends: [{name, entries: [{key, basic, contact, activity}]}]}
+ *   presence {friend, entry: {key, basic, contact, activity}}   answer to `presence`
+ *   friends {friends: [...]}                          answer to `friends`
+ *   usage {cmd, args}                                 answer to `help`
+ *   log {level: warning|error|fatal, domain, message} SDK warnings (full log in sdk.log)
+ *   stopped                                           after quit
+ *   basic is open, closed, or none when the SDK holds no presence model for the key.
+ *
  * The core is iterated continuously between commands, so SIP traffic is served at any time.
  * The SDK's own console output is diverted to stderr: stdout carries only the protocol.
  */

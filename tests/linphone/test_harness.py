@@ -217,3 +217,12 @@ def test_subscribe_without_register_when_configured(linphone_client_factory, pee
     sub = subscribe(client, peer)
     assert entries(zlib.decompress(sub.body)) == ENTRIES
     assert not [m for m in peer.received if m.method == "REGISTER"]
+
+
+def test_plain_body_when_deflate_is_turned_off(linphone_client_factory, peer):
+    client = linphone_client_factory({"sip.handle_content_encoding": "none"})
+    register(client, peer)
+    sub = subscribe(client, peer)
+    assert sub.header("Content-Encoding") is None
+    assert sub.header("Accept-Encoding") is None
+    assert entries(sub.body) == ENTRIES
