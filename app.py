@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalice import Chalice
+from chalice import Chalice, Response
 
-from chalicelib import registrar
+from chalicelib import account_api, registrar
 from chalicelib import sip_auth as sip_auth_module
 from chalicelib.http_api import rest
 from chalicelib.observability import logger
@@ -29,7 +29,63 @@ def health() -> dict[str, str]:
 # --- Accounts and sign-up (issue: phone-number accounts) ----------------------------------
 
 
+@app.route("/v1/signup/phone", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
+@rest
+def signup_phone() -> Response:
+    return account_api.signup_request(app.current_request)
+
+
+@app.route("/v1/signup/phone/confirm", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
+@rest
+def signup_phone_confirm() -> Response:
+    return account_api.signup_confirm(app.current_request)
+
+
+@app.route("/v1/accounts/me", methods=["GET"])
+@rest
+def accounts_me() -> Response:
+    return account_api.me_get(app.current_request)
+
+
+@app.route("/v1/accounts/me", methods=["PATCH"], content_types=account_api.ANY_CONTENT_TYPE)
+@rest
+def accounts_me_patch() -> Response:
+    return account_api.me_patch(app.current_request)
+
+
+@app.route("/v1/accounts/me", methods=["DELETE"], content_types=account_api.ANY_CONTENT_TYPE)
+@rest
+def accounts_me_delete() -> Response:
+    return account_api.me_delete(app.current_request)
+
+
+@app.route("/v1/accounts/me/phone", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
+@rest
+def accounts_me_phone() -> Response:
+    return account_api.phone_link_request(app.current_request)
+
+
+@app.route(
+    "/v1/accounts/me/phone/confirm", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE
+)
+@rest
+def accounts_me_phone_confirm() -> Response:
+    return account_api.phone_link_confirm(app.current_request)
+
+
+@app.route("/v1/accounts/me/phone", methods=["DELETE"], content_types=account_api.ANY_CONTENT_TYPE)
+@rest
+def accounts_me_phone_delete() -> Response:
+    return account_api.phone_unlink(app.current_request)
+
+
 # --- Contact discovery ---------------------------------------------------------------------
+
+
+@app.route("/v1/contacts/discover", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
+@rest
+def contacts_discover() -> Response:
+    return account_api.contacts_discover(app.current_request)
 
 
 # --- XML-RPC account assistant (Linphone) --------------------------------------------------

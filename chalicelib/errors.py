@@ -41,6 +41,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "account_disabled": ErrorKind(403, 403, "Forbidden"),
     "not_found": ErrorKind(404, 404, "Not Found"),
     "no_phone": ErrorKind(404, 404, "Not Found"),
+    "phone_already_linked": ErrorKind(409, 409, "Conflict"),
+    "too_many_phones": ErrorKind(413, 413, "Request Entity Too Large"),
     # Resource lists (RFC 4826 bodies in SUBSCRIBE), distinct so the edge can map each one.
     "list_too_large": ErrorKind(413, 413, "Request Entity Too Large"),
     "list_too_many_entries": ErrorKind(413, 413, "Request Entity Too Large"),
@@ -59,13 +61,16 @@ CATALOGUE: dict[str, ErrorKind] = {
 class DomainError(Exception):
     """A failure the caller must be told about, named by a code of `CATALOGUE`."""
 
-    def __init__(self, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, headers: dict[str, str | list[str]] | None = None
+    ) -> None:
         if code not in CATALOGUE:
             raise ValueError(f"unknown error code {code!r}")
         super().__init__(message)
         self.code = code
         self.message = message
-        self.headers = headers or {}
+        # A list value is sent as repeated header lines (several WWW-Authenticate challenges).
+        self.headers: dict[str, str | list[str]] = headers or {}
 
     @property
     def kind(self) -> ErrorKind:

@@ -63,6 +63,9 @@ class Settings:
         "CODE_REQUESTS_PER_IP_HOURLY", 10, "Code requests per source IP per hour."
     )
     sms_global_daily: int = _setting("SMS_GLOBAL_DAILY", 10000, "SMS sent per day, all numbers.")
+    password_min_length: int = _setting(
+        "PASSWORD_MIN_LENGTH", 8, "Shortest password accepted at sign-up and change."
+    )
     # REST limits.
     max_body_bytes: int = _setting("MAX_BODY_BYTES", 256 * 1024, "Largest REST request body.")
     discover_max_phones: int = _setting(

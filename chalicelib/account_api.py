@@ -1,0 +1,172 @@
+"""The REST side of accounts, sign-up and discovery: request bodies into domain calls, domain
+results into responses. The routes in app.py are one line each calling these.
+
+Every function takes the Chalice request; `DomainError`s propagate to `http_api.rest`.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+from chalice.app import Request
+
+from chalicelib import accounts, discovery, http_api, http_auth, linking, signup
+from chalicelib.errors import DomainError
+from chalicelib.observability import logger, metrics
+
+#: Routes accept any Content-Type so that a wrong one gets our 415 envelope, not Chalice's.
+ANY_CONTENT_TYPE = ["*/*"]
+
+
+def _scoped(view: Callable[[Request], Response]) -> Callable[[Request], Response]:
+    """Correlation id for the request's logs, and its EMF metrics flushed when it ends."""
+
+    @functools.wraps(view)
+    def wrapper(request: Request) -> Response:
+        context = request.context or {}
+        request_id = context.get("requestId") or str(uuid.uuid4())
+        logger.set_correlation_id(request_id)
+        try:
+            return view(request)
+        finally:
+            if metrics.metric_set:
+                metrics.flush_metrics()
+            logger.set_correlation_id(None)
+
+    return wrapper
+
+
+def source_ip(request: Request) -> str:
+    """The client address API Gateway (or chalice local and the test client) saw."""
+    identity = (request.context or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
+
+
+def _body(request: Request, *, required: set[str], optional: set[str] = frozenset()) -> dict:
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise DomainError("unsupported_media_type", "send the body as application/json")
+    try:
+        return http_api.json_body(request.raw_body, required=required, optional=optional)
+    except RecursionError:
+        raise DomainError("invalid_json", "body is nested too deeply") from None
+
+
+def _json(body: dict[str, Any] | list[Any], status: int = 200) -> Response:
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def _no_content() -> Response:
+    return Response(body="", status_code=204)
+
+
+def _request_path(request: Request) -> str:
+    context = request.context or {}
+    return str(context.get("path") or request.path)
+
+
+def _caller(request: Request) -> accounts.Account:
+    return http_auth.authenticate(request.headers, request.method, _request_path(request))
+
+
+# --- Sign-up ------------------------------------------------------------------------------
+
+
+@_scoped
+def signup_request(request: Request) -> Response:
+    data = _body(request, required={"phone"}, optional={"username", "default_region"})
+    expires_in = signup.request_code(
+        data["phone"],
+        username=data.get("username"),
+        default_region=data.get("default_region"),
+        source_ip=source_ip(request),
+    )
+    return _json({"expires_in": expires_in}, 202)
+
+
+@_scoped
+def signup_confirm(request: Request) -> Response:
+    data = _body(request, required={"phone", "code", "password"}, optional={"default_region"})
+    result = signup.confirm(
+        data["phone"],
+        data["code"],
+        password=data["password"],
+        default_region=data.get("default_region"),
+    )
+    return _json(result.to_json(), result.http_status)
+
+
+# --- The signed-in account ----------------------------------------------------------------
+
+
+@_scoped
+def me_get(request: Request) -> Response:
+    return _json(_caller(request).public())
+
+
+@_scoped
+def me_patch(request: Request) -> Response:
+    caller = _caller(request)
+    data = _body(request, required=set(), optional={"discoverable", "password"})
+    if not data:
+        raise DomainError("missing_field", "nothing to change: give discoverable and/or password")
+    discoverable = data.get("discoverable")
+    if "discoverable" in data and not isinstance(discoverable, bool):
+        raise DomainError("invalid_field", "discoverable: expected true or false")
+    credentials = (
+        accounts.credentials_from_password(caller.username, data["password"])
+        if "password" in data
+        else None
+    )
+    updated = accounts.update(caller.aor, discoverable=discoverable, credentials=credentials)
+    logger.info("account updated", extra={"aor": caller.aor, "fields": sorted(data)})
+    return _json(updated.public())
+
+
+@_scoped
+def me_delete(request: Request) -> Response:
+    caller = _caller(request)
+    accounts.delete(caller.aor)
+    logger.info("account deleted", extra={"aor": caller.aor})
+    return _no_content()
+
+
+@_scoped
+def phone_link_request(request: Request) -> Response:
+    caller = _caller(request)
+    data = _body(request, required={"phone"}, optional={"default_region"})
+    expires_in = linking.request(
+        caller,
+        data["phone"],
+        default_region=data.get("default_region"),
+        source_ip=source_ip(request),
+    )
+    return _json({"expires_in": expires_in}, 202)
+
+
+@_scoped
+def phone_link_confirm(request: Request) -> Response:
+    caller = _caller(request)
+    data = _body(request, required={"code"})
+    return _json(linking.confirm(caller, data["code"]).public())
+
+
+@_scoped
+def phone_unlink(request: Request) -> Response:
+    linking.unlink(_caller(request))
+    return _no_content()
+
+
+# --- Discovery ----------------------------------------------------------------------------
+
+
+@_scoped
+def contacts_discover(request: Request) -> Response:
+    caller = _caller(request)
+    data = _body(request, required={"phones"}, optional={"default_region"})
+    matches = discovery.discover(caller, data["phones"], default_region=data.get("default_region"))
+    return _json({"matches": matches})

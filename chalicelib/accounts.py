@@ -1,0 +1,531 @@
+"""Accounts: SIP accounts with their HA1s, linked phone number, discoverability and status.
+
+Uniqueness of usernames and phone numbers is enforced by DynamoDB transactions whose conditions
+claim the username (`Accounts.aor`) and the number (`PhoneIndex.phone_hash`); reads only prepare
+the expected state of a transaction, whose conditions make it safe (optimistic retries).
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import clock, digest, dynamo, phone, settings, tables
+from chalicelib.aws import client
+from chalicelib.errors import DomainError
+
+#: Usernames chosen at sign-up: 3-64 of a-z 0-9 . _ -, not all digits (those look like numbers).
+USERNAME_RE = re.compile(r"[a-z0-9._-]{3,64}")
+#: Usernames an operator may import for existing SIP users (also E.164 ones like +33612345678).
+LEGACY_USERNAME_RE = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
+PASSWORD_MAX_LENGTH = 256
+HA1_LENGTHS = {"MD5": 32, "SHA-256": 64}
+_HEX = re.compile(r"[0-9a-f]+")
+_MAX_OPTIMISTIC_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What an account stores to check passwords and SIP digests: HA1s, never the password.
+
+    An account created from one HA1 (the Linphone assistant sends an MD5 one) has only that one;
+    the other is filled in the first time the password is seen (HTTP Basic)."""
+
+    ha1_md5: str | None = None
+    ha1_sha256: str | None = None
+
+    def fingerprint(self) -> str:
+        """A keyed digest of these credentials, to tell a retried request from a different one."""
+        key = settings.get().code_hash_key.encode()
+        data = f"{self.ha1_md5 or ''}:{self.ha1_sha256 or ''}".encode()
+        return hmac.new(key, data, "sha256").hexdigest()
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    domain: str
+    ha1_md5: str | None = None
+    ha1_sha256: str | None = None
+    phone: str | None = None  # E.164
+    discoverable: bool = True
+    disabled: bool = False
+    created_at: int = 0  # epoch seconds, like every time stored in DynamoDB here
+    updated_at: int = 0
+
+    @property
+    def aor(self) -> str:
+        return f"{self.username}@{self.domain}"
+
+    @property
+    def sip_uri(self) -> str:
+        return "sip:" + self.aor
+
+    def ha1s(self) -> dict[str, str]:
+        """{"MD5": hex, "SHA-256": hex} for the HA1s this account has (what SIP digest needs)."""
+        pairs = {"MD5": self.ha1_md5, "SHA-256": self.ha1_sha256}
+        return {alg: value for alg, value in pairs.items() if value}
+
+    def public(self) -> dict[str, Any]:
+        """The account as `GET /v1/accounts/me` shows it (no HA1)."""
+        return {
+            "username": self.username,
+            "sip_uri": self.sip_uri,
+            "phone": self.phone,
+            "discoverable": self.discoverable,
+            "created_at": clock.iso(self.created_at),
+            "updated_at": clock.iso(self.updated_at),
+        }
+
+    def _item(self) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "aor": self.aor,
+            "username": self.username,
+            "domain": self.domain,
+            "discoverable": self.discoverable,
+            "disabled": self.disabled,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        for name in ("ha1_md5", "ha1_sha256", "phone"):
+            if getattr(self, name):
+                item[name] = getattr(self, name)
+        return item
+
+    @classmethod
+    def _from_item(cls, item: dict[str, Any]) -> Account:
+        return cls(
+            username=item["username"],
+            domain=item["domain"],
+            ha1_md5=item.get("ha1_md5") or None,
+            ha1_sha256=item.get("ha1_sha256") or None,
+            phone=item.get("phone") or None,
+            discoverable=bool(item.get("discoverable", True)),
+            disabled=bool(item.get("disabled", False)),
+            created_at=int(item.get("created_at", 0)),
+            updated_at=int(item.get("updated_at", 0)),
+        )
+
+
+# --- Validation ---------------------------------------------------------------------------
+
+
+def domain() -> str:
+    return settings.get().sip_domain.lower()
+
+
+def aor_of(username: str, domain_name: str | None = None) -> str:
+    return f"{username}@{domain_name or domain()}"
+
+
+def validate_username(raw: object, *, legacy: bool = False) -> str:
+    """A username as chosen at sign-up (or, with `legacy`, imported by an operator)."""
+    if not isinstance(raw, str):
+        raise DomainError("invalid_username", "username: expected a string")
+    if legacy:
+        if not LEGACY_USERNAME_RE.fullmatch(raw):
+            raise DomainError(
+                "invalid_username", "username: 1 to 64 characters among A-Z a-z 0-9 . _ ~ + -"
+            )
+        return raw
+    if not USERNAME_RE.fullmatch(raw):
+        raise DomainError(
+            "invalid_username", "username: 3 to 64 characters among a-z 0-9 . _ - (lower case)"
+        )
+    if raw.isdigit():
+        raise DomainError("invalid_username", "username: cannot be all digits")
+    return raw
+
+
+def validate_password(raw: object, *, field: str = "password") -> str:
+    minimum = settings.get().password_min_length
+    if not isinstance(raw, str):
+        raise DomainError("invalid_field", f"{field}: expected a string")
+    if len(raw) < minimum or len(raw) > PASSWORD_MAX_LENGTH:
+        raise DomainError(
+            "invalid_field", f"{field}: {minimum} to {PASSWORD_MAX_LENGTH} characters"
+        )
+    # Control characters cannot be typed reliably and break HTTP Basic headers.
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise DomainError("invalid_field", f"{field}: control characters are not allowed")
+    return raw
+
+
+def credentials_from_password(
+    username: str, password: object, domain_name: str | None = None
+) -> Credentials:
+    pairs = digest.ha1_pair(username, domain_name or domain(), validate_password(password))
+    return Credentials(ha1_md5=pairs["ha1_md5"], ha1_sha256=pairs["ha1_sha256"])
+
+
+def credentials_from_ha1(ha1: object, algorithm: object = "MD5") -> Credentials:
+    """Credentials from a client-computed HA1 = H(username:domain:password) in `algorithm`."""
+    if not isinstance(algorithm, str) or algorithm.upper() not in HA1_LENGTHS:
+        raise DomainError("invalid_field", "algorithm: expected MD5 or SHA-256")
+    algorithm = algorithm.upper()
+    if (
+        not isinstance(ha1, str)
+        or len(ha1) != HA1_LENGTHS[algorithm]
+        or not _HEX.fullmatch(ha1.lower())
+    ):
+        raise DomainError(
+            "invalid_field", f"ha1: expected {HA1_LENGTHS[algorithm]} hex digits ({algorithm})"
+        )
+    if algorithm == "MD5":
+        return Credentials(ha1_md5=ha1.lower())
+    return Credentials(ha1_sha256=ha1.lower())
+
+
+# --- Reads --------------------------------------------------------------------------------
+
+
+def get(aor: str) -> Account | None:
+    """The account of `username@domain` (consistent read), or None. The SIP edge's HA1 source."""
+    item = client("dynamodb").get_item(
+        TableName=tables.ACCOUNTS.name(), Key={"aor": {"S": aor}}, ConsistentRead=True
+    )
+    raw = item.get("Item")
+    return Account._from_item(dynamo.from_item(raw)) if raw else None
+
+
+def get_by_username(username: str) -> Account | None:
+    return get(aor_of(username))
+
+
+def require(aor: str) -> Account:
+    account = get(aor)
+    if account is None:
+        raise DomainError("not_found", "no such account")
+    return account
+
+
+def _index_owner(phone_hash: str) -> str | None:
+    item = client("dynamodb").get_item(
+        TableName=tables.PHONE_INDEX.name(),
+        Key={"phone_hash": {"S": phone_hash}},
+        ConsistentRead=True,
+    )
+    raw = item.get("Item")
+    return raw["aor"]["S"] if raw else None
+
+
+def find_by_phone(e164: str) -> Account | None:
+    """The account a number is linked to (discoverable or not, enabled or not), or None."""
+    owner = _index_owner(phone.phone_hash(e164))
+    return get(owner) if owner else None
+
+
+# --- Transactions -------------------------------------------------------------------------
+
+
+class _Cancelled(Exception):
+    """A transaction whose condition `failed_index` failed (or which conflicted: None)."""
+
+    def __init__(self, failed_index: int | None) -> None:
+        super().__init__(failed_index)
+        self.failed_index = failed_index
+
+
+def _transact(items: list[dict[str, Any]]) -> None:
+    try:
+        client("dynamodb").transact_write_items(TransactItems=items)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            raise
+        reasons = exc.response.get("CancellationReasons") or []
+        for i, reason in enumerate(reasons):
+            if reason.get("Code") == "ConditionalCheckFailed":
+                raise _Cancelled(i) from None
+        # TransactionConflict: another transaction held one of the items; the caller retries.
+        raise _Cancelled(None) from None
+
+
+def _values(data: dict[str, Any]) -> dict[str, Any]:
+    return dynamo.to_item(data)
+
+
+def _index_put(account: Account, e164: str, *, condition: str, values: dict[str, Any]) -> dict:
+    item = {
+        "phone_hash": phone.phone_hash(e164),
+        "aor": account.aor,
+        # A disabled account is never discoverable, whatever its owner chose.
+        "discoverable": account.discoverable and not account.disabled,
+        "updated_at": account.updated_at,
+    }
+    put: dict[str, Any] = {
+        "TableName": tables.PHONE_INDEX.name(),
+        "Item": _values(item),
+        "ConditionExpression": condition,
+    }
+    if values:
+        put["ExpressionAttributeValues"] = _values(values)
+    return {"Put": put}
+
+
+def _index_delete_if_owned(e164: str, aor: str) -> dict[str, Any]:
+    return {
+        "Delete": {
+            "TableName": tables.PHONE_INDEX.name(),
+            "Key": {"phone_hash": {"S": phone.phone_hash(e164)}},
+            "ConditionExpression": "aor = :aor",
+            "ExpressionAttributeValues": _values({":aor": aor}),
+        }
+    }
+
+
+def _account_put(account: Account, expected: Account | None) -> dict[str, Any]:
+    """Replace the account item, provided it is still as read (`updated_at` is its version)."""
+    put: dict[str, Any] = {"TableName": tables.ACCOUNTS.name(), "Item": _values(account._item())}
+    if expected is None:
+        put["ConditionExpression"] = "attribute_not_exists(aor)"
+    else:
+        put["ConditionExpression"] = "attribute_exists(aor) AND updated_at = :v"
+        put["ExpressionAttributeValues"] = _values({":v": expected.updated_at})
+    return {"Put": put}
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0, 0.01 * 2**attempt))
+
+
+def _next_version(account: Account) -> int:
+    # `updated_at` doubles as the optimistic version: it must change on every write.
+    return max(clock.now_int(), account.updated_at + 1)
+
+
+def _mutate(
+    aor: str, change: Callable[[Account, Account], tuple[Account, list[dict[str, Any]]]]
+) -> Account:
+    """Read the account, let `change(current, draft)` build its new state (from `draft`, the
+    current one with a new version) and extra transaction items, then write both conditioned
+    on nothing having moved meanwhile; retry a few times if something did."""
+    for attempt in range(_MAX_OPTIMISTIC_TRIES):
+        current = require(aor)
+        updated, extra = change(current, replace(current, updated_at=_next_version(current)))
+        if updated == current:
+            return current
+        try:
+            _transact([_account_put(updated, current), *extra])
+            return updated
+        except _Cancelled:
+            _backoff(attempt)
+    raise DomainError("conflict", "the account changed during the operation; try again")
+
+
+# --- Writes -------------------------------------------------------------------------------
+
+
+def create(
+    username: str,
+    credentials: Credentials,
+    *,
+    phone_e164: str | None = None,
+    discoverable: bool = True,
+    legacy: bool = False,
+) -> Account:
+    """Create an account, claiming its username and (optionally) its number atomically.
+
+    Raises `username_taken` or `phone_taken` (409) when another account holds either."""
+    username = validate_username(username, legacy=legacy or username == phone_e164)
+    if not credentials.ha1_md5 and not credentials.ha1_sha256:
+        raise DomainError("invalid_field", "an account needs a password or an HA1")
+    now = clock.now_int()
+    account = Account(
+        username=username,
+        domain=domain(),
+        ha1_md5=credentials.ha1_md5,
+        ha1_sha256=credentials.ha1_sha256,
+        phone=phone_e164,
+        discoverable=discoverable,
+        created_at=now,
+        updated_at=now,
+    )
+    items = [_account_put(account, None)]
+    if phone_e164:
+        items.append(
+            _index_put(account, phone_e164, condition="attribute_not_exists(phone_hash)", values={})
+        )
+    for attempt in range(_MAX_OPTIMISTIC_TRIES):
+        try:
+            _transact(items)
+            return account
+        except _Cancelled as exc:
+            if exc.failed_index == 0:
+                raise DomainError("username_taken", f"username: {username} is taken") from None
+            if exc.failed_index == 1:
+                raise DomainError("phone_taken", "phone: already linked to an account") from None
+            _backoff(attempt)
+    raise DomainError("conflict", "too much contention creating the account; try again")
+
+
+def _index_items(before: Account, after: Account) -> list[dict[str, Any]]:
+    """Keep the PhoneIndex entry of `after` in step with the account (same transaction)."""
+    if before.phone and before.phone != after.phone:
+        raise AssertionError("phone changes go through link_phone/unlink_phone")
+    if not after.phone:
+        return []
+    return [
+        _index_put(
+            after,
+            after.phone,
+            condition="attribute_not_exists(phone_hash) OR aor = :aor",
+            values={":aor": after.aor},
+        )
+    ]
+
+
+def update(
+    aor: str, *, discoverable: bool | None = None, credentials: Credentials | None = None
+) -> Account:
+    """Change discoverability and/or credentials (the index follows in the same transaction)."""
+
+    def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
+        after = draft
+        if credentials is not None:
+            after = replace(after, ha1_md5=credentials.ha1_md5, ha1_sha256=credentials.ha1_sha256)
+        if discoverable is not None:
+            after = replace(after, discoverable=discoverable)
+        if (after.ha1_md5, after.ha1_sha256, after.discoverable) == (
+            current.ha1_md5,
+            current.ha1_sha256,
+            current.discoverable,
+        ):
+            return current, []
+        extra = _index_items(current, after) if after.discoverable != current.discoverable else []
+        return after, extra
+
+    return _mutate(aor, change)
+
+
+def set_disabled(aor: str, disabled: bool) -> Account:
+    """Disable (or enable) an account: no sign-in, no SIP, hidden from discovery."""
+
+    def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
+        if current.disabled == disabled:
+            return current, []
+        after = replace(draft, disabled=disabled)
+        return after, _index_items(current, after)
+
+    return _mutate(aor, change)
+
+
+def link_phone(aor: str, e164: str) -> tuple[Account, str | None]:
+    """Link `e164` to the account, moving it from the account that had it, if any.
+
+    The caller has proven ownership of the number. Returns the account and the address of
+    record the number was taken from (None if it was free or already ours)."""
+    moved_from: list[str | None] = [None]
+
+    def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
+        moved_from[0] = None
+        if current.phone == e164:
+            return current, []
+        after = replace(draft, phone=e164)
+        extra: list[dict[str, Any]] = []
+        owner_aor = _index_owner(phone.phone_hash(e164))
+        if owner_aor is None:
+            extra.append(
+                _index_put(after, e164, condition="attribute_not_exists(phone_hash)", values={})
+            )
+        else:
+            extra.append(
+                _index_put(after, e164, condition="aor = :owner", values={":owner": owner_aor})
+            )
+            owner = get(owner_aor) if owner_aor != aor else None
+            if owner is not None and owner.phone == e164:
+                freed = replace(owner, phone=None, updated_at=_next_version(owner))
+                extra.append(_account_put(freed, owner))
+        if current.phone and _index_owner(phone.phone_hash(current.phone)) == aor:
+            extra.append(_index_delete_if_owned(current.phone, aor))
+        moved_from[0] = owner_aor if owner_aor != aor else None
+        return after, extra
+
+    account = _mutate(aor, change)
+    return account, moved_from[0]
+
+
+def unlink_phone(aor: str) -> Account:
+    """Remove the account's number (404 `no_phone` when it has none); frees the number."""
+
+    def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
+        if not current.phone:
+            raise DomainError("no_phone", "no phone number is linked to this account")
+        extra = []
+        if _index_owner(phone.phone_hash(current.phone)) == aor:
+            extra.append(_index_delete_if_owned(current.phone, aor))
+        return replace(draft, phone=None), extra
+
+    return _mutate(aor, change)
+
+
+def delete(aor: str) -> None:
+    """Delete the account, freeing its username and its number."""
+    for attempt in range(_MAX_OPTIMISTIC_TRIES):
+        current = require(aor)
+        items: list[dict[str, Any]] = [
+            {
+                "Delete": {
+                    "TableName": tables.ACCOUNTS.name(),
+                    "Key": {"aor": {"S": aor}},
+                    "ConditionExpression": "updated_at = :v",
+                    "ExpressionAttributeValues": _values({":v": current.updated_at}),
+                }
+            }
+        ]
+        if current.phone and _index_owner(phone.phone_hash(current.phone)) == aor:
+            items.append(_index_delete_if_owned(current.phone, aor))
+        try:
+            _transact(items)
+            return
+        except _Cancelled:
+            _backoff(attempt)
+    raise DomainError("conflict", "the account changed during the operation; try again")
+
+
+# --- Authentication -------------------------------------------------------------------------
+
+
+def check_password(account: Account, password: str) -> bool:
+    """Whether `password` matches the stored HA1s (constant-time comparisons)."""
+    ok = False
+    for algorithm, stored in account.ha1s().items():
+        candidate = digest.ha1(algorithm, account.username, account.domain, password)
+        ok = hmac.compare_digest(candidate, stored) or ok
+    return ok and bool(account.ha1s())
+
+
+def authenticate_password(username: str, password: str) -> Account | None:
+    """The account whose username and password these are, or None (HTTP Basic).
+
+    An account that has only one HA1 (created from a client HA1) gets the other one now that
+    the password is known, so SHA-256 digest works for it afterwards."""
+    if not LEGACY_USERNAME_RE.fullmatch(username):
+        return None
+    account = get_by_username(username)
+    if account is None or not check_password(account, password):
+        return None
+    if not (account.ha1_md5 and account.ha1_sha256):
+        account = _backfill(account, password)
+    return account
+
+
+def _backfill(checked: Account, password: str) -> Account:
+    full = digest.ha1_pair(checked.username, checked.domain, password)
+
+    def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
+        # Only if the credentials are still the ones the password was checked against.
+        if current.ha1s() != checked.ha1s():
+            return current, []
+        return replace(draft, ha1_md5=full["ha1_md5"], ha1_sha256=full["ha1_sha256"]), []
+
+    try:
+        return _mutate(checked.aor, change)
+    except DomainError:
+        return checked  # a concurrent change or deletion: the backfill waits for next time

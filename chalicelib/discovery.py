@@ -1,0 +1,44 @@
+"""Contact discovery: which numbers of an address book belong to discoverable accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import phone, phone_index, settings
+from chalicelib.accounts import Account
+from chalicelib.errors import DomainError
+
+
+def discover(
+    caller: Account, phones: object, *, default_region: object = None
+) -> list[dict[str, str]]:
+    """Match `phones` (strings as in the address book) against the phone index.
+
+    National numbers are read in `default_region`, else the caller's own number's region,
+    else the service default. Numbers that do not parse are skipped (address books hold
+    junk). Answers [{"phone": as given, "e164", "sip_uri"}] for discoverable accounts only,
+    in the order given. Raises 413 `too_many_phones` beyond the limit, 400 for wrong types."""
+    if not isinstance(phones, list):
+        raise DomainError("invalid_field", "phones: expected a list of strings")
+    limit = settings.get().discover_max_phones
+    if len(phones) > limit:
+        raise DomainError("too_many_phones", f"phones: at most {limit} numbers per call")
+    for i, raw in enumerate(phones):
+        if not isinstance(raw, str):
+            raise DomainError("invalid_field", f"phones[{i}]: expected a string")
+    if default_region is not None:
+        region: str | None = phone.valid_region(default_region)
+    else:
+        region = phone.region_of(caller.phone) if caller.phone else None
+    given: dict[str, str] = {}
+    for raw in dict.fromkeys(phones):
+        e164 = phone.try_parse(raw, region)
+        if e164 is not None:
+            given[raw] = e164
+    found = phone_index.lookup(set(given.values()))
+    matches: list[dict[str, Any]] = []
+    for raw, e164 in given.items():
+        entry = found.get(e164)
+        if entry is not None:
+            matches.append({"phone": raw, "e164": e164, "sip_uri": entry.sip_uri})
+    return matches

@@ -1,0 +1,115 @@
+"""HTTP authentication of the account routes: Basic, and Digest (RFC 7616) with SHA-256 and MD5,
+both checked against the stored HA1s, realm = the SIP domain, stateless nonces.
+
+Failures answer 401 with one challenge per scheme (Digest SHA-256 first, the preferred one,
+then Digest MD5, then Basic); a disabled account answers 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from chalicelib import accounts, digest, settings
+from chalicelib.errors import DomainError
+
+#: Longest Authorization header considered (a Digest one is a few hundred bytes).
+MAX_HEADER = 4096
+
+
+def _realm() -> str:
+    return settings.get().sip_domain
+
+
+def _nonces() -> digest.Nonces:
+    s = settings.get()
+    return digest.Nonces(s.nonce_key, s.nonce_ttl_seconds)
+
+
+def challenges(*, stale: bool = False) -> list[str]:
+    """The WWW-Authenticate values of a 401, one header line each."""
+    realm = _realm()
+    nonces = _nonces()
+    offered = [
+        digest.challenge(realm, nonces.make(realm), algorithm, stale=stale)
+        for algorithm in digest.OFFERED
+    ]
+    return [*offered, f'Basic realm="{realm}", charset="UTF-8"']
+
+
+def unauthorized(message: str, *, stale: bool = False) -> DomainError:
+    return DomainError(
+        "unauthorized", message, headers={"WWW-Authenticate": challenges(stale=stale)}
+    )
+
+
+def authenticate(headers: Mapping[str, str], method: str, path: str) -> accounts.Account:
+    """The account the request's Authorization header proves, or raise 401/403.
+
+    `path` is the request path as the client sent it (a Digest `uri` must name it)."""
+    value = headers.get("authorization") or ""
+    if not value:
+        raise unauthorized("authentication required")
+    if len(value) > MAX_HEADER:
+        raise unauthorized("authorization header too large")
+    scheme = value.split(" ", 1)[0].lower()
+    if scheme == "basic":
+        account = _basic(value)
+    elif scheme == "digest":
+        account = _digest(value, method, path)
+    else:
+        raise unauthorized("unsupported authentication scheme")
+    if account.disabled:
+        raise DomainError("account_disabled", "this account is disabled")
+    return account
+
+
+def _basic(value: str) -> accounts.Account:
+    try:
+        decoded = base64.b64decode(value.split(" ", 1)[1].strip(), validate=True).decode("utf-8")
+    except (IndexError, binascii.Error, UnicodeDecodeError):
+        raise unauthorized("malformed Basic credentials") from None
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        raise unauthorized("malformed Basic credentials")
+    account = accounts.authenticate_password(username, password)
+    if account is None:
+        raise unauthorized("wrong username or password")
+    return account
+
+
+def _uri_matches(uri: str, path: str) -> bool:
+    # The client signs the path it sent; behind API Gateway's stage or a base path mapping the
+    # path we see may lack a prefix of it.
+    signed = urlsplit(uri).path or uri
+    return bool(path) and (signed == path or signed.endswith(path))
+
+
+def _digest(value: str, method: str, path: str) -> accounts.Account:
+    params = digest.parse_params(value)
+    required = ("username", "realm", "nonce", "uri", "response")
+    if not params or any(not params.get(name) for name in required):
+        raise unauthorized("malformed Digest credentials")
+    if params.get("userhash", "false").lower() == "true":
+        raise unauthorized("userhash is not supported")
+    realm = _realm()
+    if params["realm"] != realm:
+        raise unauthorized("wrong realm")
+    state = _nonces().check(params["nonce"], realm)
+    if state == "invalid":
+        raise unauthorized("unknown nonce")
+    if not _uri_matches(params["uri"], path):
+        raise unauthorized("digest uri does not match the request")
+    account = (
+        accounts.get_by_username(params["username"])
+        if accounts.LEGACY_USERNAME_RE.fullmatch(params["username"])
+        else None
+    )
+    if account is None or not digest.verify(params, method, account.ha1s()):
+        raise unauthorized("wrong username or password")
+    if state == "stale":
+        # Right credentials, old nonce: the client retries with a fresh one, no prompt.
+        raise unauthorized("nonce expired", stale=True)
+    return account

@@ -1,0 +1,76 @@
+"""Linking a phone number to an existing account (proven by an SMS code), and unlinking it.
+
+A number linked to another account moves to this one: the code proves ownership of it.
+Callable without HTTP (the REST routes and the XML-RPC assistant API share it).
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from chalicelib import accounts, phone, verification
+from chalicelib.errors import DomainError
+from chalicelib.observability import logger, metrics
+
+
+def _subject(account: accounts.Account) -> str:
+    # The creation time too: a code asked by a deleted account cannot serve a new one that
+    # reuses its username.
+    return f"{account.aor}#{account.created_at}"
+
+
+def request(
+    account: accounts.Account,
+    phone_raw: object,
+    *,
+    default_region: object = None,
+    source_ip: str = "unknown",
+) -> int:
+    """Send a code to the number to link it to `account`; answer the code's lifetime.
+
+    The region of national numbers is `default_region`, else the account's own number's.
+    Raises 400, 403 (country), 409 `phone_already_linked` (already this account's), 429, 503."""
+    region = (
+        phone.valid_region(default_region)
+        if default_region is not None
+        else (phone.region_of(account.phone) if account.phone else None)
+    )
+    e164 = phone.parse(phone_raw, region)
+    if account.phone == e164:
+        raise DomainError("phone_already_linked", "phone: already linked to this account")
+    return verification.send(
+        verification.LINK, account.aor, e164, _subject(account), source_ip=source_ip
+    )
+
+
+def confirm(account: accounts.Account, code: object) -> accounts.Account:
+    """Link the number the pending code was sent to; answer the updated account.
+
+    A retry with the same code answers the account as it is. Raises the codes of
+    `verification.consume`."""
+    subject = _subject(account)
+    claim = verification.consume(
+        verification.LINK, account.aor, code, subject=subject, fingerprint=subject
+    )
+    if claim.replay is not None:
+        return accounts.require(account.aor)
+    try:
+        linked, moved_from = accounts.link_phone(account.aor, claim.phone)
+    except Exception:
+        verification.release(claim)
+        raise
+    verification.complete(claim, {"phone": claim.phone})
+    metrics.add_metric(name="Links", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "number linked",
+        extra={"phone": phone.mask(claim.phone), "aor": linked.aor, "moved": bool(moved_from)},
+    )
+    return linked
+
+
+def unlink(account: accounts.Account) -> accounts.Account:
+    """Remove the account's number (404 `no_phone` if none), freeing it for others."""
+    updated = accounts.unlink_phone(account.aor)
+    metrics.add_metric(name="Unlinks", unit=MetricUnit.Count, value=1)
+    logger.info("number unlinked", extra={"aor": account.aor})
+    return updated
