@@ -34,6 +34,8 @@ class ParseError(ValueError):
         self.is_request: bool | None = None
         self.method: str | None = None
         self.headers: Headers | None = None
+        # StreamParser.feed: the events completed before the error, in the same chunk.
+        self.preceding: list[Any] = []
 
     @property
     def reason_phrase(self) -> str:
@@ -88,6 +90,7 @@ _VIA_RE = re.compile(
 _MEDIA_RE = re.compile(rf"[ \t]*({_TOKEN})[ \t]*/[ \t]*({_TOKEN})")
 _MPARAM_RE = re.compile(rf"[ \t]*;[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})")
 _AUTH_PARAM_RE = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})[ \t]*")
+_TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 _UNQUOTE_RE = re.compile(r"\\(.)", re.S)
 
 
@@ -846,6 +849,7 @@ class Credentials:
 
     scheme: str
     params: dict[str, str] = field(default_factory=dict)
+    token68: str | None = None  # e.g. `Basic dXNlcjpwYXNz` (RFC 7235), never valid in SIP
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.params.get(name.lower(), default)
@@ -864,6 +868,9 @@ def parse_credentials(value: str) -> Credentials:
     params: dict[str, str] = {}
     pos = m.end()
     n = len(v)
+    t68 = _TOKEN68_RE.match(v[pos:].strip(" \t"))
+    if t68:
+        return Credentials(m.group(0), {}, t68.group(0))
     first = True
     while pos < n:
         if not first:

@@ -128,7 +128,9 @@ def _split_head(head: bytes, limits: ParserLimits) -> tuple[str, Headers, dict[s
             counts[key] = counts.get(key, 0) + 1
         items.append((key, canon, value.strip(_STRIP)))
     if len(items) > limits.max_headers:
-        raise ParseError("Too many header fields", 513)
+        err = ParseError("Too many header fields", 513)
+        err.headers = headers  # enough of them arrived to answer
+        raise err
     if len(start) > max_line:
         raise ParseError("Start line too long", 513)
     if bad_utf8:
@@ -207,11 +209,9 @@ def _parse_start(start: str) -> tuple[bool, str | None, Request | Response]:
 
 def _parse_head(head: bytes, limits: ParserLimits) -> Request | Response:
     headers: Headers | None = None
-    is_request: bool | None = None
     method: str | None = None
     try:
         start, headers, counts = _split_head(head, limits)
-        is_request = _first_line_kind(start)
         _, method, msg = _parse_start(start)
         _validate_headers(headers, counts)
         if method is not None and headers._cache["cseq"].method != method:
@@ -219,19 +219,16 @@ def _parse_head(head: bytes, limits: ParserLimits) -> Request | Response:
         msg.headers = headers
         return msg
     except ParseError as err:
-        if err.headers is None and headers is not None:
+        if err.headers is None:
             err.headers = headers
-            err.is_request = is_request
-            if method is None and is_request:
-                m = _CSEQ_METHOD_RE.match(headers.get("CSeq") or "")
+        if err.is_request is None:
+            first = head.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+            err.is_request = _first_line_kind(first)
+        if err.is_request and err.method is None:
+            if method is None and err.headers is not None:
+                m = _CSEQ_METHOD_RE.match(err.headers.get("CSeq") or "")
                 method = m.group(1) if m else None
             err.method = method
-        elif err.headers is None:
-            try:
-                first = head.split(b"\r\n", 1)[0].decode("utf-8", "replace")
-                err.is_request = _first_line_kind(first)
-            except Exception:  # pragma: no cover - decode with "replace" cannot fail
-                pass
         raise
 
 
@@ -336,7 +333,7 @@ class StreamParser:
             try:
                 event = self.next_event()
             except ParseError as err:
-                err.preceding = out  # type: ignore[attr-defined]
+                err.preceding = out
                 raise
             if event is None:
                 return out
