@@ -1,0 +1,196 @@
+"""Anti-abuse limits on SMS codes: per number (60 s, 3 per 24 h), per source IP (10 per hour),
+country allow-list, global daily cap; each 429 with Retry-After; an SNS failure burns nothing."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib import clock, rate_limits, settings, sms, verification
+from chalicelib.errors import DomainError
+from tests.accounts_support import atomic_moto, last_code, sent_sms  # noqa: F401
+
+A = "+33612345678"
+
+
+@pytest.fixture(autouse=True)
+def _clock():
+    clock.reset()
+    # Start on a round minute, far from a UTC midnight, so windows are easy to reason about.
+    now = clock.now()
+    clock.advance((now // 86400 + 1) * 86400 + 43200 - now)
+    yield
+    clock.reset()
+
+
+def send(e164: str = A, ip: str = "192.0.2.1") -> int:
+    return verification.send(verification.SIGNUP, e164, e164, None, source_ip=ip)
+
+
+def refused(e164: str = A, ip: str = "192.0.2.1") -> DomainError:
+    with pytest.raises(DomainError) as e:
+        send(e164, ip)
+    assert e.value.code == "rate_limited" and e.value.http_status == 429
+    return e.value
+
+
+def test_one_sms_per_number_per_60_seconds(aws):
+    send()
+    clock.advance(20)
+    err = refused()
+    assert err.headers["Retry-After"] == "40"
+    assert "phone" in err.message
+    clock.advance(40)
+    send()
+
+
+def test_three_sms_per_number_per_24_hours(aws):
+    send()
+    clock.advance(3600)
+    send()
+    clock.advance(3600)
+    send()
+    clock.advance(3600)
+    err = refused()
+    # The oldest of the three leaves the window 24 h after it was sent.
+    assert err.headers["Retry-After"] == str(86400 - 3 * 3600)
+    clock.advance(86400 - 3 * 3600)
+    send()
+
+
+def test_ten_code_requests_per_source_ip_per_hour(aws):
+    numbers = [f"+336123456{i:02d}" for i in range(11)]
+    for i, n in enumerate(numbers[:10]):
+        send(n)
+        clock.advance(60 if i < 9 else 0)
+    err = refused(numbers[10])
+    assert "source address" in err.message
+    assert err.headers["Retry-After"] == str(3600 - 9 * 60)
+    send(numbers[10], ip="198.51.100.7")  # another address has its own allowance
+
+
+def test_global_daily_cap_until_utc_midnight(aws, monkeypatch):
+    monkeypatch.setenv("SMS_GLOBAL_DAILY", "2")
+    settings.get.cache_clear()
+    send("+33612345601", ip="192.0.2.1")
+    send("+33612345602", ip="192.0.2.2")
+    err = refused("+33612345603", ip="192.0.2.3")
+    assert err.headers["Retry-After"] == str(43200)
+    assert "daily" in err.message
+    clock.advance(43200)
+    send("+33612345603", ip="192.0.2.3")
+
+
+def test_a_refusal_reserves_nothing(aws, monkeypatch):
+    monkeypatch.setenv("SMS_GLOBAL_DAILY", "1")
+    settings.get.cache_clear()
+    send("+33612345601")
+    for _ in range(12):
+        refused("+33612345602")  # refused by the global cap: no IP or number quota taken
+    monkeypatch.setenv("SMS_GLOBAL_DAILY", "100")
+    settings.get.cache_clear()
+    send("+33612345602")
+
+
+@pytest.mark.parametrize("e164", ["+8613800138000", "+2348031234567", "+447700900123"])
+def test_countries_outside_the_allow_list_get_403(aws, monkeypatch, e164):
+    monkeypatch.setenv("SMS_ALLOWED_REGIONS", "FR,BE")
+    settings.get.cache_clear()
+    with pytest.raises(DomainError) as e:
+        send(e164)
+    assert e.value.code == "region_not_allowed" and e.value.http_status == 403
+    assert sent_sms() == []
+
+
+def test_sms_is_transactional_with_sender_id(aws, monkeypatch):
+    calls = []
+    real = sms.client
+
+    def spy(service):
+        c = real(service)
+        if service == "sns":
+            original = c.publish
+
+            def publish(**kw):
+                calls.append(kw)
+                return original(**kw)
+
+            monkeypatch.setattr(c, "publish", publish)
+        return c
+
+    monkeypatch.setattr(sms, "client", spy)
+    send()
+    attrs = calls[0]["MessageAttributes"]
+    assert calls[0]["PhoneNumber"] == A
+    assert attrs["AWS.SNS.SMS.SMSType"]["StringValue"] == "Transactional"
+    assert attrs["AWS.SNS.SMS.SenderID"]["StringValue"] == "SmartList"
+
+
+def sms_publish_error(monkeypatch):
+    from chalicelib import aws
+
+    sns = aws.client("sns")
+
+    def publish(**kw):
+        raise ClientError({"Error": {"Code": "Throttling", "Message": "rate"}}, "Publish")
+
+    monkeypatch.setattr(sns, "publish", publish)
+
+
+def test_sns_failure_is_503_and_burns_no_quota(aws, monkeypatch):
+    send()
+    first = last_code(A)
+    clock.advance(61)
+    with monkeypatch.context() as m:
+        sms_publish_error(m)
+        for _ in range(5):
+            with pytest.raises(DomainError) as e:
+                send()
+            assert e.value.code == "sms_unavailable" and e.value.http_status == 503
+            assert e.value.headers["Retry-After"]
+    # The earlier code is still the valid one and the failed sends cost nothing: two more
+    # SMS fit in the day (3 per number), and none waits for the 60 s interval.
+    claim = verification.consume(verification.SIGNUP, A, first, e164=A, fingerprint="f")
+    assert claim.replay is None
+    send()
+    clock.advance(61)
+    send()
+    clock.advance(61)
+    refused()
+
+
+def test_released_log_entries_free_the_slot(aws):
+    res = rate_limits.reserve_in_window("t", limit=1, window=60, what="test")
+    with pytest.raises(DomainError):
+        rate_limits.reserve_in_window("t", limit=1, window=60, what="test")
+    rate_limits.release(res)
+    rate_limits.reserve_in_window("t", limit=1, window=60, what="test")
+    day = rate_limits.reserve_in_day("d", limit=1, what="test")
+    rate_limits.release(day)
+    rate_limits.release(day)  # never below zero
+    rate_limits.reserve_in_day("d", limit=1, what="test")
+    with pytest.raises(DomainError):
+        rate_limits.reserve_in_day("d", limit=1, what="test")
+
+
+@pytest.mark.usefixtures("atomic_moto")
+def test_concurrent_requests_cannot_exceed_a_limit():
+    outcomes: list[str] = []
+    barrier = threading.Barrier(8)
+
+    def take() -> None:
+        barrier.wait()
+        try:
+            rate_limits.reserve_in_window("race", limit=3, window=3600, what="test")
+            outcomes.append("ok")
+        except DomainError as exc:
+            outcomes.append(exc.code)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("ok") == 3 and outcomes.count("rate_limited") == 5
