@@ -1,0 +1,58 @@
+"""Tokens for NOTIFY bodies (Content-IDs, boundaries) and stable XML ids, injectable in tests.
+
+`IdSource` is any callable answering a token of lowercase letters; the default draws from the OS
+CSPRNG in bulk (building a body needs hundreds of tokens, one `secrets` call per character would
+cost milliseconds). Golden tests inject `SequentialIds`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import threading
+from collections.abc import Callable
+
+IdSource = Callable[[int], str]
+
+# 256 -> 26 letters: each byte maps to a letter; the slight bias is harmless for identifiers.
+_LETTERS = bytes(ord("a") + i % 26 for i in range(256))
+
+
+class RandomIds:
+    """Random lowercase-letter tokens (valid XML NCNames and MIME tokens), thread-safe."""
+
+    def __init__(self, pool_bytes: int = 4096) -> None:
+        self._pool_bytes = pool_bytes
+        self._pool = ""
+        self._lock = threading.Lock()
+
+    def __call__(self, length: int) -> str:
+        with self._lock:
+            if len(self._pool) < length:
+                size = max(self._pool_bytes, length)
+                self._pool += os.urandom(size).translate(_LETTERS).decode("ascii")
+            token, self._pool = self._pool[:length], self._pool[length:]
+        return token
+
+
+class SequentialIds:
+    """Predictable tokens for golden files: "a0000001", "a0000002", ... padded to `length`."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def __call__(self, length: int) -> str:
+        self._n += 1
+        digits = str(self._n)
+        return "a" + digits.rjust(max(length - 1, len(digits)), "0")
+
+
+random_ids = RandomIds()
+
+
+def stable(text: str, length: int = 10) -> str:
+    """A token derived from `text`: the same resource keeps the same instance/tuple ids across
+    NOTIFYs, so a partial update replaces what an earlier one announced (RFC 4662 §5.2)."""
+    digest = hashlib.blake2s(text.encode("utf-8", "surrogatepass"), digest_size=10).digest()
+    return "x" + base64.b32encode(digest).decode("ascii").lower()[: length - 1]
