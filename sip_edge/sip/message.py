@@ -987,7 +987,8 @@ class _Message:
         if not have_length:
             lines.append(f"Content-Length: {length}")
         lines.append("\r\n")
-        return "\r\n".join(lines).encode("utf-8") + self.body
+        # surrogateescape gives back the exact octets of a non-UTF-8 header being echoed.
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
 @dataclass(eq=False)
