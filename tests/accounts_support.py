@@ -36,8 +36,8 @@ def last_code(e164: str) -> str:
     return re.findall(r"\d{4,10}", texts[-1])[-1]
 
 
-@pytest.fixture
-def api(aws: None) -> Iterator[Client]:
+@pytest.fixture(name="api")
+def api_fixture(aws: None) -> Iterator[Client]:
     """The Chalice app behind chalice.test.Client, on in-process moto, clock at now."""
     from app import app
 
