@@ -134,7 +134,9 @@ def _split_head(head: bytes, limits: ParserLimits) -> tuple[str, Headers, dict[s
     if len(start) > max_line:
         raise ParseError("Start line too long", 513)
     if bad_utf8:
-        raise ParseError("Header section is not UTF-8")
+        err = ParseError("Header section is not UTF-8")
+        err.headers = headers
+        raise err
     return start, headers, counts
 
 
