@@ -10,6 +10,7 @@ from typing import Any
 from chalice import Chalice, Response
 
 from chalicelib import account_api, registrar
+from chalicelib import presence_lookup as presence_lookup_module
 from chalicelib import sip_auth as sip_auth_module
 from chalicelib.http_api import rest
 from chalicelib.observability import logger
@@ -102,6 +103,11 @@ def sip_auth(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name="sip_registrar")
 def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return registrar.handle(event)
+
+
+@app.lambda_function(name="presence_lookup")
+def presence_lookup(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return presence_lookup_module.handle(event)
 
 
 # --- Event handlers -------------------------------------------------------------------------

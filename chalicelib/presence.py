@@ -1,0 +1,324 @@
+"""Which entries of a subscriber's list are users: URI classification and DynamoDB lookups.
+
+An entry is a phone number (`sip:...;user=phone`, `tel:`, or a user part that is a number,
+normalised to E.164 with `phonenumbers`: national numbers in the subscriber's own number's
+region, else the configured default), an account (a SIP URI in one of our domains), or nothing
+we know. Numbers resolve through the phone index, accounts through the Accounts table; only
+discoverable, enabled accounts are users. The REST discovery and the NOTIFY builder share this.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import phonenumbers
+
+from chalicelib import dynamo, phone, phone_index, settings, tables
+from chalicelib.notify import ResourceState, User
+from chalicelib.pidf import USER_DEFAULT, PresenceStatus
+
+if TYPE_CHECKING:
+    from chalicelib.subscriptions import Watched
+
+# A dialable number with RFC 3966 visual separators; "*" and "#" codes are not phone numbers.
+_NUMBER = re.compile(r"^\+?[0-9][0-9().-]*$")
+_SIP_SCHEMES = frozenset({"sip", "sips", "pres", "im"})
+# What we ask of an account: not its HA1s.
+_ACCOUNT_PROJECTION = "aor, discoverable, disabled"
+
+
+class Kind(StrEnum):
+    PHONE = "phone"
+    ACCOUNT = "account"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an entry names: an E.164 number, an account AOR ("user@domain"), or nothing."""
+
+    kind: Kind
+    key: str = ""
+
+
+NOTHING = Target(Kind.OTHER)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """One list entry with what it names and, when it is a user, the account's SIP URI."""
+
+    uri: str  # the subscriber's string
+    target: Target
+    contact: str | None = None
+
+    @property
+    def is_user(self) -> bool:
+        return self.contact is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uri": self.uri, "kind": str(self.target.kind), "user": self.contact}
+
+
+@dataclass(frozen=True, slots=True)
+class NumberMatch:
+    """A number of an address book that reaches a discoverable account."""
+
+    phone: str  # as given
+    e164: str
+    sip_uri: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"phone": self.phone, "e164": self.e164, "sip_uri": self.sip_uri}
+
+
+# --- Classification ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Number:
+    digits: str  # the number as written, visual separators included
+    region: str | None  # from a phone-context, when it names a country code
+
+    @property
+    def needs_region(self) -> bool:
+        return self.region is None and not self.digits.startswith(("+", "00"))
+
+
+def _context_region(params: Iterable[str]) -> str | None:
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() != "phone-context":
+            continue
+        digits = re.sub(r"[^0-9]", "", value)
+        if value.strip().startswith("+") and digits:
+            for n in (1, 2, 3):
+                regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(digits[:n]))
+                if regions:
+                    return regions[0]
+    return None
+
+
+def _parse(uri: str, domains: frozenset[str]) -> _Number | Target:
+    """The number an entry names (region still to be chosen), or its final target."""
+    text = uri.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    scheme, sep, rest = text.partition(":")
+    scheme = scheme.lower()
+    if not sep:
+        return NOTHING
+    if scheme == "tel":
+        number, *params = rest.split(";")
+        return _Number(number, _context_region(params)) if _NUMBER.match(number) else NOTHING
+    if scheme not in _SIP_SCHEMES:
+        return NOTHING
+    userinfo, at, hostpart = rest.partition("@")
+    if not at or not userinfo:
+        return NOTHING
+    user_full = unquote(userinfo.split(":", 1)[0])  # drop a password
+    user, *user_params = user_full.split(";")
+    host_and_params = re.split(r"[?]", hostpart, maxsplit=1)[0]
+    host, *uri_params = host_and_params.split(";")
+    host = host.lower()
+    host = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host
+    host = host.rsplit(":", 1)[0] if not host.startswith("[") else host
+    host = host.rstrip(".")
+    user_is_phone = any(p.strip().lower() == "user=phone" for p in uri_params)
+    if user_is_phone or _NUMBER.match(user):
+        if not _NUMBER.match(user):
+            return NOTHING
+        return _Number(user, _context_region(user_params))
+    if host in domains and user:
+        return Target(Kind.ACCOUNT, f"{user.lower()}@{host}")
+    return NOTHING
+
+
+@lru_cache(maxsize=65536)
+def _e164(digits: str, region: str | None) -> str | None:
+    # phonenumbers costs tens of µs per number; lists come back every refresh.
+    return phone.try_parse(digits, region)
+
+
+def classify(uri: str, region: str | None = None, domains: frozenset[str] | None = None) -> Target:
+    """What one entry names. `region` reads national numbers (None: the default region)."""
+    parsed = _parse(uri, domains if domains is not None else settings.get().domains)
+    if isinstance(parsed, Target):
+        return parsed
+    e164 = _e164(parsed.digits, parsed.region or region or settings.get().default_region)
+    return Target(Kind.PHONE, e164) if e164 else NOTHING
+
+
+def subscriber_region(subscriber: str, counter: dynamo.CallCounter | None = None) -> str:
+    """The region of the subscriber's own number, else the configured default region."""
+    aor = aor_of(subscriber)
+    if aor:
+        items = dynamo.batch_get(tables.ACCOUNTS, [aor], counter=counter, projection="phone")
+        number = items.get(aor, {}).get("phone")
+        region = phone.region_of(number) if number else None
+        if region and region != "ZZ":
+            return region
+    return settings.get().default_region.upper()
+
+
+def aor_of(subscriber: str) -> str | None:
+    """ "sip:alice@example.org", "<sip:alice@example.org>" or "alice@example.org" -> AOR."""
+    text = subscriber.strip().strip("<>")
+    if ":" in text.split("@", 1)[0]:
+        text = text.split(":", 1)[1]
+    user, at, host = text.partition("@")
+    host = re.split(r"[;:?>]", host, maxsplit=1)[0].lower()
+    return f"{unquote(user).lower()}@{host}" if at and user and host else None
+
+
+def classify_all(
+    entries: Sequence[str],
+    *,
+    subscriber: str | None = None,
+    region: str | None = None,
+    counter: dynamo.CallCounter | None = None,
+) -> tuple[list[Target], str]:
+    """Targets of `entries` and the region used for national numbers.
+
+    The subscriber's account is read only when some entry is a national number and no
+    `region` is given (Linphone sends numbers in E.164 once the account has a prefix).
+    """
+    domains = settings.get().domains
+    parsed = [_parse(uri, domains) for uri in entries]
+    if region is None:
+        needs = any(isinstance(p, _Number) and p.needs_region for p in parsed)
+        if needs and subscriber:
+            region = subscriber_region(subscriber, counter)
+        else:
+            region = settings.get().default_region.upper()
+    targets: list[Target] = []
+    for p in parsed:
+        if isinstance(p, Target):
+            targets.append(p)
+            continue
+        e164 = _e164(p.digits, p.region or region)
+        targets.append(Target(Kind.PHONE, e164) if e164 else NOTHING)
+    return targets, region
+
+
+# --- Lookups -------------------------------------------------------------------------------
+
+
+def _accounts(aors: Iterable[str], counter: dynamo.CallCounter) -> dict[str, str]:
+    """{aor: SIP URI} of the existing, enabled, discoverable accounts among `aors`."""
+    items = dynamo.batch_get(tables.ACCOUNTS, aors, counter=counter, projection=_ACCOUNT_PROJECTION)
+    return {
+        aor: "sip:" + aor
+        for aor, item in items.items()
+        if item.get("discoverable", True) and not item.get("disabled", False)
+    }
+
+
+def lookup(
+    targets: Iterable[Target], counter: dynamo.CallCounter | None = None
+) -> dict[Target, str]:
+    """{target: the account's SIP URI} for the targets that are users.
+
+    Numbers go through the phone index and accounts through the Accounts table, both by
+    concurrent 100-key BatchGetItem chunks; the two tables are read in parallel.
+    """
+    counter = counter if counter is not None else dynamo.CallCounter()
+    e164s = sorted({t.key for t in targets if t.kind is Kind.PHONE})
+    aors = sorted({t.key for t in targets if t.kind is Kind.ACCOUNT})
+    jobs: list[Callable[[], dict[Target, str]]] = []
+    if e164s:
+        jobs.append(
+            lambda: {
+                Target(Kind.PHONE, n): e.sip_uri
+                for n, e in phone_index.lookup(e164s, counter=counter).items()
+            }
+        )
+    if aors:
+        jobs.append(
+            lambda: {Target(Kind.ACCOUNT, a): uri for a, uri in _accounts(aors, counter).items()}
+        )
+    found: dict[Target, str] = {}
+    if len(jobs) == 2:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for result in pool.map(lambda job: job(), jobs):
+                found.update(result)
+    elif jobs:
+        found.update(jobs[0]())
+    return found
+
+
+def resolve(
+    entries: Sequence[str],
+    *,
+    subscriber: str | None = None,
+    region: str | None = None,
+    counter: dynamo.CallCounter | None = None,
+) -> tuple[list[Resolved], str]:
+    """Each entry with its target and, for users, the account's SIP URI; and the region used."""
+    counter = counter if counter is not None else dynamo.CallCounter()
+    targets, used_region = classify_all(
+        entries, subscriber=subscriber, region=region, counter=counter
+    )
+    users = lookup(targets, counter)
+    resolved = [Resolved(uri, t, users.get(t)) for uri, t in zip(entries, targets, strict=True)]
+    return resolved, used_region
+
+
+def states(
+    resolved: Iterable[Resolved],
+    status_of: Callable[[Resolved], PresenceStatus] | None = None,
+) -> list[ResourceState]:
+    """NOTIFY resource states; `status_of` gives a user's live status (default: "is a user")."""
+    out: list[ResourceState] = []
+    for r in resolved:
+        if r.contact is None:
+            out.append(ResourceState(r.uri))
+        else:
+            status = status_of(r) if status_of else USER_DEFAULT
+            out.append(ResourceState(r.uri, User(r.contact, status)))
+    return out
+
+
+def resolve_numbers(
+    raw_numbers: Iterable[str],
+    default_region: str | None = None,
+    *,
+    counter: dynamo.CallCounter | None = None,
+) -> list[NumberMatch]:
+    """Numbers as written in an address book -> matches for discoverable accounts, in order.
+
+    Unparsable numbers are skipped; one match per distinct string given.
+    """
+    region = (default_region or settings.get().default_region).upper()
+    given: dict[str, str] = {}
+    for raw in dict.fromkeys(raw_numbers):
+        e164 = _e164(raw, region) if isinstance(raw, str) else None
+        if e164:
+            given[raw] = e164
+    found = phone_index.lookup(set(given.values()), counter=counter)
+    return [
+        NumberMatch(raw, e164, found[e164].sip_uri) for raw, e164 in given.items() if e164 in found
+    ]
+
+
+def watched_keys(
+    entries: Sequence[str], subscriber: str, region: str | None = None
+) -> list[Watched]:
+    """Watchers-index keys of a list's entries: numbers by phone hash, accounts by AOR."""
+    from chalicelib.subscriptions import Watched, account_key, phone_key
+
+    targets, _ = classify_all(entries, subscriber=subscriber, region=region)
+    out: list[Watched] = []
+    for uri, target in zip(entries, targets, strict=True):
+        if target.kind is Kind.PHONE:
+            out.append(Watched(uri, phone_key(target.key)))
+        elif target.kind is Kind.ACCOUNT:
+            out.append(Watched(uri, account_key(target.key)))
+    return out

@@ -1,0 +1,184 @@
+"""The `presence_lookup` function's contract: a list (body or stored entries) in, NOTIFY bodies out.
+
+The SIP edge calls it for the first NOTIFY of a subscription (with the SUBSCRIBE body) and for
+later full-state NOTIFYs (with the entries it kept from the first answer: refreshes carry no
+body). JSON in, JSON out, bodies in base64; errors come back as `{"error": {code, message}}`
+with a code of the error catalogue, which the edge maps to a SIP status. See
+docs/presence_lookup.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import replace
+from typing import Any
+
+from chalicelib import dynamo, multipart, notify, phone, pidf, presence, resource_list, settings
+from chalicelib.errors import DomainError
+from chalicelib.observability import logger
+
+
+def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = payload.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise DomainError("invalid_field", f"{name}: wrong type")
+    return value
+
+
+def _positive(limits: dict[str, Any], name: str, default: int, *, ceiling: int | None) -> int:
+    value = limits.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise DomainError("invalid_field", f"limits.{name}: expected a positive integer")
+    # List limits protect the service: a caller may lower them, never raise them.
+    return min(value, ceiling) if ceiling is not None else value
+
+
+def _read_list(payload: dict[str, Any], limits: dict[str, Any]) -> resource_list.ResourceList:
+    cfg = settings.get()
+    list_limits = resource_list.ListLimits(
+        _positive(
+            limits,
+            "list_max_inflated_bytes",
+            cfg.list_max_inflated_bytes,
+            ceiling=cfg.list_max_inflated_bytes,
+        ),
+        _positive(limits, "list_max_entries", cfg.list_max_entries, ceiling=cfg.list_max_entries),
+    )
+    if payload.get("entries") is not None:
+        return resource_list.from_entries(payload["entries"], list_limits)
+    encoded = _field(payload, "list_b64", str, None)
+    if encoded is None:
+        raise DomainError("missing_field", "list_b64 or entries is required")
+    if len(encoded) > list_limits.max_inflated_bytes * 4 // 3 + 4:
+        raise DomainError("list_too_large", "list body larger than the inflated-size limit")
+    try:
+        body = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise DomainError("invalid_field", "list_b64: not base64") from None
+    encoding = _field(payload, "content_encoding", str, None)
+    return resource_list.parse(body, encoding, list_limits)
+
+
+def _body_json(body: notify.NotifyBody) -> dict[str, Any]:
+    return {
+        "body_b64": base64.b64encode(body.body).decode("ascii"),
+        "content_type": body.content_type,
+        "content_encoding": body.content_encoding,
+        "version": body.version,
+        "full_state": body.full_state,
+        "resources": len(body.uris),
+        "users": body.users,
+        "bytes": len(body.body),
+        "plain_bytes": body.plain_bytes,
+    }
+
+
+def _single_body(
+    resolved: presence.Resolved, deflate: bool, options: notify.BodyOptions
+) -> dict[str, Any]:
+    """A single-resource subscription (no list): a bare PIDF, or no body for a non-user."""
+    if resolved.contact is None:
+        # No state to give; the dialog stays up so that a later sign-up can be announced.
+        return {"body_b64": "", "content_type": None, "content_encoding": None, "bytes": 0}
+    doc = pidf.document(resolved.uri, resolved.contact, now=options.now()).encode()
+    wire, encoding = multipart.encode(doc, deflate)
+    return {
+        "body_b64": base64.b64encode(wire).decode("ascii"),
+        "content_type": pidf.CONTENT_TYPE,
+        "content_encoding": encoding,
+        "bytes": len(wire),
+        "plain_bytes": len(doc),
+    }
+
+
+def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None) -> dict[str, Any]:
+    """Run one lookup; raises DomainError (see `handle` for the JSON error form)."""
+    if not isinstance(payload, dict):
+        raise DomainError("invalid_json", "payload must be a JSON object")
+    cfg = settings.get()
+    subscriber = _field(payload, "subscriber", str, "")
+    if not subscriber:
+        raise DomainError("missing_field", "subscriber is required")
+    profile_name = _field(payload, "profile", str, "rfc")
+    if profile_name not in multipart.PROFILES:
+        raise DomainError("invalid_field", f"profile: one of {sorted(multipart.PROFILES)}")
+    version = _field(payload, "version", int, 0)
+    if version < 0:
+        raise DomainError("invalid_field", "version: expected an integer >= 0")
+    full_state = _field(payload, "full_state", bool, True)
+    single = _field(payload, "single", bool, False)
+    list_uri = _field(payload, "list_uri", str, f"sip:rls@{cfg.sip_domain}")
+    region = _field(payload, "region", str, None)
+    if region is not None:
+        region = phone.valid_region(region)
+    limits = _field(payload, "limits", dict, {})
+    accept = payload.get("accept_encoding")
+    if accept is not None and not isinstance(accept, str | list):
+        raise DomainError("invalid_field", "accept_encoding: a string or a list of strings")
+    deflate = multipart.accepts_deflate(accept)
+
+    rl = _read_list(payload, limits)
+    counter = dynamo.CallCounter()
+    resolved, used_region = presence.resolve(
+        rl.entries, subscriber=subscriber, region=region, counter=counter
+    )
+    options = replace(
+        options or notify.BodyOptions(),
+        profile=multipart.profile(profile_name),
+        deflate=deflate,
+        notify_limit=_positive(limits, "notify_limit", cfg.notify_limit, ceiling=None),
+        max_bytes=_positive(limits, "notify_max_bytes", cfg.notify_max_bytes, ceiling=None),
+    )
+    if single:
+        if len(resolved) != 1:
+            raise DomainError("list_malformed", "a single-resource lookup takes one entry")
+        bodies = [{**_single_body(resolved[0], deflate, options), "version": version}]
+        next_version = version + 1
+    else:
+        built = notify.build(
+            list_uri,
+            presence.states(resolved),
+            version=version,
+            full_state=full_state,
+            options=options,
+        )
+        bodies = [_body_json(b) for b in built]
+        next_version = version + len(built)
+    users = sum(r.is_user for r in resolved)
+    logger.info(
+        "presence_lookup",
+        extra={
+            "entries": len(rl.entries),
+            "users": users,
+            "bodies": len(bodies),
+            "dynamodb_calls": counter.calls,
+            "profile": profile_name,
+            "deflate": deflate,
+        },
+    )
+    return {
+        "bodies": bodies,
+        "version": next_version,
+        "entries": list(rl.entries),
+        "resources": [r.to_json() for r in resolved],
+        "region": used_region,
+        "stats": {
+            "entries_read": rl.total,
+            "duplicates": rl.duplicates,
+            "skipped": rl.skipped,
+            "users": users,
+            "dynamodb_calls": counter.calls,
+        },
+    }
+
+
+def handle(payload: dict[str, Any]) -> dict[str, Any]:
+    """The Lambda entry point: every DomainError becomes `{"error": {...}}`, never a crash."""
+    try:
+        return lookup(payload)
+    except DomainError as exc:
+        logger.info("presence_lookup refused", extra={"code": exc.code})
+        return {"error": {"code": exc.code, "message": exc.message, "headers": exc.headers}}
