@@ -5,8 +5,51 @@ Each starter returns a stop function; `start_all` is the list `make run` starts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import TextIO
+
+SMS_POLL_SECONDS = 0.3
+
+
+def _sms_messages() -> Iterator[tuple[str, str, str]]:
+    """(message id, E.164, text) of every SMS moto's SNS holds, in every account and region.
+
+    moto runs in this process (ThreadedMotoServer), so its backend is read directly; the same
+    messages stay readable from moto's /moto-api/data.json."""
+    from moto.sns.models import sns_backends
+
+    for _, regions in list(sns_backends.items()):
+        for _, backend in list(regions.items()):
+            for message_id, (number, text) in list(backend.sms_messages.items()):
+                yield message_id, number, text
+
+
+def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
+    """Print each SMS the service sends to the console: the local stand-in for a phone."""
+    stop = threading.Event()
+    seen: set[str] = set()
+
+    def poll() -> None:
+        while not stop.wait(SMS_POLL_SECONDS):
+            try:
+                fresh = [m for m in _sms_messages() if m[0] not in seen]
+            except RuntimeError:
+                continue  # moto appended while we read: read again next time
+            for message_id, number, text in fresh:
+                seen.add(message_id)
+                print(f"SMS to {number}: {text}", file=out or sys.stdout, flush=True)
+
+    thread = threading.Thread(target=poll, name="sms-printer", daemon=True)
+    thread.start()
+
+    def stop_printer() -> None:
+        stop.set()
+        thread.join(timeout=2)
+
+    return stop_printer
 
 
 def start_all(host: str) -> list[Callable[[], None]]:
-    return []
+    return [start_sms_printer()]
