@@ -7,6 +7,7 @@ one (RFC 5626), else by the contact URI, so a phone that changes address replace
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -41,7 +42,7 @@ class Binding:
     edge_id: str | None = None
 
     def expires_in(self, now: float) -> int:
-        return max(0, int(self.expires_at - now))
+        return max(0, math.ceil(self.expires_at - now))
 
 
 def _granted(requested: int | None, header: int | None) -> int:
@@ -133,7 +134,7 @@ def register(
             "contact_key": contact.key,
             "contact": contact.uri,
             "params": contact.params,
-            "expires_at": int(now + expires),
+            "expires_at": int(now) + expires,
             "call_id": call_id,
             "cseq": cseq,
         }

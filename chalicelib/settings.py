@@ -126,7 +126,7 @@ class Settings:
         "SIP_PARTIAL_TIMEOUT", 30.0, "Seconds a half-sent message may wait before closing."
     )
     sip_max_message_bytes: int = _setting(
-        "SIP_MAX_MESSAGE_BYTES", 65535, "Largest SIP message accepted (headers + body)."
+        "SIP_MAX_MESSAGE_BYTES", 294912, "Largest SIP message accepted (headers + body)."
     )
     sip_functions: str = _setting(
         "SIP_FUNCTIONS", "inprocess", "How the edge calls the functions: inprocess or lambda."

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import digest, tables
+from chalicelib import accounts, digest
 
 
 def verify(method: str, realm: str, params: dict[str, str]) -> dict[str, Any]:
@@ -16,11 +16,9 @@ def verify(method: str, realm: str, params: dict[str, str]) -> dict[str, Any]:
     username = params.get("username", "")
     if not username or params.get("realm") != realm:
         return {"result": "forbidden", "reason": "wrong realm or no username"}
-    aor = f"{username}@{realm}"
-    item = tables.table(tables.ACCOUNTS).get_item(Key={"aor": aor}).get("Item")
-    if not item or item.get("disabled"):
+    account = accounts.get(f"{username}@{realm}")
+    if account is None or account.disabled:
         return {"result": "forbidden", "reason": "unknown or disabled account"}
-    ha1s = {"MD5": item.get("ha1_md5", ""), "SHA-256": item.get("ha1_sha256", "")}
-    if not digest.verify(params, method, {k: v for k, v in ha1s.items() if v}):
+    if not digest.verify(params, method, account.ha1s()):
         return {"result": "forbidden", "reason": "wrong credentials"}
-    return {"result": "ok", "aor": aor}
+    return {"result": "ok", "aor": account.aor}

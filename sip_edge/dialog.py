@@ -1,0 +1,122 @@
+"""Subscription dialogs (RFC 6665 §4.2, RFC 4662) as plain state: no I/O, no clock of its own.
+
+A `SubscriptionDialog` is created from the SUBSCRIBE that opened it, answers what its refreshes
+change, and builds the NOTIFY requests of the dialog (CSeq, tags, route set, Subscription-State,
+the Event spelling of the subscriber's profile). The edge decides when to send them. Its state
+round-trips through `to_json`/`from_json` so an edge that restarts can resume the dialog.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sip_edge.sip.message import Headers, Request, new_tag
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Where a message came from, and so where the dialog's requests go (the flow, RFC 5626)."""
+
+    transport: str  # "udp", "tcp" or "tls"
+    host: str
+    port: int
+    connection: int | None = None  # stream connection id; None for UDP
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "udp"
+
+
+@dataclass
+class SubscriptionDialog:
+    subscription_id: str
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_uri: str  # To of the SUBSCRIBE (the list or resource), without tag
+    remote_uri: str  # From of the SUBSCRIBE (the subscriber), without tag
+    remote_target: str  # Contact URI of the subscriber
+    route_set: list[str]
+    subscriber: str  # authenticated account, "user@domain"
+    peer: Peer
+    expires_at: float
+    event_id: str | None = None
+    profile: str = "rfc"  # "linphone" or "rfc"
+    accept_deflate: bool = False
+    is_list: bool = True
+    entries: list[str] = field(default_factory=list)
+    version: int = 0  # next RLMI version
+    local_cseq: int = field(default_factory=lambda: secrets.randbelow(10000) + 1)
+    remote_cseq: int = 0
+    terminated: bool = False
+
+    @property
+    def event_header(self) -> str:
+        # Linphone 5.1 compares "Presence" case-sensitively (see the interop README).
+        package = "Presence" if self.profile == "linphone" else "presence"
+        return package + (f";id={self.event_id}" if self.event_id else "")
+
+    def expires_in(self, now: float) -> int:
+        return max(0, int(round(self.expires_at - now)))
+
+    def refresh(self, cseq: int, expires: int, now: float) -> None:
+        self.remote_cseq = cseq
+        self.expires_at = now + expires
+
+    def is_stale_request(self, cseq: int) -> bool:
+        """RFC 3261 §12.2.2: a lower CSeq than the last one is out of order (500)."""
+        return cseq <= self.remote_cseq
+
+    def notify(
+        self,
+        *,
+        via: str,
+        contact: str,
+        now: float,
+        body: bytes = b"",
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        reason: str | None = None,
+    ) -> Request:
+        """The next NOTIFY of this dialog; `reason` set means `terminated` with that reason."""
+        self.local_cseq += 1
+        h = Headers()
+        h.add("Via", via)
+        h.add("Max-Forwards", "70")
+        for route in self.route_set:
+            h.add("Route", route)
+        h.add("From", f"{self.local_uri};tag={self.local_tag}")
+        h.add("To", f"{self.remote_uri};tag={self.remote_tag}")
+        h.add("Call-ID", self.call_id)
+        h.add("CSeq", f"{self.local_cseq} NOTIFY")
+        h.add("Contact", contact)
+        h.add("Event", self.event_header)
+        if reason is None and not self.terminated:
+            h.add("Subscription-State", f"active;expires={self.expires_in(now)}")
+        else:
+            self.terminated = True
+            h.add("Subscription-State", f"terminated;reason={reason or 'noresource'}")
+        if self.is_list and body:
+            h.add("Require", "eventlist")
+        if body and content_type:
+            h.add("Content-Type", content_type)
+            if content_encoding:
+                h.add("Content-Encoding", content_encoding)
+        return Request("NOTIFY", self.remote_target, h, body)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("entries")  # stored beside the dialog, compressed
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], entries: list[str]) -> SubscriptionDialog:
+        data = dict(data)
+        data["peer"] = Peer(**data["peer"])
+        return cls(entries=entries, **data)
+
+
+def new_local_tag() -> str:
+    return new_tag()

@@ -1,0 +1,79 @@
+"""Runs an edge: binds the transports, drives the timers, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+from dataclasses import dataclass
+
+from chalicelib import settings
+from chalicelib.observability import logger
+from sip_edge.edge import Edge
+from sip_edge.functions import Functions, from_settings
+from sip_edge.sip.parser import ParserLimits
+from sip_edge.transport import Transports
+
+TICK_SECONDS = 0.05  # timer resolution; T1 is 500 ms
+
+
+def tls_context(cfg: settings.Settings) -> ssl.SSLContext | None:
+    if not cfg.sip_tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cfg.sip_tls_cert, cfg.sip_tls_key or None)
+    return context
+
+
+@dataclass
+class RunningEdge:
+    edge: Edge
+    transports: Transports
+    ticker: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.ticker.cancel()
+        await self.edge.shutdown()
+        await self.transports.close()
+
+
+async def start(
+    cfg: settings.Settings | None = None, functions: Functions | None = None
+) -> RunningEdge:
+    cfg = cfg or settings.get()
+    edge = Edge(functions or from_settings(cfg), cfg=cfg)
+    transports = Transports(
+        edge,
+        limits=ParserLimits(max_message_size=cfg.sip_max_message_bytes),
+        max_connections=cfg.sip_max_connections,
+        idle_timeout=cfg.sip_idle_timeout,
+        partial_timeout=cfg.sip_partial_timeout,
+    )
+    context = tls_context(cfg)
+    await transports.start(cfg.sip_host, cfg.sip_port, cfg.sip_tls_port, context)
+    edge.attach(transports)
+    await edge.start()
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            try:
+                edge.on_timer()
+            except Exception:
+                logger.exception("timer processing failed")
+
+    running = RunningEdge(edge, transports, asyncio.create_task(tick()))
+    logger.info("SIP edge listening", extra={"ports": transports.ports, "edge": edge.edge_id})
+    return running
+
+
+async def serve_forever(cfg: settings.Settings | None = None) -> None:
+    running = await start(cfg)
+    print(f"SIP edge           udp/tcp {running.transports.ports}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await running.stop()

@@ -1,0 +1,77 @@
+"""The edge over real UDP/TCP sockets: OPTIONS, digest, REGISTER, and bad input answered."""
+
+from __future__ import annotations
+
+from tests.edge.conftest import DOMAIN, PASSWORD
+from tests.edge.sipclient import SipClient
+
+ALICE = f"sip:alice@{DOMAIN}"
+
+
+def test_options_is_the_health_check(client):
+    client.request("OPTIONS", f"sip:{DOMAIN}", from_uri="sip:probe@example.net")
+    r = client.response("OPTIONS")
+    assert r.status == 200
+    assert "SUBSCRIBE" in r.headers.get("Allow")
+
+
+def test_register_with_digest(client, alice):
+    client.request("REGISTER", f"sip:{DOMAIN}", from_uri=ALICE, headers=[("Expires", "600")])
+    challenge = client.response("REGISTER")
+    assert challenge.status == 401
+    algs = [
+        v.split("algorithm=")[1].split(",")[0]
+        for v in challenge.headers.get_all("WWW-Authenticate")
+    ]
+    assert algs == ["SHA-256", "MD5"]
+    client.authorized(
+        "REGISTER",
+        f"sip:{DOMAIN}",
+        challenge,
+        username="alice",
+        password=PASSWORD,
+        from_uri=ALICE,
+        headers=[("Expires", "600")],
+    )
+    ok = client.response("REGISTER")
+    assert ok.status == 200, ok.reason
+    contact = ok.headers.get("Contact")
+    assert f"127.0.0.1:{client.port}" in contact and "expires=600" in contact
+
+
+def test_wrong_password_is_challenged_again(client, alice):
+    client.request("REGISTER", f"sip:{DOMAIN}", from_uri=ALICE)
+    challenge = client.response("REGISTER")
+    client.authorized(
+        "REGISTER",
+        f"sip:{DOMAIN}",
+        challenge,
+        username="alice",
+        password="nope",
+        from_uri=ALICE,
+        algorithm="MD5",
+    )
+    assert client.response("REGISTER").status == 401
+
+
+def test_garbage_gets_400_and_edge_stays_up(client):
+    client.send_raw(
+        b"SUBSCRIBE sip:rls@example.org SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKx\r\n"
+        b"From: <sip:a@example.org>;tag=1\r\nTo: <sip:rls@example.org>\r\nCall-ID: x\r\n"
+        b"CSeq: nope SUBSCRIBE\r\nContent-Length: 0\r\n\r\n"
+    )
+    client.receive(timeout=1)
+    assert client.unparseable[0].startswith(b"SIP/2.0 400 Bad Request\r\n")
+    assert b"CSeq" in client.unparseable[0]
+    client.send_raw(b"\x00\xff garbage")
+    client.request("OPTIONS", f"sip:{DOMAIN}", from_uri="sip:probe@example.net")
+    assert client.response("OPTIONS").status == 200
+
+
+def test_tcp_transport(edge, alice):
+    c = SipClient(edge.address, "tcp")
+    try:
+        c.request("OPTIONS", f"sip:{DOMAIN}", from_uri="sip:probe@example.net")
+        assert c.response("OPTIONS").status == 200
+    finally:
+        c.close()

@@ -1,0 +1,194 @@
+"""List subscriptions through the edge over real sockets (RFC 6665, RFC 5367, RFC 4662)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import zlib
+
+import pytest
+from lxml import etree
+
+from tests.edge.conftest import DOMAIN, PASSWORD, make_account
+from tests.edge.sipclient import SipClient
+
+ALICE = f"sip:alice@{DOMAIN}"
+RLS = f"sip:rls@{DOMAIN}"
+ENTRIES = [
+    f"sip:+33600000002@{DOMAIN};user=phone",
+    f"sip:+33612345678@{DOMAIN};user=phone",
+    f"sip:carol@{DOMAIN}",
+    f"sip:dave@{DOMAIN}",
+]
+LIST_HEADERS = [
+    ("Event", "presence"),
+    ("Supported", "eventlist"),
+    ("Require", "recipient-list-subscribe"),
+    ("Content-Disposition", "recipient-list"),
+    ("Content-Type", "application/resource-lists+xml"),
+    ("Accept", "multipart/related"),
+    ("Accept", "application/pidf+xml"),
+    ("Accept", "application/rlmi+xml"),
+    ("Expires", "600"),
+]
+
+
+def resource_list(entries: list[str]) -> bytes:
+    items = "".join(f'<entry uri="{e}"/>' for e in entries)
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
+        f"<list>{items}</list></resource-lists>"
+    ).encode()
+
+
+def users_in(notify) -> dict[str, str]:
+    """{resource uri: PIDF contact} for every resource with an instance."""
+    body = notify.body
+    if "deflate" in (notify.headers.get("Content-Encoding") or ""):
+        body = zlib.decompress(body)
+    raw = f"Content-Type: {notify.headers.get('Content-Type')}\r\n\r\n".encode() + body
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    parts = msg.get_payload()
+    rlmi = etree.fromstring(parts[0].get_payload(decode=True))
+    ns = {"r": "urn:ietf:params:xml:ns:rlmi", "p": "urn:ietf:params:xml:ns:pidf"}
+    by_cid = {}
+    for part in parts[1:]:
+        cid = (part["Content-Id"] or part["Content-ID"]).strip("<>")
+        by_cid[cid] = etree.fromstring(part.get_payload(decode=True))
+    out = {}
+    for res in rlmi.findall("r:resource", ns):
+        inst = res.find("r:instance", ns)
+        if inst is not None:
+            doc = by_cid[inst.get("cid")]
+            out[res.get("uri")] = doc.findtext("p:tuple/p:contact", namespaces=ns)
+    return out
+
+
+@pytest.fixture
+def users(aws):
+    return {
+        "alice": make_account("alice", "+33611111111"),
+        "bob": make_account("bob", "+33612345678"),
+        "carol": make_account("carol"),
+    }
+
+
+def subscribe(client: SipClient, entries: list[str], extra=(), user="alice"):
+    body = resource_list(entries)
+    client.request("SUBSCRIBE", RLS, from_uri=f"sip:{user}@{DOMAIN}", to=f"<{RLS}>",
+                   headers=[*LIST_HEADERS, *extra], body=body)  # fmt: skip
+    challenge = client.response("SUBSCRIBE")
+    assert challenge.status == 401
+    client.authorized("SUBSCRIBE", RLS, challenge, username=user, password=PASSWORD,
+                      from_uri=f"sip:{user}@{DOMAIN}", to=f"<{RLS}>",
+                      headers=[*LIST_HEADERS, *extra], body=body)  # fmt: skip
+    return client.response("SUBSCRIBE")
+
+
+def test_list_subscribe_notifies_users(client, users):
+    ok = subscribe(client, ENTRIES, extra=[("User-Agent", "LinphoneAndroid/4.6 LinphoneSDK/5.1")])
+    assert ok.status == 200, ok.reason
+    assert ok.headers.get("Expires") == "600"
+    assert ok.to.tag and ok.headers.get("Contact")
+    notify = client.notify()
+    assert notify.headers.get("Event") == "Presence"
+    assert notify.headers.get("Subscription-State").startswith("active;expires=")
+    assert users_in(notify) == {
+        ENTRIES[1]: f"sip:bob@{DOMAIN}",
+        ENTRIES[2]: f"sip:carol@{DOMAIN}",
+    }
+
+
+def test_refresh_keeps_the_list_and_unsubscribe_terminates(client, users):
+    ok = subscribe(client, ENTRIES)
+    first = client.notify()
+    assert first.headers.get("Event") == "presence"  # rfc profile for other agents
+    to = ok.headers.get("To")
+    # The refresh carries no body (as Linphone's do) and must not wipe the list.
+    client.request("SUBSCRIBE", RLS, from_uri=ALICE, to=to,
+                   headers=[("Event", "presence"), ("Expires", "600"),
+                            ("Content-Encoding", "deflate")])  # fmt: skip
+    challenge = client.response("SUBSCRIBE")
+    client.authorized("SUBSCRIBE", RLS, challenge, username="alice", password=PASSWORD,
+                      from_uri=ALICE, to=to,
+                      headers=[("Event", "presence"), ("Expires", "600")])  # fmt: skip
+    assert client.response("SUBSCRIBE").status == 200
+    again = client.notify()
+    assert len(users_in(again)) == 2
+    client.request("SUBSCRIBE", RLS, from_uri=ALICE, to=to,
+                   headers=[("Event", "presence"), ("Expires", "0")])  # fmt: skip
+    challenge = client.response("SUBSCRIBE")
+    client.authorized("SUBSCRIBE", RLS, challenge, username="alice", password=PASSWORD,
+                      from_uri=ALICE, to=to,
+                      headers=[("Event", "presence"), ("Expires", "0")])  # fmt: skip
+    assert client.response("SUBSCRIBE").status == 200
+    last = client.notify()
+    assert last.headers.get("Subscription-State").startswith("terminated")
+
+
+def test_unknown_dialog_gets_481(client, users):
+    client.request("SUBSCRIBE", RLS, from_uri=ALICE, to=f"<{RLS}>;tag=nope",
+                   headers=[("Event", "presence")])  # fmt: skip
+    challenge = client.response("SUBSCRIBE")
+    client.authorized(
+        "SUBSCRIBE",
+        RLS,
+        challenge,
+        username="alice",
+        password=PASSWORD,
+        from_uri=ALICE,
+        to=f"<{RLS}>;tag=nope",
+        headers=[("Event", "presence")],
+    )
+    assert client.response("SUBSCRIBE").status == 481
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "header"),
+    [
+        ([("Event", "dialog")], 489, "Allow-Events"),
+        ([("Event", "presence"), ("Require", "foo")], 420, "Unsupported"),
+        ([("Event", "presence"), ("Expires", "5")], 423, "Min-Expires"),
+    ],
+)
+def test_rejections_carry_rfc_headers(client, users, headers, status, header):
+    client.request("SUBSCRIBE", RLS, from_uri=ALICE, headers=headers)
+    r = client.response("SUBSCRIBE")
+    assert r.status == status and r.headers.get(header)
+
+
+def test_wrong_body_type_and_missing_extension(client, users):
+    hdrs = [h for h in LIST_HEADERS if h[0] != "Content-Type"] + [("Content-Type", "text/plain")]
+    client.request("SUBSCRIBE", RLS, from_uri=ALICE, headers=hdrs, body=b"hello")
+    r = client.response("SUBSCRIBE")
+    assert r.status == 415 and "resource-lists" in r.headers.get("Accept")
+    hdrs = [h for h in LIST_HEADERS if h[0] != "Supported"]
+    client.request("SUBSCRIBE", RLS, from_uri=ALICE, headers=hdrs, body=resource_list(ENTRIES))
+    r = client.response("SUBSCRIBE")
+    assert r.status == 421 and r.headers.get("Require") == "eventlist"
+
+
+def test_identity_must_match_credentials(client, users):
+    body = resource_list(ENTRIES)
+    client.request("SUBSCRIBE", RLS, from_uri=f"sip:bob@{DOMAIN}", headers=LIST_HEADERS, body=body)
+    challenge = client.response("SUBSCRIBE")
+    client.authorized("SUBSCRIBE", RLS, challenge, username="alice", password=PASSWORD,
+                      from_uri=f"sip:bob@{DOMAIN}", headers=LIST_HEADERS, body=body)  # fmt: skip
+    assert client.response("SUBSCRIBE").status == 403
+
+
+def test_unanswered_notify_ends_the_subscription(edge, users):
+    c = SipClient(edge.address)
+    try:
+        edge.edge.transactions.timers = type(edge.edge.transactions.timers)(t1=0.02, t2=0.1)
+        assert subscribe(c, ENTRIES).status == 200
+        assert c.notify(answer=None) is not None
+        import time
+
+        deadline = time.monotonic() + 5
+        while edge.edge.dialogs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not edge.edge.dialogs
+    finally:
+        c.close()
