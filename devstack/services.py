@@ -51,5 +51,48 @@ def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
     return stop_printer
 
 
+def start_sip_edge(host: str) -> Callable[[], None]:
+    """The SIP edge on SIP_PORT (UDP and TCP), calling the functions in-process."""
+    import asyncio
+    import os
+
+    from sip_edge import server
+
+    os.environ.setdefault("SIP_HOST", host)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    holder: dict[str, server.RunningEdge] = {}
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def boot() -> None:
+            holder["edge"] = await server.start()
+            started.set()
+
+        try:
+            loop.run_until_complete(boot())
+        except OSError as exc:
+            print(f"SIP edge could not start: {exc}", file=sys.stderr, flush=True)
+            started.set()
+            return
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, name="sip-edge", daemon=True)
+    thread.start()
+    started.wait(15)
+    if "edge" in holder:
+        ports = holder["edge"].transports.ports
+        print(f"SIP edge             sip:{host}:{ports['udp']} (UDP and TCP)", flush=True)
+
+    def stop_edge() -> None:
+        if "edge" in holder:
+            asyncio.run_coroutine_threadsafe(holder["edge"].stop(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+
+    return stop_edge
+
+
 def start_all(host: str) -> list[Callable[[], None]]:
-    return [start_sms_printer()]
+    return [start_sms_printer(), start_sip_edge(host)]
