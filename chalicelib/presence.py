@@ -160,7 +160,7 @@ def subscriber_region(subscriber: str, counter: dynamo.CallCounter | None = None
     """The region of the subscriber's own number, else the configured default region."""
     aor = aor_of(subscriber)
     if aor:
-        items = dynamo.batch_get(tables.ACCOUNTS, [aor], counter=counter, projection="phone")
+        items = dynamo.batch_get(tables.ACCOUNTS, [aor], counter=counter, projection="aor, phone")
         number = items.get(aor, {}).get("phone")
         region = phone.region_of(number) if number else None
         if region and region != "ZZ":

@@ -119,6 +119,8 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
     if accept is not None and not isinstance(accept, str | list):
         raise DomainError("invalid_field", "accept_encoding: a string or a list of strings")
     deflate = multipart.accepts_deflate(accept)
+    notify_limit = _positive(limits, "notify_limit", cfg.notify_limit, ceiling=None)
+    max_bytes = _positive(limits, "notify_max_bytes", cfg.notify_max_bytes, ceiling=None)
 
     rl = _read_list(payload, limits)
     counter = dynamo.CallCounter()
@@ -129,8 +131,8 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
         options or notify.BodyOptions(),
         profile=multipart.profile(profile_name),
         deflate=deflate,
-        notify_limit=_positive(limits, "notify_limit", cfg.notify_limit, ceiling=None),
-        max_bytes=_positive(limits, "notify_max_bytes", cfg.notify_max_bytes, ceiling=None),
+        notify_limit=notify_limit,
+        max_bytes=max_bytes,
     )
     if single:
         if len(resolved) != 1:
