@@ -137,6 +137,11 @@ class Settings:
     sip_trusted_proxies: tuple[str, ...] = _setting(
         "SIP_TRUSTED_PROXIES", (), "Upstream proxy IPs whose requests skip digest (comma-sep)."
     )
+    sip_digest_algorithms: tuple[str, ...] = _setting(
+        "SIP_DIGEST_ALGORITHMS",
+        ("SHA-256", "MD5"),
+        "Digest challenges the edge offers, in order (comma-sep SHA-256, MD5); others refused.",
+    )
     sip_profile: str = _setting(
         "SIP_PROFILE", "auto", "NOTIFY profile: auto (from User-Agent), linphone or rfc."
     )

@@ -81,6 +81,10 @@ class Edge:
         self.clock = clock
         self.realm = self.cfg.sip_domain
         self.nonces = digest.Nonces(self.cfg.nonce_key, self.cfg.nonce_ttl_seconds)
+        self.digest_algorithms = tuple(a.upper() for a in self.cfg.sip_digest_algorithms)
+        unknown = set(self.digest_algorithms) - set(digest.ALGORITHMS)
+        if unknown or not self.digest_algorithms:
+            raise ValueError(f"SIP_DIGEST_ALGORITHMS: unsupported {sorted(unknown)}")
         self.dialogs: dict[str, SubscriptionDialog] = {}
         self.transactions = TransactionLayer()
         self.send_bytes: Callable[[Peer, bytes], bool] = lambda peer, data: False
@@ -291,6 +295,9 @@ class Edge:
             for cred in request.authorization(proxy=proxy):
                 if not cred.is_digest or cred.get("realm") != self.realm:
                     continue
+                # An algorithm the operator turned off is refused even with a valid answer.
+                if (cred.get("algorithm") or "MD5").upper() not in self.digest_algorithms:
+                    continue
                 state = self.nonces.check(cred.get("nonce") or "", self.realm, self.clock())
                 if state != "ok":
                     stale = stale or state == "stale"
@@ -310,7 +317,7 @@ class Edge:
             None,
             [
                 ("WWW-Authenticate", digest.challenge(self.realm, nonce, alg, stale=stale))
-                for alg in digest.OFFERED
+                for alg in self.digest_algorithms
             ],
         )
 
