@@ -7,7 +7,6 @@ cost milliseconds). Golden tests inject `SequentialIds`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import threading
@@ -22,18 +21,21 @@ _LETTERS = bytes(ord("a") + i % 26 for i in range(256))
 class RandomIds:
     """Random lowercase-letter tokens (valid XML NCNames and MIME tokens), thread-safe."""
 
-    def __init__(self, pool_bytes: int = 4096) -> None:
+    def __init__(self, pool_bytes: int = 8192) -> None:
         self._pool_bytes = pool_bytes
         self._pool = ""
+        self._used = 0
         self._lock = threading.Lock()
 
     def __call__(self, length: int) -> str:
         with self._lock:
-            if len(self._pool) < length:
+            if self._used + length > len(self._pool):
                 size = max(self._pool_bytes, length)
-                self._pool += os.urandom(size).translate(_LETTERS).decode("ascii")
-            token, self._pool = self._pool[:length], self._pool[length:]
-        return token
+                self._pool = os.urandom(size).translate(_LETTERS).decode("ascii")
+                self._used = 0
+            start = self._used
+            self._used += length
+        return self._pool[start : start + length]
 
 
 class SequentialIds:
@@ -54,5 +56,5 @@ random_ids = RandomIds()
 def stable(text: str, length: int = 10) -> str:
     """A token derived from `text`: the same resource keeps the same instance/tuple ids across
     NOTIFYs, so a partial update replaces what an earlier one announced (RFC 4662 §5.2)."""
-    digest = hashlib.blake2s(text.encode("utf-8", "surrogatepass"), digest_size=10).digest()
-    return "x" + base64.b32encode(digest).decode("ascii").lower()[: length - 1]
+    digest = hashlib.blake2s(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return "x" + digest[: length - 1]

@@ -24,6 +24,9 @@ from chalicelib.pidf import USER_DEFAULT, PresenceStatus
 
 # Headroom kept when predicting how far a deflated chunk may grow before measuring it.
 _RATIO_SAFETY = 1.08
+# First guess of deflated/plain for our bodies (measured ~7%): a chunk is sized from it, then
+# measured; a wrong guess costs one more compression, guessing avoids compressing everything.
+_PRIOR_RATIO = 0.075
 _MAX_SHRINKS = 12
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$")
 
@@ -99,10 +102,11 @@ class _Item:
     uri: str
     fragment: bytes  # the <resource> element
     part: bytes | None  # the PIDF part with its delimiter line, for a user
+    size: int  # bytes it adds to a body: fragment, part and the CRLF before the part
 
-    @property
-    def size(self) -> int:
-        return len(self.fragment) + (len(self.part) + 2 if self.part is not None else 0)
+
+def _item(uri: str, fragment: bytes, part: bytes | None) -> _Item:
+    return _Item(uri, fragment, part, len(fragment) + (len(part) + 2 if part is not None else 0))
 
 
 def _cid_domain(list_uri: str) -> str:
@@ -115,19 +119,15 @@ def _cid_domain(list_uri: str) -> str:
 def _boundary(options: BodyOptions, resources: Sequence[ResourceState]) -> str:
     # The only text in a body we do not write ourselves is the URIs and notes: a boundary
     # found there would cut a part short, so draw another (never happens with random tokens).
+    texts = [r.uri for r in resources]
+    for r in resources:
+        if r.user is not None:
+            texts.append(r.user.contact)
+            texts.extend(n.text for n in r.user.status.notes)
+    foreign = "\n".join(texts)
     while True:
         boundary = multipart.new_boundary(options.ids)
-        if not any(
-            boundary in r.uri
-            or (
-                r.user is not None
-                and (
-                    boundary in r.user.contact
-                    or any(boundary in n.text for n in r.user.status.notes)
-                )
-            )
-            for r in resources
-        ):
+        if boundary not in foreign:
             return boundary
 
 
@@ -149,13 +149,13 @@ def _items(
                 if options.non_user == "terminated"
                 else None
             )
-            items.append(_Item(state.uri, rlmi.resource(state.uri, instance).encode(), None))
+            items.append(_item(state.uri, rlmi.resource(state.uri, instance).encode(), None))
             continue
         cid = multipart.new_cid(options.ids, domain)
         doc = pidf.document(state.uri, state.user.contact, state.user.status, now=now)
         part = multipart.part_bytes(Part(cid, pidf.CONTENT_TYPE, doc.encode()), profile, boundary)
         fragment = rlmi.resource(state.uri, rlmi.Instance("active", cid)).encode()
-        items.append(_Item(state.uri, fragment, part))
+        items.append(_item(state.uri, fragment, part))
     return items
 
 
@@ -224,11 +224,11 @@ def build(
         return []
     limit_users = max(1, options.notify_limit)
     max_bytes = max(1, options.max_bytes)
-    ratio: float | None = None if options.deflate else 1.0
+    ratio = _PRIOR_RATIO * _RATIO_SAFETY if options.deflate else 1.0
     bodies: list[NotifyBody] = []
     start = 0
     while start < len(items) or not bodies:
-        budget = max_bytes / ratio if ratio else float("inf")
+        budget = max_bytes / ratio
         end = _take(items, start, limit_users, budget)
         chunk_version = version + len(bodies)
         chunk_full = full_state and not bodies

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Literal
 
 from chalicelib import ids
@@ -41,16 +42,22 @@ _ATTR = str.maketrans(
 _TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
 
 
+# Most values need no escaping; finding that out is ten times cheaper than translating.
+_ATTR_SPECIAL = re.compile(r'[&<>"\t\n\r]')
+_TEXT_SPECIAL = re.compile(r"[&<>\r]")
+
+
 def attr(value: str) -> str:
     """`value` escaped for a double-quoted XML attribute."""
-    return value.translate(_ATTR)
+    return value.translate(_ATTR) if _ATTR_SPECIAL.search(value) else value
 
 
 def text(value: str) -> str:
     """`value` escaped for XML character data."""
-    return value.translate(_TEXT)
+    return value.translate(_TEXT) if _TEXT_SPECIAL.search(value) else value
 
 
+@lru_cache(maxsize=256)
 def timestamp(moment: datetime) -> str:
     """RFC 3339 UTC timestamp with second precision, as Flexisip and the fixtures write it."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -104,8 +111,9 @@ def document(
 ) -> str:
     """The PIDF document of one user, `entity` being the subscriber's own resource URI."""
     when = timestamp(status.since or now)
-    tuple_id = ids.stable("tuple\x00" + contact, 8)
-    person_id = ids.stable("person\x00" + contact, 8)
+    # Stable per account, so that watchers composing tuples over time see the same ones.
+    key = ids.stable("pidf\x00" + contact, 15)
+    tuple_id, person_id = key[:8], "y" + key[8:]
     person = ""
     if status.activities:
         person += (

@@ -1,0 +1,32 @@
+"""`python -m bench [name ...]`: run every sub-benchmark (or the named ones) in turn.
+
+A sub-benchmark is a module of this package listed in `BENCHMARKS` that defines
+`run(argv: list[str]) -> None` and prints its own table. Add yours to the list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: name -> module; each prints a Markdown table ready for the README.
+BENCHMARKS: dict[str, str] = {
+    "bodies": "bench.bodies",
+}
+
+
+def main(argv: list[str]) -> int:
+    names = [a for a in argv if not a.startswith("-")] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+        return 2
+    options = [a for a in argv if a.startswith("-")]
+    for name in names:
+        print(f"\n## bench: {name}\n", flush=True)
+        importlib.import_module(BENCHMARKS[name]).run(options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
