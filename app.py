@@ -14,6 +14,8 @@ from chalicelib import presence_lookup as presence_lookup_module
 from chalicelib import sip_auth as sip_auth_module
 from chalicelib.http_api import rest
 from chalicelib.observability import logger
+from chalicelib.xmlrpc_api import ROUTE_CONTENT_TYPES as XMLRPC_CONTENT_TYPES
+from chalicelib.xmlrpc_api import handle as xmlrpc_handle
 
 app = Chalice(app_name="smart-contacts")
 
@@ -90,6 +92,17 @@ def contacts_discover() -> Response:
 
 
 # --- XML-RPC account assistant (Linphone) --------------------------------------------------
+
+
+@app.route("/wizard.php", methods=["POST"], content_types=XMLRPC_CONTENT_TYPES)
+def xmlrpc_wizard() -> Response:
+    # The path the Linphone apps' public assistant used; some builds hard-code it.
+    return xmlrpc_handle(app.current_request)
+
+
+@app.route("/v1/xmlrpc", methods=["POST"], content_types=XMLRPC_CONTENT_TYPES)
+def xmlrpc_v1() -> Response:
+    return xmlrpc_handle(app.current_request)
 
 
 # --- Functions called by the SIP edge -------------------------------------------------------

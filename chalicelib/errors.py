@@ -32,6 +32,7 @@ CATALOGUE: dict[str, ErrorKind] = {
     "code_mismatch": ErrorKind(400, 403, "Forbidden"),
     "code_expired": ErrorKind(410, 403, "Forbidden"),
     "code_not_found": ErrorKind(404, 403, "Forbidden"),
+    "code_used": ErrorKind(410, 403, "Forbidden"),
     "username_taken": ErrorKind(409, 409, "Conflict"),
     "phone_taken": ErrorKind(409, 409, "Conflict"),
     "conflict": ErrorKind(409, 409, "Conflict"),
@@ -43,6 +44,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "no_phone": ErrorKind(404, 404, "Not Found"),
     "phone_already_linked": ErrorKind(409, 409, "Conflict"),
     "too_many_phones": ErrorKind(413, 413, "Request Entity Too Large"),
+    "unknown_domain": ErrorKind(404, 404, "Not Found"),
+    "unsupported_algorithm": ErrorKind(400, 400, "Bad Request"),
     # Resource lists (RFC 4826 bodies in SUBSCRIBE), distinct so the edge can map each one.
     "list_too_large": ErrorKind(413, 413, "Request Entity Too Large"),
     "list_too_many_entries": ErrorKind(413, 413, "Request Entity Too Large"),
@@ -86,6 +89,38 @@ class DomainError(Exception):
 
     def to_json(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message}}
+
+
+#: code -> the string the Linphone XML-RPC assistant (SDK 5.1) is answered. The SDK compares
+#: these exact words (account_creator connector_xmlrpc.cpp); a code missing here answers
+#: ERROR_UNEXPECTED, which the SDK reports as a generic failure.
+XMLRPC_ANSWERS: dict[str, str] = {
+    "username_taken": "ERROR_ACCOUNT_ALREADY_IN_USE",
+    "phone_taken": "ERROR_ALIAS_ALREADY_IN_USE",
+    "phone_already_linked": "ERROR_ALIAS_ALREADY_IN_USE",
+    "sms_unavailable": "ERROR_CANNOT_SEND_SMS",
+    "region_not_allowed": "ERROR_CANNOT_SEND_SMS",  # the SDK shows "invalid phone number"
+    "rate_limited": "ERROR_MAX_SMS_EXCEEDED",
+    "unsupported_algorithm": "ERROR_ALGO_NOT_SUPPORTED",
+    "code_mismatch": "ERROR_KEY_DOESNT_MATCH",
+    "code_expired": "ERROR_KEY_DOESNT_MATCH",  # the SDK's only word for a code to ask again
+    "code_not_found": "ERROR_ACCOUNT_DOESNT_EXIST",  # nothing pending: not created yet
+    "code_used": "ERROR_ACCOUNT_ALREADY_ACTIVATED",
+    "not_found": "ERROR_ACCOUNT_DOESNT_EXIST",
+    "no_phone": "ERROR_ALIAS_DOESNT_EXIST",
+    "account_disabled": "ERROR_ACCOUNT_DISABLED",
+    "unauthorized": "ERROR_PASSWORD_DOESNT_MATCH",
+    "unknown_domain": "ERROR_DOMAIN_NOT_ALLOWED",
+    "invalid_phone": "ERROR_PHONE_ISNT_E164",
+    "invalid_username": "ERROR_USERNAME_INVALID",
+    "invalid_field": "ERROR_INVALID_PARAMETERS",
+    "conflict": "ERROR_TRY_AGAIN",
+}
+
+
+def xmlrpc_answer(code: str) -> str:
+    """The XML-RPC assistant's word for a `DomainError` code."""
+    return XMLRPC_ANSWERS.get(code, "ERROR_UNEXPECTED")
 
 
 def rate_limited(message: str, retry_after: int) -> DomainError:

@@ -43,14 +43,22 @@ def request(
     )
 
 
-def confirm(account: accounts.Account, code: object) -> accounts.Account:
+def confirm(
+    account: accounts.Account, code: object, *, phone_e164: str | None = None
+) -> accounts.Account:
     """Link the number the pending code was sent to; answer the updated account.
 
-    A retry with the same code answers the account as it is. Raises the codes of
-    `verification.consume`."""
+    `phone_e164`, when the caller names the number (the Linphone assistant does), must be the
+    one the code was sent to (else 404 `code_not_found`). A retry with the same code answers
+    the account as it is. Raises the codes of `verification.consume`."""
     subject = _subject(account)
     claim = verification.consume(
-        verification.LINK, account.aor, code, subject=subject, fingerprint=subject
+        verification.LINK,
+        account.aor,
+        code,
+        subject=subject,
+        fingerprint=subject,
+        e164=phone_e164,
     )
     if claim.replay is not None:
         return accounts.require(account.aor)

@@ -185,6 +185,36 @@ def reserve_sms(e164: str, source_ip: str) -> list[Reservation]:
     return taken
 
 
+def reserve_lookup(key: str, source_ip: str) -> list[Reservation]:
+    """Reserve one lookup that reveals whether `key` (an E.164 number, or "user:<name>") has an
+    account, asked from `source_ip`: the Linphone assistant's is_phone_number_used and kin.
+    429 (nothing reserved) past the per-IP or the per-key hourly limit."""
+    s = settings.get()
+    digest = hmac.new(s.code_hash_key.encode(), key.encode(), hashlib.sha256).hexdigest()[:32]
+    taken: list[Reservation] = []
+    try:
+        taken.append(
+            reserve_in_window(
+                f"lookup-ip:{_ip_key(source_ip)}",
+                limit=s.xmlrpc_lookups_per_ip_hourly,
+                window=HOUR,
+                what="source address",
+            )
+        )
+        taken.append(
+            reserve_in_window(
+                f"lookup:{digest}",
+                limit=s.xmlrpc_lookups_per_number_hourly,
+                window=HOUR,
+                what="lookups of this number",
+            )
+        )
+    except DomainError:
+        release_all(taken)
+        raise
+    return taken
+
+
 def release_all(reservations: list[Reservation]) -> None:
     for reservation in reversed(reservations):
         release(reservation)

@@ -71,6 +71,25 @@ class Settings:
     discover_max_phones: int = _setting(
         "DISCOVER_MAX_PHONES", 5000, "Numbers in one contacts/discover call."
     )
+    # XML-RPC account assistant of the Linphone apps (POST /wizard.php, POST /v1/xmlrpc).
+    xmlrpc_max_body_bytes: int = _setting(
+        "XMLRPC_MAX_BODY_BYTES", 16384, "Largest XML-RPC request body; larger gets a fault."
+    )
+    xmlrpc_phone_used_mode: str = _setting(
+        "XMLRPC_PHONE_USED_MODE",
+        "answer",
+        "answer: is_phone_number_used tells whether a number has an account (and"
+        " create_phone_account refuses a used number up front); hide: always not used.",
+    )
+    xmlrpc_lookups_per_ip_hourly: int = _setting(
+        "XMLRPC_LOOKUPS_PER_IP_HOURLY",
+        30,
+        "Account lookups (is_phone_number_used, get_phone_number_for_account,"
+        " recover_phone_account) per source IP per hour.",
+    )
+    xmlrpc_lookups_per_number_hourly: int = _setting(
+        "XMLRPC_LOOKUPS_PER_NUMBER_HOURLY", 10, "Lookups of one number (or username) per hour."
+    )
     # Resource lists and NOTIFY bodies.
     list_max_inflated_bytes: int = _setting(
         "LIST_MAX_INFLATED_BYTES", 1024 * 1024, "Largest resource list after inflate."
@@ -158,6 +177,8 @@ class Settings:
     nonce_ttl_seconds: int = _setting("NONCE_TTL_SECONDS", 300, "Lifetime of a digest nonce.")
 
     def __post_init__(self) -> None:
+        if self.xmlrpc_phone_used_mode not in {"answer", "hide"}:
+            raise RuntimeError("XMLRPC_PHONE_USED_MODE must be answer or hide")
         if self.stage in DEPLOYED_STAGES:
             for name in ("phone_hash_key", "code_hash_key", "nonce_key"):
                 if getattr(self, name) == DEV_KEY:

@@ -42,6 +42,16 @@ class Claim:
     replay: dict[str, Any] | None = None  # the stored answer, when this is a retry
 
 
+@dataclass(frozen=True)
+class Pending:
+    """What is known of the latest code of (purpose, lookup) without using it."""
+
+    phone: str
+    subject: str | None
+    used: bool
+    payload: dict[str, str]  # what the requester asked to keep with the code (see `send`)
+
+
 def _key() -> bytes:
     return settings.get().code_hash_key.encode()
 
@@ -73,6 +83,15 @@ def _check_format(code: object) -> str:
     return code
 
 
+def well_formed(code: object) -> bool:
+    """Whether `code` has the shape of a code (a malformed one never counts as a try)."""
+    try:
+        _check_format(code)
+    except DomainError:
+        return False
+    return True
+
+
 def check_region(e164: str) -> None:
     """403 `region_not_allowed` unless SMS may be sent to the number's country."""
     region = phone.region_of(e164)
@@ -83,10 +102,20 @@ def check_region(e164: str) -> None:
         )
 
 
-def send(purpose: str, lookup: str, e164: str, subject: str | None, *, source_ip: str) -> int:
+def send(
+    purpose: str,
+    lookup: str,
+    e164: str,
+    subject: str | None,
+    *,
+    source_ip: str,
+    payload: dict[str, str] | None = None,
+) -> int:
     """Send a new code for (purpose, e164, subject), replacing any pending one; answer its
-    lifetime. Raises 403 (region), 429 (a limit, nothing reserved) or 503 (SNS, nothing burnt:
-    the reserved quota is released and the previous code stays valid)."""
+    lifetime. `payload` is kept with the code for the request that will use it (the Linphone
+    assistant gives the credentials at request time, not at confirm time). Raises 403 (region),
+    429 (a limit, nothing reserved) or 503 (SNS, nothing burnt: the reserved quota is released
+    and the previous code stays valid)."""
     s = settings.get()
     check_region(e164)
     reserved = rate_limits.reserve_sms(e164, source_ip)
@@ -110,6 +139,8 @@ def send(purpose: str, lookup: str, e164: str, subject: str | None, *, source_ip
     }
     if subject is not None:
         item["subject"] = subject
+    if payload:
+        item["payload"] = json.dumps(payload)
     # Stored after the SMS left: a failed send leaves the previous code in place.
     client("dynamodb").put_item(
         TableName=tables.VERIFICATION_CODES.name(), Item=dynamo.to_item(item)
@@ -124,6 +155,19 @@ def _get(cid: str) -> dict[str, Any] | None:
         TableName=tables.VERIFICATION_CODES.name(), Key={"code_id": {"S": cid}}, ConsistentRead=True
     )
     return dynamo.from_item(raw["Item"]) if "Item" in raw else None
+
+
+def peek(purpose: str, lookup: str) -> Pending | None:
+    """The latest unexpired code of (purpose, lookup), used or not, without touching it."""
+    item = _get(code_id(purpose, lookup))
+    if item is None or int(item["expires_at"]) <= clock.now_int():
+        return None
+    return Pending(
+        phone=item["phone"],
+        subject=item.get("subject"),
+        used="used_at" in item,
+        payload=json.loads(item["payload"]) if "payload" in item else {},
+    )
 
 
 def _failure(purpose: str, reason: str) -> None:
