@@ -59,6 +59,7 @@ class Account:
     disabled: bool = False
     created_at: int = 0  # epoch seconds, like every time stored in DynamoDB here
     updated_at: int = 0
+    version: int = 0  # optimistic concurrency: every write is conditioned on it and bumps it
 
     @property
     def aor(self) -> str:
@@ -93,6 +94,7 @@ class Account:
             "disabled": self.disabled,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "version": self.version,
         }
         for name in ("ha1_md5", "ha1_sha256", "phone"):
             if getattr(self, name):
@@ -111,6 +113,7 @@ class Account:
             disabled=bool(item.get("disabled", False)),
             created_at=int(item.get("created_at", 0)),
             updated_at=int(item.get("updated_at", 0)),
+            version=int(item.get("version", 0)),
         )
 
 
@@ -280,24 +283,53 @@ def _index_delete_if_owned(e164: str, aor: str) -> dict[str, Any]:
     }
 
 
+def _version_condition(expected: Account) -> tuple[str, dict[str, Any]]:
+    if expected.version == 0:  # an item written before versions existed (or by hand)
+        return "attribute_exists(aor) AND attribute_not_exists(version)", {}
+    return "attribute_exists(aor) AND version = :v", {":v": expected.version}
+
+
 def _account_put(account: Account, expected: Account | None) -> dict[str, Any]:
-    """Replace the account item, provided it is still as read (`updated_at` is its version)."""
-    put: dict[str, Any] = {"TableName": tables.ACCOUNTS.name(), "Item": _values(account._item())}
+    """Write the account's attributes, provided it is still the version read (`expected`), or
+    does not exist yet (None). An Update, not a Put: attributes other modules may keep on the
+    account item survive."""
     if expected is None:
-        put["ConditionExpression"] = "attribute_not_exists(aor)"
-    else:
-        put["ConditionExpression"] = "attribute_exists(aor) AND updated_at = :v"
-        put["ExpressionAttributeValues"] = _values({":v": expected.updated_at})
-    return {"Put": put}
+        return {
+            "Put": {
+                "TableName": tables.ACCOUNTS.name(),
+                "Item": _values(account._item()),
+                "ConditionExpression": "attribute_not_exists(aor)",
+            }
+        }
+    item = account._item()
+    del item["aor"]
+    names = {f"#{k}": k for k in item}
+    values = {f":{k}": v for k, v in item.items()}
+    optional = [k for k in ("ha1_md5", "ha1_sha256", "phone") if k not in item]
+    names.update({f"#{k}": k for k in optional})
+    expression = "SET " + ", ".join(f"#{k} = :{k}" for k in item)
+    if optional:
+        expression += " REMOVE " + ", ".join(f"#{k}" for k in optional)
+    condition, condition_values = _version_condition(expected)
+    values.update(condition_values)
+    return {
+        "Update": {
+            "TableName": tables.ACCOUNTS.name(),
+            "Key": {"aor": {"S": account.aor}},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": _values(values),
+        }
+    }
 
 
 def _backoff(attempt: int) -> None:
     time.sleep(random.uniform(0, 0.01 * 2**attempt))
 
 
-def _next_version(account: Account) -> int:
-    # `updated_at` doubles as the optimistic version: it must change on every write.
-    return max(clock.now_int(), account.updated_at + 1)
+def _next_version(account: Account) -> Account:
+    return replace(account, version=account.version + 1, updated_at=clock.now_int())
 
 
 def _mutate(
@@ -308,7 +340,7 @@ def _mutate(
     on nothing having moved meanwhile; retry a few times if something did."""
     for attempt in range(_MAX_OPTIMISTIC_TRIES):
         current = require(aor)
-        updated, extra = change(current, replace(current, updated_at=_next_version(current)))
+        updated, extra = change(current, _next_version(current))
         if updated == current:
             return current
         try:
@@ -346,6 +378,7 @@ def create(
         discoverable=discoverable,
         created_at=now,
         updated_at=now,
+        version=1,
     )
     items = [_account_put(account, None)]
     if phone_e164:
@@ -440,7 +473,7 @@ def link_phone(aor: str, e164: str) -> tuple[Account, str | None]:
             )
             owner = get(owner_aor) if owner_aor != aor else None
             if owner is not None and owner.phone == e164:
-                freed = replace(owner, phone=None, updated_at=_next_version(owner))
+                freed = replace(_next_version(owner), phone=None)
                 extra.append(_account_put(freed, owner))
         if current.phone and _index_owner(phone.phone_hash(current.phone)) == aor:
             extra.append(_index_delete_if_owned(current.phone, aor))
@@ -469,16 +502,15 @@ def delete(aor: str) -> None:
     """Delete the account, freeing its username and its number."""
     for attempt in range(_MAX_OPTIMISTIC_TRIES):
         current = require(aor)
-        items: list[dict[str, Any]] = [
-            {
-                "Delete": {
-                    "TableName": tables.ACCOUNTS.name(),
-                    "Key": {"aor": {"S": aor}},
-                    "ConditionExpression": "updated_at = :v",
-                    "ExpressionAttributeValues": _values({":v": current.updated_at}),
-                }
-            }
-        ]
+        condition, values = _version_condition(current)
+        delete: dict[str, Any] = {
+            "TableName": tables.ACCOUNTS.name(),
+            "Key": {"aor": {"S": aor}},
+            "ConditionExpression": condition,
+        }
+        if values:
+            delete["ExpressionAttributeValues"] = _values(values)
+        items: list[dict[str, Any]] = [{"Delete": delete}]
         if current.phone and _index_owner(phone.phone_hash(current.phone)) == aor:
             items.append(_index_delete_if_owned(current.phone, aor))
         try:

@@ -182,12 +182,46 @@ def test_update_credentials_changes_the_ha1s(aws):
     assert accounts.authenticate_password("alice", "correct horse") is None
 
 
-def test_updated_at_moves_on_every_write(aws):
+def test_every_write_bumps_the_version(aws):
     first = accounts.create("alice", creds("alice"))
     second = accounts.update("alice@example.org", discoverable=False)
     third = accounts.update("alice@example.org", discoverable=True)
-    assert first.updated_at < second.updated_at < third.updated_at
+    assert (first.version, second.version, third.version) == (1, 2, 3)
+    assert first.updated_at <= second.updated_at <= third.updated_at
     assert third.created_at == first.created_at
+    assert accounts.get("alice@example.org") == third
+
+
+def test_writes_keep_attributes_other_modules_store(aws):
+    accounts.create("alice", creds("alice"), phone_e164=A)
+    table = tables.table(tables.ACCOUNTS)
+    table.update_item(
+        Key={"aor": "alice@example.org"},
+        UpdateExpression="SET presence_note = :n",
+        ExpressionAttributeValues={":n": "kept"},
+    )
+    accounts.update("alice@example.org", discoverable=False)
+    accounts.unlink_phone("alice@example.org")
+    item = table.get_item(Key={"aor": "alice@example.org"})["Item"]
+    assert item["presence_note"] == "kept" and "phone" not in item
+
+
+def test_accounts_written_without_a_version_can_still_change(aws):
+    tables.table(tables.ACCOUNTS).put_item(
+        Item={
+            "aor": "old@example.org",
+            "username": "old",
+            "domain": "example.org",
+            "ha1_md5": digest.ha1("MD5", "old", "example.org", "pw"),
+        }
+    )
+    assert accounts.update("old@example.org", discoverable=False).version == 1
+    accounts.delete("old@example.org")
+    tables.table(tables.ACCOUNTS).put_item(
+        Item={"aor": "old@example.org", "username": "old", "domain": "example.org"}
+    )
+    accounts.delete("old@example.org")
+    assert accounts.get("old@example.org") is None
 
 
 def _race(n: int, target) -> list[object]:
