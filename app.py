@@ -9,7 +9,14 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from chalicelib import account_api, registrar
+from chalicelib import (
+    account_api,
+    live_updates,
+    publications,
+    registrar,
+    subscriptions,
+    tables,
+)
 from chalicelib import presence_lookup as presence_lookup_module
 from chalicelib import sip_auth as sip_auth_module
 from chalicelib.http_api import rest
@@ -118,11 +125,42 @@ def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return registrar.handle(event)
 
 
+@app.lambda_function(name="sip_subscriptions")
+def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return subscriptions.handle(event)
+
+
 @app.lambda_function(name="presence_lookup")
 def presence_lookup(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return presence_lookup_module.handle(event)
 
 
-# --- Event handlers -------------------------------------------------------------------------
+@app.lambda_function(name="sip_publish")
+def sip_publish(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return publications.handle(event)
+
+
+# --- Event handlers: DynamoDB streams drive live contact lists ----------------------------
+
+
+@app.on_dynamodb_record(stream_arn=live_updates.stream_arn(tables.ACCOUNTS), batch_size=100)
+def accounts_changed(event: Any) -> dict[str, int]:
+    return live_updates.handle_records(event.to_dict()["Records"])
+
+
+@app.on_dynamodb_record(stream_arn=live_updates.stream_arn(tables.PHONE_INDEX), batch_size=100)
+def phone_index_changed(event: Any) -> dict[str, int]:
+    return live_updates.handle_records(event.to_dict()["Records"])
+
+
+@app.on_dynamodb_record(stream_arn=live_updates.stream_arn(tables.REGISTRATIONS), batch_size=100)
+def registrations_changed(event: Any) -> dict[str, int]:
+    return live_updates.handle_records(event.to_dict()["Records"])
+
+
+@app.on_dynamodb_record(stream_arn=live_updates.stream_arn(tables.PUBLICATIONS), batch_size=100)
+def publications_changed(event: Any) -> dict[str, int]:
+    return live_updates.handle_records(event.to_dict()["Records"])
+
 
 __all__ = ["app", "logger"]

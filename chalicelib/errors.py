@@ -57,6 +57,10 @@ CATALOGUE: dict[str, ErrorKind] = {
     "binding_out_of_order": ErrorKind(409, 500, "Server Internal Error"),
     "invalid_contact": ErrorKind(400, 400, "Bad Request"),
     "too_many_bindings": ErrorKind(409, 403, "Forbidden"),
+    # PUBLISH (RFC 3903).
+    "unknown_etag": ErrorKind(412, 412, "Conditional Request Failed"),
+    "publication_invalid": ErrorKind(400, 400, "Bad Request"),
+    "publication_not_yours": ErrorKind(403, 403, "Forbidden"),
     "internal": ErrorKind(500, 500, "Server Internal Error"),
 }
 

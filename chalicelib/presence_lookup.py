@@ -11,10 +11,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from chalicelib import dynamo, multipart, notify, phone, pidf, presence, resource_list, settings
+from chalicelib import (
+    dynamo,
+    live_status,
+    multipart,
+    notify,
+    phone,
+    pidf,
+    presence,
+    resource_list,
+    settings,
+)
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger
 
@@ -77,13 +88,18 @@ def _body_json(body: notify.NotifyBody) -> dict[str, Any]:
 
 
 def _single_body(
-    resolved: presence.Resolved, deflate: bool, options: notify.BodyOptions
+    resolved: presence.Resolved,
+    deflate: bool,
+    options: notify.BodyOptions,
+    status_of: Callable[[presence.Resolved], pidf.PresenceStatus],
 ) -> dict[str, Any]:
     """A single-resource subscription (no list): a bare PIDF, or no body for a non-user."""
     if resolved.contact is None:
         # No state to give; the dialog stays up so that a later sign-up can be announced.
         return {"body_b64": "", "content_type": None, "content_encoding": None, "bytes": 0}
-    doc = pidf.document(resolved.uri, resolved.contact, now=options.now()).encode()
+    doc = pidf.document(
+        resolved.uri, resolved.contact, status_of(resolved), now=options.now()
+    ).encode()
     wire, encoding = multipart.encode(doc, deflate)
     return {
         "body_b64": base64.b64encode(wire).decode("ascii"),
@@ -134,15 +150,18 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
         notify_limit=notify_limit,
         max_bytes=max_bytes,
     )
+    # The mutual-contacts rule decides how much each user's status says (live_status).
+    status_of, fingerprints = live_status.status_function(subscriber, resolved)
     if single:
         if len(resolved) != 1:
             raise DomainError("list_malformed", "a single-resource lookup takes one entry")
-        bodies = [{**_single_body(resolved[0], deflate, options), "version": version}]
+        body = _single_body(resolved[0], deflate, options, status_of)
+        bodies = [{**body, "version": version}]
         next_version = version + 1
     else:
         built = notify.build(
             list_uri,
-            presence.states(resolved),
+            presence.states(resolved, status_of),
             version=version,
             full_state=full_state,
             options=options,
@@ -165,7 +184,7 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
         "bodies": bodies,
         "version": next_version,
         "entries": list(rl.entries),
-        "resources": [r.to_json() for r in resolved],
+        "resources": [{**r.to_json(), "status": fingerprints.get(r.uri)} for r in resolved],
         "region": used_region,
         "stats": {
             "entries_read": rl.total,

@@ -126,6 +126,18 @@ class Settings:
     subscribe_max_expires: int = _setting(
         "SUBSCRIBE_MAX_EXPIRES", 86400, "Longest subscription; longer requests are clamped."
     )
+    publish_default_expires: int = _setting(
+        "PUBLISH_DEFAULT_EXPIRES", 3600, "Publication lifetime when PUBLISH names none."
+    )
+    publish_min_expires: int = _setting(
+        "PUBLISH_MIN_EXPIRES", 60, "Shortest publication; shorter gets 423."
+    )
+    publish_max_expires: int = _setting(
+        "PUBLISH_MAX_EXPIRES", 86400, "Longest publication; longer requests are clamped."
+    )
+    publish_max_body_bytes: int = _setting(
+        "PUBLISH_MAX_BODY_BYTES", 16384, "Largest PIDF accepted in a PUBLISH."
+    )
     # SIP edge (sip_edge/).
     sip_host: str = _setting("SIP_HOST", "127.0.0.1", "Address the edge listens on.")
     sip_port: int = _setting("SIP_PORT", 5060, "UDP and TCP port of the edge.")
@@ -170,8 +182,19 @@ class Settings:
         "User-Agent substrings (lower-case) served the linphone profile in auto mode.",
     )
     edge_id: str = _setting("EDGE_ID", "", "This edge's id (its queue); empty = host:port.")
+    edge_queue_prefix: str = _setting(
+        "EDGE_QUEUE_PREFIX", "sc-local-edge-", "Name prefix of the edges' SQS queues."
+    )
+    edge_queue_wait: int = _setting(
+        "EDGE_QUEUE_WAIT", 20, "Long-poll seconds of the edge's queue (1-20)."
+    )
     edge_queue_url: str = _setting(
         "EDGE_QUEUE_URL", "", "SQS queue of this edge; empty = created at start."
+    )
+    notify_full_state_on_removal: bool = _setting(
+        "NOTIFY_FULL_STATE_ON_REMOVAL",
+        False,
+        "Announce a number that stopped being a user with a full-state NOTIFY.",
     )
     # SIP digest.
     nonce_ttl_seconds: int = _setting("NONCE_TTL_SECONDS", 300, "Lifetime of a digest nonce.")

@@ -22,6 +22,7 @@ LOCAL_ENV = {
     "AWS_DEFAULT_REGION": "eu-west-1",
     "AWS_REGION": "eu-west-1",
     "STAGE": "local",
+    "EDGE_QUEUE_WAIT": "2",  # Ctrl-C waits for the last long poll
 }
 
 

@@ -51,6 +51,11 @@ class SubscriptionDialog:
     local_cseq: int = field(default_factory=lambda: secrets.randbelow(10000) + 1)
     remote_cseq: int = 0
     terminated: bool = False
+    # Live updates: resources to look at again, when the next NOTIFY may go (throttle), and
+    # what the phone was last told of each resource (to skip NOTIFYs that change nothing).
+    dirty: set[str] = field(default_factory=set)
+    next_notify_at: float = 0.0
+    last_states: dict[str, str] = field(default_factory=dict)
 
     @property
     def event_header(self) -> str:
@@ -108,7 +113,8 @@ class SubscriptionDialog:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data.pop("entries")  # stored beside the dialog, compressed
+        for transient in ("entries", "dirty", "next_notify_at", "last_states"):
+            data.pop(transient)  # entries are stored beside the dialog, compressed
         return data
 
     @classmethod

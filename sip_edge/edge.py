@@ -18,6 +18,7 @@ from chalicelib.observability import logger
 from chalicelib.subscriptions import subscription_id
 from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
 from sip_edge.functions import FunctionError, Functions
+from sip_edge.queue import EdgeQueue
 from sip_edge.sip.message import (
     REASON_PHRASES,
     NameAddr,
@@ -75,6 +76,7 @@ class Edge:
         *,
         cfg: settings.Settings | None = None,
         clock: Callable[[], float] = time.time,
+        queue: EdgeQueue | None = None,
     ) -> None:
         self.cfg = cfg or settings.get()
         self.functions = functions
@@ -93,6 +95,8 @@ class Edge:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._notify_locks: dict[str, asyncio.Lock] = {}
         self._outcomes: dict[ClientTransaction, asyncio.Future[int]] = {}
+        self._flushing: set[str] = set()
+        self.queue: EdgeQueue | None = queue
         self.stats: dict[str, int] = {"requests": 0, "notifies": 0, "notify_failures": 0}
 
     # --- addresses -----------------------------------------------------------------------
@@ -124,11 +128,48 @@ class Edge:
             self.edge_id = f"{self.host}:{self.ports.get('udp')}"
 
     async def start(self) -> None:
-        """Resume the dialogs this edge owned before a restart (live-update work)."""
+        """Resume the UDP dialogs this edge owned before a restart, and listen to its queue.
+
+        Stream dialogs are dropped: their connections died with the old process, so their
+        next refresh gets 481 and the phone subscribes again at once.
+        """
+        answer = await self.functions.call(
+            "sip_subscriptions", {"op": "load_edge", "edge_id": self.edge_id}
+        )
+        for data in answer.get("subscriptions", []):
+            dialog = SubscriptionDialog.from_json(data["dialog"], data["entries"])
+            if dialog.peer.reliable:
+                await self._delete(dialog)
+                continue
+            dialog.expires_at = float(data["expires_at"])
+            self.dialogs[dialog.subscription_id] = dialog
+        self.stats["resumed"] = len(self.dialogs)
+        if self.queue is not None:
+            await self.queue.open(self.edge_id)
+            self._spawn(self._poll_queue())
 
     async def shutdown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+    async def _poll_queue(self) -> None:
+        """Long-poll this edge's queue: each message names resources to look at again."""
+        assert self.queue is not None
+        while True:
+            try:
+                changes = await self.queue.receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("edge queue poll failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            for change in changes:
+                dialog = self.dialogs.get(change.get("subscription_id", ""))
+                if dialog is None or dialog.terminated:
+                    continue  # gone, or owned by another edge: nothing to do
+                known = set(dialog.entries)
+                dialog.dirty.update(u for u in change.get("uris", []) if u in known)
 
     # --- entry from the transports --------------------------------------------------------
 
@@ -153,8 +194,17 @@ class Edge:
         now = self.clock()
         self._run(self.transactions.on_timer(now))
         for dialog in list(self.dialogs.values()):
-            if dialog.expires_at <= now and not dialog.terminated:
+            if dialog.terminated:
+                continue
+            if dialog.expires_at <= now:
                 self._spawn(self._end(dialog, "timeout"))
+            elif (
+                dialog.dirty
+                and now >= dialog.next_notify_at
+                and dialog.subscription_id not in self._flushing
+            ):
+                self._flushing.add(dialog.subscription_id)
+                self._spawn(self._flush(dialog))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -477,11 +527,52 @@ class Edge:
             return
         await self._send_bodies(dialog, result)
 
+    async def _flush(self, dialog: SubscriptionDialog) -> None:
+        """Send what changed among the dirty resources, in one partial NOTIFY (RFC 4662)."""
+        try:
+            uris = sorted(dialog.dirty)
+            dialog.dirty.clear()
+            result = await self.functions.call(
+                "presence_lookup",
+                {
+                    "subscriber": dialog.subscriber,
+                    "profile": dialog.profile,
+                    "accept_encoding": ["deflate"] if dialog.accept_deflate else [],
+                    "version": dialog.version,
+                    "entries": uris,
+                    "full_state": False,
+                    "single": not dialog.is_list,
+                    "list_uri": _uri_of(dialog.local_uri),
+                },
+            )
+            if result.get("error"):
+                return
+            changed = [
+                r for r in result["resources"] if dialog.last_states.get(r["uri"]) != _state(r)
+            ]
+            if not changed:
+                return  # a replayed or stale change: the phone already knows this
+            removed = any(
+                r["user"] is None and dialog.last_states.get(r["uri"], "-") != "-" for r in changed
+            )
+            if removed and self.cfg.notify_full_state_on_removal:
+                await self._notify_full(dialog)
+            else:
+                await self._send_bodies(dialog, result)
+        except FunctionError as exc:
+            logger.warning("live update lookup failed: %s", exc)
+            dialog.dirty.update(uris)  # try again at the next tick
+        finally:
+            self._flushing.discard(dialog.subscription_id)
+
     async def _send_bodies(
         self, dialog: SubscriptionDialog, result: dict[str, Any], reason: str | None = None
     ) -> None:
         bodies = result.get("bodies") or []
         dialog.version = int(result.get("version", dialog.version))
+        for resource in result.get("resources", []):
+            dialog.last_states[resource["uri"]] = _state(resource)
+        dialog.next_notify_at = self.clock() + self.cfg.notify_min_interval
         for i, part in enumerate(bodies):
             last = i == len(bodies) - 1
             ok = await self.notify(
@@ -493,6 +584,8 @@ class Edge:
             )
             if not ok:
                 return
+        if reason is None and bodies:
+            await self._save(dialog, refresh=True)
 
     async def notify(
         self,
@@ -542,12 +635,32 @@ class Edge:
         self.dialogs.pop(dialog.subscription_id, None)
         self._notify_locks.pop(dialog.subscription_id, None)
 
-    # Persistence hooks; the live-update work stores dialogs through the functions.
     async def _save(self, dialog: SubscriptionDialog, *, refresh: bool) -> None:
-        return None
+        """Store the dialog through the functions, so a restarted edge can resume it."""
+        payload: dict[str, Any] = {
+            "op": "refresh" if refresh else "save",
+            "subscription_id": dialog.subscription_id,
+            "expires_at": int(dialog.expires_at),
+            "version": dialog.version,
+            "dialog": dialog.to_json(),
+        }
+        if not refresh:
+            payload.update(
+                edge_id=self.edge_id, subscriber=dialog.subscriber, entries=dialog.entries
+            )
+        try:
+            await self.functions.call("sip_subscriptions", payload)
+        except FunctionError as exc:
+            # The dialog still works from memory; only a restart would lose it.
+            logger.warning("could not store subscription: %s", exc)
 
     async def _delete(self, dialog: SubscriptionDialog) -> None:
-        return None
+        try:
+            await self.functions.call(
+                "sip_subscriptions", {"op": "delete", "subscription_id": dialog.subscription_id}
+            )
+        except FunctionError as exc:
+            logger.warning("could not delete subscription: %s", exc)
 
     # --- REGISTER (RFC 3261 §10.3) ----------------------------------------------------------
 
@@ -590,7 +703,34 @@ class Edge:
     # --- PUBLISH (RFC 3903): see the live-update work -------------------------------------
 
     async def _publish(self, request: Request, peer: Peer, identity: str) -> Response | None:
-        raise Reject(489, None, [("Allow-Events", "presence")])
+        event = request.event
+        if event is None or event.package.lower() != "presence":
+            raise Reject(489, None, [("Allow-Events", "presence")])
+        if request.body:
+            ctype = request.content_type
+            if ctype is None or ctype.mime.lower() != "application/pidf+xml":
+                raise Reject(415, None, [("Accept", "application/pidf+xml")])
+            if request.content_encoding:
+                raise Reject(415, None, [("Accept-Encoding", "identity")])
+        result = await self.functions.call(
+            "sip_publish",
+            {
+                "aor": identity,
+                "if_match": request.headers.get("SIP-If-Match"),
+                "expires": request.expires,
+                "body_b64": base64.b64encode(request.body).decode() if request.body else None,
+            },
+        )
+        self._raise_function_error(result)
+        headers = [("Expires", str(result["expires"]))]
+        if result["expires"]:
+            headers.insert(0, ("SIP-ETag", result["etag"]))
+        return make_response(request, 200, None, headers)
+
+
+def _state(resource: dict[str, Any]) -> str:
+    """What the phone sees of one resource: not a user ("-"), or its contact and status."""
+    return "-" if resource.get("user") is None else f"{resource['user']}|{resource.get('status')}"
 
 
 def _uri_of(name_addr: str) -> str:

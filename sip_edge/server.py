@@ -11,6 +11,7 @@ from chalicelib import settings
 from chalicelib.observability import logger
 from sip_edge.edge import Edge
 from sip_edge.functions import Functions, from_settings
+from sip_edge.queue import EdgeQueue
 from sip_edge.sip.parser import ParserLimits
 from sip_edge.transport import Transports
 
@@ -39,10 +40,14 @@ class RunningEdge:
 
 
 async def start(
-    cfg: settings.Settings | None = None, functions: Functions | None = None
+    cfg: settings.Settings | None = None,
+    functions: Functions | None = None,
+    *,
+    with_queue: bool = True,
 ) -> RunningEdge:
     cfg = cfg or settings.get()
-    edge = Edge(functions or from_settings(cfg), cfg=cfg)
+    queue = EdgeQueue(cfg) if with_queue else None
+    edge = Edge(functions or from_settings(cfg), cfg=cfg, queue=queue)
     transports = Transports(
         edge,
         limits=ParserLimits(max_message_size=cfg.sip_max_message_bytes),

@@ -26,6 +26,7 @@ TEST_ENV = {
     "SIP_DOMAIN": "example.org",
     "POWERTOOLS_METRICS_NAMESPACE": "SmartContactsTest",
     "POWERTOOLS_DEV": "false",
+    "EDGE_QUEUE_WAIT": "1",
 }
 
 for _k, _v in TEST_ENV.items():

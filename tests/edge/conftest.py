@@ -21,9 +21,8 @@ class EdgeThread:
     def __init__(self, **overrides: object) -> None:
         from sip_edge import server
 
-        self.cfg = dataclasses.replace(
-            settings.get(), sip_host="127.0.0.1", sip_port=0, edge_id="edge-test", **overrides
-        )
+        values = {"sip_host": "127.0.0.1", "sip_port": 0, "edge_id": "edge-test", **overrides}
+        self.cfg = dataclasses.replace(settings.get(), **values)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)

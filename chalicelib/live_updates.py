@@ -1,0 +1,126 @@
+"""Live contact lists: DynamoDB stream records in, "look again" messages to the edges out.
+
+A change to an account, a phone-index entry, a registration or a publication names watcher keys
+(`p#<phone hash>`, `u#<aor>`); the watchers index gives the subscriptions that watch them and
+the edge that holds each dialog. Each edge gets, on its own SQS queue, the subscription and the
+resource URIs to look at again. The edge then asks `presence_lookup` for their current state and
+sends a partial NOTIFY only when something the phone sees changed; so a record replayed twice,
+out of order, or for a subscription that is gone changes nothing wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+from chalicelib import accounts, dynamo, settings, subscriptions, tables
+from chalicelib.aws import client, region
+from chalicelib.observability import logger, metrics
+
+STREAMED = (tables.ACCOUNTS, tables.PHONE_INDEX, tables.REGISTRATIONS, tables.PUBLICATIONS)
+_ACCOUNT_FIELDS = ("discoverable", "disabled", "phone")
+
+
+def stream_arn(spec: tables.TableSpec) -> str:
+    """The stream a handler listens to: set by the deployment, a placeholder for packaging."""
+    return os.environ.get(
+        f"{spec.env_var}_STREAM_ARN",
+        f"arn:aws:dynamodb:{region()}:000000000000:table/{spec.name()}/stream/latest",
+    )
+
+
+def queue_name(edge_id: str) -> str:
+    return settings.get().edge_queue_prefix + re.sub(r"[^A-Za-z0-9_-]", "-", edge_id)[:60]
+
+
+@cache
+def queue_url(edge_id: str) -> str:
+    return client("sqs").get_queue_url(QueueName=queue_name(edge_id))["QueueUrl"]
+
+
+def _image(record: dict[str, Any], name: str) -> dict[str, Any]:
+    raw = record.get("dynamodb", {}).get(name)
+    return dynamo.from_item(raw) if raw else {}
+
+
+def _table_of(record: dict[str, Any]) -> tables.TableSpec | None:
+    arn = record.get("eventSourceARN", "")
+    table = arn.split(":table/", 1)[-1].split("/", 1)[0]
+    return next((spec for spec in STREAMED if spec.name() == table), None)
+
+
+def _account_keys(aor: str) -> set[str]:
+    keys = {subscriptions.account_key(aor)}
+    account = accounts.get(aor)
+    if account is not None and account.phone:
+        keys.add(subscriptions.phone_key(account.phone))
+    return keys
+
+
+def watch_keys(record: dict[str, Any]) -> set[str]:
+    """Watcher keys whose resources may look different after this record."""
+    spec = _table_of(record)
+    keys = _image(record, "Keys")
+    old, new = _image(record, "OldImage"), _image(record, "NewImage")
+    event = record.get("eventName")
+    if spec is tables.PHONE_INDEX:
+        if event == "MODIFY" and all(old.get(f) == new.get(f) for f in ("aor", "discoverable")):
+            return set()
+        return {"p#" + keys["phone_hash"]}
+    if spec is tables.ACCOUNTS:
+        if event == "MODIFY" and all(old.get(f) == new.get(f) for f in _ACCOUNT_FIELDS):
+            return set()
+        out = {subscriptions.account_key(keys["aor"])}
+        for image in (old, new):
+            if image.get("phone"):
+                out.add(subscriptions.phone_key(image["phone"]))
+        return out
+    if spec in (tables.REGISTRATIONS, tables.PUBLICATIONS):
+        if spec is tables.REGISTRATIONS and event == "MODIFY":
+            return set()  # a refreshed binding: online before and after
+        return _account_keys(keys["aor"])
+    return set()
+
+
+def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """The stream handler: tell each edge which of its subscriptions to look at again."""
+    keys: set[str] = set()
+    for record in records:
+        keys |= watch_keys(record)
+    if not keys:
+        return {"subscriptions": 0, "messages": 0}
+    by_edge: dict[str, list[dict[str, Any]]] = {}
+    for watcher in subscriptions.watchers(keys):
+        by_edge.setdefault(watcher["edge_id"], []).append(
+            {"subscription_id": watcher["subscription_id"], "uris": watcher["uris"]}
+        )
+    sent = 0
+    for edge_id, changes in by_edge.items():
+        sent += _send(edge_id, changes)
+    metrics.add_metric(name="LiveUpdates", unit="Count", value=sent)
+    logger.info("live update", extra={"keys": len(keys), "messages": sent})
+    return {"subscriptions": sum(len(c) for c in by_edge.values()), "messages": sent}
+
+
+def _send(edge_id: str, changes: list[dict[str, Any]]) -> int:
+    try:
+        url = queue_url(edge_id)
+    except client("sqs").exceptions.QueueDoesNotExist:
+        logger.info("edge queue gone; its subscriptions will be reloaded elsewhere")
+        return 0
+    sent = 0
+    for start in range(0, len(changes), 10):
+        batch = changes[start : start + 10]
+        client("sqs").send_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "MessageBody": json.dumps(change)} for i, change in enumerate(batch)
+            ],
+        )
+        sent += len(batch)
+    return sent
+

@@ -1,0 +1,95 @@
+"""Replays moto's DynamoDB streams into the app's own stream handlers, as Lambda would.
+
+The local stack runs it in a thread; tests call `pump()` to deliver what is pending, in order.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from chalicelib import live_updates
+from chalicelib.aws import client
+from chalicelib.observability import logger
+
+POLL_SECONDS = 0.2
+
+
+def _handlers() -> dict[str, Callable[[dict[str, Any], Any], Any]]:
+    import app
+
+    return {
+        "Accounts": app.accounts_changed,
+        "PhoneIndex": app.phone_index_changed,
+        "Registrations": app.registrations_changed,
+        "Publications": app.publications_changed,
+    }
+
+
+class StreamReplayer:
+    """Reads every streamed table from where it stood at creation, shard by shard."""
+
+    def __init__(self) -> None:
+        self._iterators: dict[tuple[str, str], str] = {}
+        self._arns: dict[str, str] = {}
+        self._handler_of = _handlers()
+        for spec in live_updates.STREAMED:
+            arn = client("dynamodb").describe_table(TableName=spec.name())["Table"][
+                "LatestStreamArn"
+            ]
+            self._arns[spec.logical] = arn
+        self._discover("LATEST")
+
+    def _discover(self, position: str) -> None:
+        streams = client("dynamodbstreams")
+        for logical, arn in self._arns.items():
+            shards = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]
+            for shard in shards:
+                key = (logical, shard["ShardId"])
+                if key not in self._iterators:
+                    self._iterators[key] = streams.get_shard_iterator(
+                        StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType=position
+                    )["ShardIterator"]
+
+    def pump(self) -> int:
+        """Deliver every pending record to its handler; the number delivered."""
+        self._discover("TRIM_HORIZON")  # shards born since: read them whole
+        streams = client("dynamodbstreams")
+        delivered = 0
+        for (logical, shard), iterator in list(self._iterators.items()):
+            answer = streams.get_records(ShardIterator=iterator)
+            self._iterators[(logical, shard)] = answer.get("NextShardIterator") or iterator
+            records = [self._lambda_record(r, self._arns[logical]) for r in answer["Records"]]
+            if records:
+                self._handler_of[logical]({"Records": records}, None)
+                delivered += len(records)
+        return delivered
+
+    @staticmethod
+    def _lambda_record(record: dict[str, Any], arn: str) -> dict[str, Any]:
+        out = {**record, "eventSourceARN": arn, "dynamodb": dict(record["dynamodb"])}
+        when = out["dynamodb"].get("ApproximateCreationDateTime")
+        if isinstance(when, datetime):
+            out["dynamodb"]["ApproximateCreationDateTime"] = when.timestamp()
+        return out
+
+    def start(self) -> Callable[[], None]:
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(POLL_SECONDS):
+                try:
+                    self.pump()
+                except Exception:
+                    logger.exception("stream replay failed; retrying")
+
+        thread = threading.Thread(target=loop, name="stream-replayer", daemon=True)
+        thread.start()
+
+        def stop_replayer() -> None:
+            stop.set()
+            thread.join(timeout=2)
+
+        return stop_replayer

@@ -1,0 +1,58 @@
+"""The edge's SQS queue: where the stream handler says which resources to look at again.
+
+Each edge has its own queue (`EDGE_QUEUE_PREFIX` + edge id), created at start unless one is
+given (`EDGE_QUEUE_URL`). boto3 blocks, so calls run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from chalicelib import live_updates, settings
+from chalicelib.aws import client
+
+
+class EdgeQueue:
+    def __init__(self, cfg: settings.Settings) -> None:
+        self.cfg = cfg
+        self.url = cfg.edge_queue_url
+
+    async def open(self, edge_id: str) -> None:
+        if self.url:
+            return
+        name = live_updates.queue_name(edge_id)
+        answer = await asyncio.to_thread(
+            client("sqs").create_queue,
+            QueueName=name,
+            Attributes={"MessageRetentionPeriod": "3600", "VisibilityTimeout": "30"},
+        )
+        self.url = answer["QueueUrl"]
+
+    def _receive(self) -> list[dict[str, Any]]:
+        sqs = client("sqs")
+        answer = sqs.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=max(1, min(20, self.cfg.edge_queue_wait)),
+        )
+        messages = answer.get("Messages", [])
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
+        out = []
+        for message in messages:
+            try:
+                out.append(json.loads(message["Body"]))
+            except ValueError:
+                continue  # not ours; dropping it is all we can do
+        return out
+
+    async def receive(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._receive)

@@ -1,0 +1,239 @@
+"""Live contact lists: stream records -> watchers -> edge queue -> partial NOTIFYs, throttled,
+idempotent, surviving an edge restart; PUBLISH and the mutual-contacts rule."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chalicelib import accounts
+from devstack.streams import StreamReplayer
+from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
+from tests.edge.sipclient import SipClient
+from tests.edge.test_edge_subscribe import RLS, subscribe, users_in
+
+NEWCOMER = f"sip:+33699999999@{DOMAIN};user=phone"
+ENTRIES = [f"sip:+33612345678@{DOMAIN};user=phone", NEWCOMER, f"sip:carol@{DOMAIN}"]
+
+
+def rlmi_of(notify) -> str:
+    import zlib
+
+    body = notify.body
+    if "deflate" in (notify.headers.get("Content-Encoding") or ""):
+        body = zlib.decompress(body)
+    return body.decode()
+
+
+class Clock:
+    """The edge's clock, moved by hand: the throttle is tested without sleeping through it."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def world(aws):
+    make_account("alice", "+33611111111")
+    make_account("bob", "+33612345678")
+    make_account("carol")
+    return StreamReplayer()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def live_edge(world, clock):
+    edge = EdgeThread(notify_min_interval=30.0)
+    edge.edge.clock = clock
+    yield edge
+    edge.stop()
+
+
+def deliver(world: StreamReplayer, edge: EdgeThread, clock: Clock, *, advance: float = 31.0):
+    """Replay the streams, let the edge read its queue, then open the throttle window."""
+    world.pump()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if any(d.dirty for d in edge.edge.dialogs.values()):
+            break
+        time.sleep(0.05)
+    clock.offset += advance
+
+
+def test_sign_up_then_unlink_reach_the_subscribed_phone(live_edge, world, clock):
+    phone = SipClient(live_edge.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    first = phone.notify()
+    assert NEWCOMER not in users_in(first)
+    world.pump()  # the subscriber's own setup records: nothing for this list
+
+    make_account("dan", "+33699999999")
+    deliver(world, live_edge, clock)
+    update = phone.notify()
+    assert update is not None, "no NOTIFY after the sign-up"
+    assert 'fullState="false"' in rlmi_of(update)
+    assert users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+
+    accounts.unlink_phone(f"dan@{DOMAIN}")
+    deliver(world, live_edge, clock)
+    gone = phone.notify()
+    assert gone is not None, "no NOTIFY after the unlink"
+    assert NEWCOMER in rlmi_of(gone) and users_in(gone) == {}
+
+
+def test_burst_gives_one_notify_per_interval(live_edge, world, clock):
+    phone = SipClient(live_edge.address)
+    many = [f"sip:+3369999{i:04d}@{DOMAIN};user=phone" for i in range(20)]
+    assert subscribe(phone, many).status == 200
+    phone.notify()
+    world.pump()
+    for i in range(20):
+        make_account(f"new{i}", f"+3369999{i:04d}")
+    world.pump()
+    time.sleep(1.5)  # the edge has read its queue; the throttle window is still closed
+    assert phone.notify(timeout=0.5) is None
+    clock.offset += 31
+    # One update; it may span several NOTIFYs back to back when it outgrows the UDP budget.
+    seen: dict[str, str] = {}
+    while (update := phone.notify(timeout=1.0)) is not None:
+        assert 'fullState="false"' in rlmi_of(update)
+        seen.update(users_in(update))
+    assert len(seen) == 20
+
+
+def test_replayed_and_unknown_changes_change_nothing(live_edge, world, clock):
+    phone = SipClient(live_edge.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    phone.notify()
+    world.pump()
+    make_account("dan", "+33699999999")
+    records = []
+    original = world._handler_of["PhoneIndex"]
+    world._handler_of["PhoneIndex"] = lambda event, ctx: (
+        records.append(event),
+        original(event, ctx),
+    )
+    deliver(world, live_edge, clock)
+    assert phone.notify() is not None
+    # The same stream records again, and a change for a subscription nobody holds.
+    for event in records:
+        original(event, None)
+    from chalicelib import live_updates
+
+    live_updates._send(live_edge.edge.edge_id, [{"subscription_id": "nope", "uris": ENTRIES}])
+    deliver(world, live_edge, clock)
+    assert phone.notify(timeout=1.5) is None
+
+
+def test_udp_subscriptions_survive_an_edge_restart(world, clock):
+    first = EdgeThread(notify_min_interval=0.0)
+    port = first.address[1]
+    phone = SipClient(first.address)
+    tcp = SipClient(first.address, "tcp")
+    assert subscribe(phone, ENTRIES).status == 200
+    phone.notify()
+    ok = subscribe(tcp, ENTRIES)
+    tcp.notify()
+    first.stop()
+    tcp.close()
+
+    second = EdgeThread(notify_min_interval=0.0, sip_port=port)
+    try:
+        assert second.edge.stats["resumed"] == 1
+        world.pump()
+        make_account("dan", "+33699999999")
+        world.pump()
+        update = phone.notify()
+        assert update is not None and users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+        # The TCP dialog died with its connection: its refresh gets 481.
+        again = SipClient(second.address, "tcp")
+        again.from_tag = tcp.from_tag
+        again.call_id = tcp.call_id
+        again.cseq = tcp.cseq
+        to = ok.headers.get("To")
+        again.request("SUBSCRIBE", RLS, from_uri=f"sip:alice@{DOMAIN}", to=to,
+                      headers=[("Event", "presence")])  # fmt: skip
+        challenge = again.response("SUBSCRIBE")
+        again.authorized("SUBSCRIBE", RLS, challenge, username="alice", password=PASSWORD,
+                         from_uri=f"sip:alice@{DOMAIN}", to=to,
+                         headers=[("Event", "presence")])  # fmt: skip
+        assert again.response("SUBSCRIBE").status == 481
+        again.close()
+    finally:
+        second.stop()
+
+
+PIDF_BUSY = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<presence xmlns="urn:ietf:params:xml:ns:pidf" '
+    'xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" '
+    'xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" entity="sip:bob@example.org">'
+    '<tuple id="t1"><status><basic>open</basic></status></tuple>'
+    '<dm:person id="p1"><rpid:activities><rpid:busy/></rpid:activities>'
+    "<dm:note>in a meeting</dm:note></dm:person></presence>"
+)
+
+
+def publish(client: SipClient, body: str, *, user: str = "bob", if_match: str | None = None,
+            expires: str = "600"):  # fmt: skip
+    headers = [("Event", "presence"), ("Content-Type", "application/pidf+xml"),
+               ("Expires", expires)]  # fmt: skip
+    if if_match:
+        headers.append(("SIP-If-Match", if_match))
+    uri = f"sip:{user}@{DOMAIN}"
+    client.request("PUBLISH", uri, from_uri=uri, headers=headers, body=body.encode())
+    challenge = client.response("PUBLISH")
+    client.authorized("PUBLISH", uri, challenge, username=user, password=PASSWORD,
+                      from_uri=uri, headers=headers, body=body.encode())  # fmt: skip
+    return client.response("PUBLISH")
+
+
+def test_publish_lifecycle(live_edge):
+    bob = SipClient(live_edge.address)
+    ok = publish(bob, PIDF_BUSY)
+    assert ok.status == 200 and ok.headers.get("SIP-ETag") and ok.headers.get("Expires") == "600"
+    etag = ok.headers.get("SIP-ETag")
+    refreshed = publish(bob, "", if_match=etag)
+    assert refreshed.status == 200 and refreshed.headers.get("SIP-ETag") != etag
+    assert publish(bob, "", if_match="unknown").status == 412
+    assert publish(bob, PIDF_BUSY, expires="10").status == 423
+    not_mine = PIDF_BUSY.replace("sip:bob@", "sip:carol@")
+    assert publish(bob, not_mine).status == 403
+    removed = publish(bob, "", if_match=refreshed.headers.get("SIP-ETag"), expires="0")
+    assert removed.status == 200 and removed.headers.get("Expires") == "0"
+
+
+def test_detailed_status_only_for_mutual_contacts(live_edge, world, clock):
+    alice = SipClient(live_edge.address)
+    carol = SipClient(live_edge.address)
+    bob = SipClient(live_edge.address)
+    bob_number = f"sip:+33612345678@{DOMAIN};user=phone"
+    # Alice and Carol both have Bob's number; Bob has only Alice's.
+    assert subscribe(alice, [bob_number]).status == 200
+    alice.notify()
+    assert subscribe(carol, [bob_number], user="carol").status == 200
+    carol.notify()
+    assert subscribe(bob, [f"sip:+33611111111@{DOMAIN};user=phone"], user="bob").status == 200
+    bob.notify()
+    world.pump()
+    publisher = SipClient(live_edge.address)
+    assert publish(publisher, PIDF_BUSY).status == 200
+    deliver(world, live_edge, clock)
+    to_alice = rlmi_of(alice.notify())
+    to_carol = carol.notify()
+    assert "<rpid:busy/>" in to_alice and "in a meeting" in to_alice
+    if to_carol is not None:  # carol may get nothing: for her nothing changed
+        assert "busy" not in rlmi_of(to_carol) and "meeting" not in rlmi_of(to_carol)
+    # A fresh full-state NOTIFY to Carol still says only "is a user".
+    late = SipClient(live_edge.address)
+    assert subscribe(late, [bob_number], user="carol").status == 200
+    body = rlmi_of(late.notify())
+    assert "<rpid:away/>" in body and "busy" not in body and "meeting" not in body
