@@ -94,5 +94,12 @@ def start_sip_edge(host: str) -> Callable[[], None]:
     return stop_edge
 
 
+def start_stream_replayer() -> Callable[[], None]:
+    """moto's DynamoDB streams into the live-update handlers, as Lambda does on AWS."""
+    from devstack.streams import StreamReplayer
+
+    return StreamReplayer().start()
+
+
 def start_all(host: str) -> list[Callable[[], None]]:
-    return [start_sms_printer(), start_sip_edge(host)]
+    return [start_sms_printer(), start_stream_replayer(), start_sip_edge(host)]
