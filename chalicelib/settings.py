@@ -191,10 +191,11 @@ class Settings:
     edge_queue_url: str = _setting(
         "EDGE_QUEUE_URL", "", "SQS queue of this edge; empty = created at start."
     )
-    notify_full_state_on_removal: bool = _setting(
+    notify_full_state_on_removal: str = _setting(
         "NOTIFY_FULL_STATE_ON_REMOVAL",
-        False,
-        "Announce a number that stopped being a user with a full-state NOTIFY.",
+        "linphone",
+        "When a number stops being a user, send full state: linphone (that profile only: "
+        "Linphone 5.1 ignores a partial one), always, or never.",
     )
     # SIP digest.
     nonce_ttl_seconds: int = _setting("NONCE_TTL_SECONDS", 300, "Lifetime of a digest nonce.")
