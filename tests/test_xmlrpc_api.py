@@ -1,0 +1,468 @@
+"""The Linphone assistant's methods over HTTP (chalice.test.Client on moto): every captured SDK
+request replayed and its answer checked; create → activate → REGISTER at the SIP edge; link →
+activate link; recovery; the service's own rules (codes bound to number and account, tries,
+used codes, SMS and lookup limits, hide mode, domain)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from chalicelib import accounts, clock, digest, settings, sms, verification
+from chalicelib.errors import DomainError
+from tests.accounts_support import api_fixture, last_code, post, sent_sms  # noqa: F401
+from tests.edge.conftest import EdgeThread
+from tests.edge.sipclient import SipClient
+from tests.xmlrpc_support import (
+    CAPTURED_CODE,
+    CAPTURED_HA1,
+    DOMAIN,
+    PHONE,
+    Answer,
+    call,
+    capture,
+    capture_names,
+    ha1,
+    parse_answer,
+    post_xml,
+)
+
+OTHER = "+33622222222"
+PASSWORD = "linphone secret"
+
+
+@pytest.fixture
+def fixed_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SMS carries the code of the captures, so they replay verbatim."""
+    monkeypatch.setattr(verification, "new_code", lambda: CAPTURED_CODE)
+
+
+@pytest.fixture
+def hide_mode(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("XMLRPC_PHONE_USED_MODE", "hide")
+    settings.get.cache_clear()
+    yield
+    monkeypatch.delenv("XMLRPC_PHONE_USED_MODE")
+    settings.get.cache_clear()
+
+
+@pytest.fixture
+def edge(api) -> Iterator[EdgeThread]:
+    running = EdgeThread()
+    yield running
+    running.stop()
+
+
+def replay(api, name: str, domain: str = DOMAIN) -> Answer:
+    cap = capture(name, domain)
+    return parse_answer(post_xml(api, cap.body, cap.path, **cap.headers).body)
+
+
+def s(text: str) -> Answer:
+    return Answer(string=text)
+
+
+def register(
+    edge: EdgeThread,
+    username: str,
+    *,
+    password: str | None = None,
+    ha1_hex: str | None = None,
+    algorithm: str = "SHA-256",
+) -> int:
+    """REGISTER at the edge answering its digest challenge; the final status."""
+    client = SipClient(edge.address)
+    try:
+        aor = f"sip:{username}@{DOMAIN}"
+        client.request("REGISTER", f"sip:{DOMAIN}", from_uri=aor, headers=[("Expires", "600")])
+        challenge = client.response("REGISTER")
+        assert challenge.status == 401
+        for value in challenge.headers.get_all("WWW-Authenticate"):
+            params = digest.parse_params(value)
+            if params.get("algorithm", "MD5").upper() == algorithm:
+                break
+        else:
+            raise AssertionError(f"no {algorithm} challenge")
+        key = ha1_hex or digest.ha1(algorithm, username, params["realm"], password or "")
+        uri, cnonce, nc = f"sip:{DOMAIN}", secrets.token_hex(4), "00000001"
+        response = digest.expected_response(
+            algorithm, key, "REGISTER", uri, params["nonce"], qop="auth", nc=nc, cnonce=cnonce
+        )
+        auth = (
+            f'Digest username="{username}", realm="{params["realm"]}", nonce="{params["nonce"]}",'
+            f' uri="{uri}", response="{response}", algorithm={algorithm}, qop=auth, nc={nc},'
+            f' cnonce="{cnonce}"'
+        )
+        client.request(
+            "REGISTER",
+            uri,
+            from_uri=aor,
+            headers=[("Expires", "600"), ("Authorization", auth)],
+        )
+        return client.response("REGISTER").status
+    finally:
+        client.close()
+
+
+# --- The captured requests, replayed verbatim -------------------------------------------------
+
+
+def test_captures_replayed_in_sign_up_order(api, fixed_code):
+    assert replay(api, "is_phone_number_used") == s("ERROR_ALIAS_DOESNT_EXIST")
+    assert replay(api, "activate_phone_account") == s("ERROR_ACCOUNT_DOESNT_EXIST")
+    assert replay(api, "create_phone_account") == s("OK")
+    assert sent_sms()[-1][0] == PHONE and CAPTURED_CODE in sent_sms()[-1][1]
+    assert replay(api, "is_account_activated") == s("ERROR_ACCOUNT_DOESNT_EXIST")
+    assert replay(api, "activate_phone_account") == s(CAPTURED_HA1)
+    account = accounts.get_by_username("bob")
+    assert (account.phone, account.ha1_sha256, account.ha1_md5) == (PHONE, CAPTURED_HA1, None)
+    # The same code and request again: already done, and the HA1 is not given twice.
+    assert replay(api, "activate_phone_account") == s("ERROR_ACCOUNT_ALREADY_ACTIVATED")
+    assert replay(api, "is_account_activated") == s("OK")
+    assert replay(api, "get_phone_number_for_account") == s(PHONE)
+    assert replay(api, "is_phone_number_used") == s("OK_ALIAS")
+    assert replay(api, "link_phone_number_with_account") == s("ERROR_ALIAS_ALREADY_IN_USE")
+    assert replay(api, "create_phone_account") == s("ERROR_ALIAS_ALREADY_IN_USE")
+    clock.advance(61)  # the per-number SMS interval
+    assert replay(api, "recover_phone_account") == s("bob")
+    assert replay(api, "recover_account_from_confirmation_key") == Answer(
+        struct=[("password", CAPTURED_HA1), ("algorithm", "SHA-256")]
+    )
+    assert replay(api, "recover_account_from_confirmation_key") == s(
+        "ERROR_ACCOUNT_ALREADY_ACTIVATED"
+    )
+    assert accounts.get_by_username("bob").ha1_sha256 == CAPTURED_HA1  # credentials kept
+
+
+def test_captures_replayed_in_link_order(api, fixed_code):
+    accounts.create("bob", accounts.credentials_from_ha1(CAPTURED_HA1, "SHA-256"))
+    assert replay(api, "get_phone_number_for_account") == s("ERROR_ALIAS_DOESNT_EXIST")
+    assert replay(api, "activate_phone_number_link") == s("ERROR_ACCOUNT_DOESNT_EXIST")
+    assert replay(api, "link_phone_number_with_account") == s("OK")
+    assert sent_sms()[-1][0] == PHONE
+    assert replay(api, "activate_phone_number_link") == s("OK")
+    assert replay(api, "get_phone_number_for_account") == s(PHONE)
+    assert replay(api, "is_phone_number_used") == s("OK_ALIAS")
+    assert accounts.find_by_phone(PHONE).username == "bob"
+
+
+def test_recover_captures_without_an_account(api, fixed_code):
+    assert replay(api, "recover_phone_account") == s("ERROR_ACCOUNT_DOESNT_EXIST")
+    assert replay(api, "recover_account_from_confirmation_key") == s("ERROR_ACCOUNT_DOESNT_EXIST")
+    assert replay(api, "is_account_activated") == s("ERROR_ACCOUNT_DOESNT_EXIST")
+    assert replay(api, "get_phone_number_for_account") == s("ERROR_ACCOUNT_DOESNT_EXIST")
+    assert sent_sms() == []
+
+
+@pytest.mark.parametrize("name", capture_names())
+def test_every_capture_refuses_another_domain(api, fixed_code, name):
+    assert replay(api, name, domain="sip.linphone.org") == s("ERROR_DOMAIN_NOT_ALLOWED")
+    assert sent_sms() == []
+
+
+@pytest.mark.parametrize("name", capture_names())
+def test_every_capture_is_served_on_v1_xmlrpc_too(api, fixed_code, name):
+    cap = capture(name)
+    answer = parse_answer(post_xml(api, cap.body, "/v1/xmlrpc").body)
+    assert answer.fault is None and answer.string is not None
+    if name == "create_phone_account":
+        assert answer.string == "OK"
+
+
+# --- Create → activate → REGISTER at the SIP edge ---------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+def test_create_activate_then_register_with_the_password(api, edge, algorithm):
+    key = ha1(algorithm, "carol", PASSWORD)
+    assert call(
+        api, "create_phone_account", PHONE, "carol", key, "Unknown", DOMAIN, "fr", algorithm
+    ) == s("OK")
+    answer = call(
+        api, "activate_phone_account", PHONE, "carol", last_code(PHONE), DOMAIN, algorithm
+    )
+    assert answer == s(key)
+    assert register(edge, "carol", password=PASSWORD, algorithm=algorithm) == 200
+    assert register(edge, "carol", password="not it", algorithm=algorithm) == 401
+
+
+def test_username_is_the_number_when_the_app_sets_none(api, edge):
+    key = ha1("MD5", PHONE, PASSWORD)
+    assert call(
+        api, "create_phone_account", PHONE, PHONE, key, "Unknown", DOMAIN, "en", "MD5"
+    ) == s("OK")
+    assert call(api, "activate_phone_account", PHONE, PHONE, last_code(PHONE), DOMAIN, "MD5") == s(
+        key
+    )
+    assert accounts.find_by_phone(PHONE).username == PHONE
+    assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("OK_ACCOUNT")
+    assert register(edge, PHONE, password=PASSWORD, algorithm="MD5") == 200
+
+
+def test_no_password_set_gets_a_generated_one_and_its_ha1(api, edge):
+    assert call(
+        api, "create_phone_account", PHONE, "dave", "", "Unknown", DOMAIN, "fr", "SHA-256"
+    ) == s("OK")
+    answer = call(api, "activate_phone_account", PHONE, "dave", last_code(PHONE), DOMAIN, "SHA-256")
+    account = accounts.get_by_username("dave")
+    assert answer == s(account.ha1_sha256) and account.ha1_md5  # both HA1s: a real password
+    assert register(edge, "dave", ha1_hex=answer.string, algorithm="SHA-256") == 200
+
+
+# --- Codes: the service's own rules -----------------------------------------------------------
+
+
+def test_wrong_codes_count_and_kill_the_code(api):
+    key = ha1("MD5", "erin", PASSWORD)
+    call(api, "create_phone_account", PHONE, "erin", key, "Unknown", DOMAIN, "fr", "MD5")
+    code = last_code(PHONE)
+    wrong = f"{(int(code) + 1) % 10000:04d}"
+    for malformed in ("12a4", "123", "12345", ""):  # not codes: no try used
+        assert call(api, "activate_phone_account", PHONE, "erin", malformed, DOMAIN, "MD5") == s(
+            "ERROR_KEY_DOESNT_MATCH"
+        )
+    for _ in range(settings.get().code_max_attempts):
+        assert call(api, "activate_phone_account", PHONE, "erin", wrong, DOMAIN, "MD5") == s(
+            "ERROR_KEY_DOESNT_MATCH"
+        )
+    assert call(api, "activate_phone_account", PHONE, "erin", code, DOMAIN, "MD5") == s(
+        "ERROR_KEY_DOESNT_MATCH"
+    )
+    assert accounts.get_by_username("erin") is None
+
+
+def test_code_is_bound_to_the_username_it_was_asked_for(api):
+    key = ha1("MD5", "erin", PASSWORD)
+    call(api, "create_phone_account", PHONE, "erin", key, "Unknown", DOMAIN, "fr", "MD5")
+    code = last_code(PHONE)
+    assert call(api, "activate_phone_account", PHONE, "mallory", code, DOMAIN, "MD5") == s(
+        "ERROR_ACCOUNT_DOESNT_EXIST"
+    )
+    assert call(api, "activate_phone_account", OTHER, "erin", code, DOMAIN, "MD5") == s(
+        "ERROR_ACCOUNT_DOESNT_EXIST"
+    )
+    assert call(api, "activate_phone_account", PHONE, "erin", code, DOMAIN, "MD5") == s(key)
+
+
+def test_activate_in_another_algorithm_than_the_ha1_is_refused(api):
+    key = ha1("MD5", "erin", PASSWORD)
+    call(api, "create_phone_account", PHONE, "erin", key, "Unknown", DOMAIN, "fr", "MD5")
+    code = last_code(PHONE)
+    assert call(api, "activate_phone_account", PHONE, "erin", code, DOMAIN, "SHA-256") == s(
+        "ERROR_ALGO_NOT_SUPPORTED"
+    )
+    assert call(api, "activate_phone_account", PHONE, "erin", code, DOMAIN, "MD5") == s(key)
+
+
+def test_a_rest_sign_up_code_does_not_activate_through_the_assistant(api):
+    post(api, "/v1/signup/phone", {"phone": PHONE})
+    assert call(api, "activate_phone_account", PHONE, PHONE, last_code(PHONE), DOMAIN, "MD5") == s(
+        "ERROR_ACCOUNT_DOESNT_EXIST"
+    )
+
+
+# --- create_phone_account refusals ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            (PHONE, "bob", CAPTURED_HA1, "Unknown", DOMAIN, "fr", "SHA-512"),
+            "ERROR_ALGO_NOT_SUPPORTED",
+        ),
+        ((PHONE, "bob", "abc", "Unknown", DOMAIN, "fr", "SHA-256"), "ERROR_INVALID_PARAMETERS"),
+        ((PHONE, "bob", CAPTURED_HA1, "Unknown", DOMAIN, "fr", "MD5"), "ERROR_INVALID_PARAMETERS"),
+        (("not a number", "bob", "", "Unknown", DOMAIN, "fr", "MD5"), "ERROR_PHONE_ISNT_E164"),
+        (("+81312345678", "bob", "", "Unknown", DOMAIN, "ja", "MD5"), "ERROR_CANNOT_SEND_SMS"),
+        ((PHONE, "Bob Smith", "", "Unknown", DOMAIN, "fr", "MD5"), "ERROR_USERNAME_INVALID"),
+        (
+            (PHONE, "bob", "", "Unknown", "sip.linphone.org", "fr", "MD5"),
+            "ERROR_DOMAIN_NOT_ALLOWED",
+        ),
+    ],
+)
+def test_create_refusals(api, args, expected):
+    assert call(api, "create_phone_account", *args) == s(expected)
+    assert sent_sms() == []
+
+
+def test_create_with_a_taken_username(api):
+    accounts.create("bob", accounts.credentials_from_password("bob", PASSWORD))
+    assert call(api, "create_phone_account", PHONE, "bob", "", "Unknown", DOMAIN, "fr", "MD5") == s(
+        "ERROR_ACCOUNT_ALREADY_IN_USE"
+    )
+    assert sent_sms() == []
+
+
+def test_sms_limits_answer_max_sms_exceeded(api):
+    args = (PHONE, "bob", "", "Unknown", DOMAIN, "fr", "MD5")
+    assert call(api, "create_phone_account", *args) == s("OK")
+    assert call(api, "create_phone_account", *args) == s("ERROR_MAX_SMS_EXCEEDED")
+
+
+def test_sns_failure_answers_cannot_send_sms(api, monkeypatch):
+    def fail(e164: str, code: str) -> None:
+        raise DomainError("sms_unavailable", "SNS down")
+
+    monkeypatch.setattr(sms, "send_code", fail)
+    assert call(api, "create_phone_account", PHONE, "bob", "", "Unknown", DOMAIN, "fr", "MD5") == s(
+        "ERROR_CANNOT_SEND_SMS"
+    )
+
+
+# --- is_phone_number_used: rate limits and hide mode ------------------------------------------
+
+
+def test_is_phone_number_used_is_rate_limited_per_number(api):
+    limit = settings.get().xmlrpc_lookups_per_number_hourly
+    for _ in range(limit):
+        assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("ERROR_ALIAS_DOESNT_EXIST")
+    assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("ERROR_MAX_SMS_EXCEEDED")
+    assert call(api, "is_phone_number_used", OTHER, DOMAIN) == s("ERROR_ALIAS_DOESNT_EXIST")
+    clock.advance(3601)
+    assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("ERROR_ALIAS_DOESNT_EXIST")
+
+
+def test_is_phone_number_used_is_rate_limited_per_source_ip(api):
+    limit = settings.get().xmlrpc_lookups_per_ip_hourly
+    numbers = [f"+336{i:08d}" for i in range(10000000, 10000000 + limit + 1)]
+    answers = [call(api, "is_phone_number_used", n, DOMAIN).string for n in numbers]
+    assert answers[:-1] == ["ERROR_ALIAS_DOESNT_EXIST"] * limit
+    assert answers[-1] == "ERROR_MAX_SMS_EXCEEDED"
+    # The same limit covers the other lookups of this source.
+    assert call(api, "recover_phone_account", PHONE, DOMAIN, "fr") == s("ERROR_MAX_SMS_EXCEEDED")
+
+
+def test_hide_mode_never_tells_and_create_asks_the_code_first(api, hide_mode):
+    accounts.create("bob", accounts.credentials_from_password("bob", PASSWORD), phone_e164=PHONE)
+    before = accounts.get_by_username("bob")
+    for _ in range(settings.get().xmlrpc_lookups_per_number_hourly + 2):
+        assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("ERROR_ALIAS_DOESNT_EXIST")
+    # A stranger asking for the number under another username gets the same OK as anyone...
+    args = (PHONE, "mallory", ha1("MD5", "mallory", "x"), "Unknown", DOMAIN, "fr", "MD5")
+    assert call(api, "create_phone_account", *args) == s("OK")
+    # ...and only the number's owner, after proving the code, learns that it is taken.
+    code = last_code(PHONE)
+    assert call(api, "activate_phone_account", PHONE, "mallory", code, DOMAIN, "MD5") == s(
+        "ERROR_ALIAS_ALREADY_IN_USE"
+    )
+    assert accounts.get_by_username("bob") == before
+    assert accounts.get_by_username("mallory") is None
+    assert call(api, "get_phone_number_for_account", "bob", DOMAIN) == s("+33*******78")
+
+
+def test_hide_mode_same_username_recovers_with_the_new_credentials(api, edge, hide_mode):
+    accounts.create(
+        "bob", accounts.credentials_from_password("bob", "old password"), phone_e164=PHONE
+    )
+    key = ha1("SHA-256", "bob", PASSWORD)
+    assert call(
+        api, "create_phone_account", PHONE, "bob", key, "Unknown", DOMAIN, "fr", "SHA-256"
+    ) == s("ERROR_ACCOUNT_ALREADY_IN_USE")
+    # The app asks with the number as username: the account of the number is found by number.
+    assert call(api, "create_phone_account", PHONE, PHONE, "", "Unknown", DOMAIN, "fr", "MD5") == s(
+        "OK"
+    )
+    assert call(api, "activate_phone_account", PHONE, PHONE, last_code(PHONE), DOMAIN, "MD5") == s(
+        "ERROR_ALIAS_ALREADY_IN_USE"
+    )
+    assert register(edge, "bob", password="old password") == 200
+
+
+# --- Link → activate link ---------------------------------------------------------------------
+
+
+def test_link_then_activate_link_with_the_accounts_ha1(api, edge):
+    accounts.create("frank", accounts.credentials_from_password("frank", PASSWORD))
+    key = ha1("SHA-256", "frank", PASSWORD)
+    assert call(api, "link_phone_number_with_account", PHONE, "frank", DOMAIN, "fr") == s("OK")
+    code = last_code(PHONE)
+    wrong_key = ha1("SHA-256", "frank", "guess")
+    assert call(
+        api, "activate_phone_number_link", PHONE, "frank", code, wrong_key, DOMAIN, "SHA-256"
+    ) == s("ERROR_PASSWORD_DOESNT_MATCH")
+    assert call(
+        api, "activate_phone_number_link", PHONE, "nobody", code, key, DOMAIN, "SHA-256"
+    ) == s("ERROR_PASSWORD_DOESNT_MATCH")
+    # The code is bound to the number it was sent to.
+    assert call(
+        api, "activate_phone_number_link", OTHER, "frank", code, key, DOMAIN, "SHA-256"
+    ) == s("ERROR_ACCOUNT_DOESNT_EXIST")
+    assert call(
+        api, "activate_phone_number_link", PHONE, "frank", code, key, DOMAIN, "SHA-256"
+    ) == s("OK")
+    assert call(api, "get_phone_number_for_account", "frank", DOMAIN) == s(PHONE)
+    assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("OK_ALIAS")
+    assert register(edge, "frank", password=PASSWORD) == 200
+
+
+def test_a_link_code_is_bound_to_the_account_it_was_asked_for(api):
+    accounts.create("frank", accounts.credentials_from_password("frank", PASSWORD))
+    accounts.create("grace", accounts.credentials_from_password("grace", PASSWORD))
+    call(api, "link_phone_number_with_account", PHONE, "frank", DOMAIN, "fr")
+    code = last_code(PHONE)
+    grace = ha1("MD5", "grace", PASSWORD)
+    assert call(api, "activate_phone_number_link", PHONE, "grace", code, grace, DOMAIN, "MD5") == s(
+        "ERROR_ACCOUNT_DOESNT_EXIST"
+    )
+    assert accounts.get_by_username("grace").phone is None
+
+
+def test_link_moves_the_number_from_its_previous_account(api):
+    accounts.create("old", accounts.credentials_from_password("old", PASSWORD), phone_e164=PHONE)
+    accounts.create("frank", accounts.credentials_from_password("frank", PASSWORD))
+    call(api, "link_phone_number_with_account", PHONE, "frank", DOMAIN, "fr")
+    key = ha1("MD5", "frank", PASSWORD)
+    assert call(
+        api, "activate_phone_number_link", PHONE, "frank", last_code(PHONE), key, DOMAIN, "MD5"
+    ) == s("OK")
+    assert accounts.find_by_phone(PHONE).username == "frank"
+    assert accounts.get_by_username("old").phone is None
+
+
+def test_link_to_an_unknown_or_disabled_account(api):
+    assert call(api, "link_phone_number_with_account", PHONE, "nobody", DOMAIN, "fr") == s(
+        "ERROR_ACCOUNT_DOESNT_EXIST"
+    )
+    accounts.create("frank", accounts.credentials_from_password("frank", PASSWORD))
+    accounts.set_disabled("frank@example.org", True)
+    assert call(api, "link_phone_number_with_account", PHONE, "frank", DOMAIN, "fr") == s(
+        "ERROR_ACCOUNT_DISABLED"
+    )
+    assert call(api, "is_account_activated", "frank", DOMAIN, "MD5") == s("ERROR_ACCOUNT_DISABLED")
+    assert sent_sms() == []
+
+
+# --- Recovery ---------------------------------------------------------------------------------
+
+
+def test_recover_by_number_answers_the_existing_ha1(api, edge):
+    accounts.create(
+        "henry", accounts.credentials_from_password("henry", PASSWORD), phone_e164=PHONE
+    )
+    assert call(api, "recover_phone_account", PHONE, DOMAIN, "fr") == s("henry")
+    code = last_code(PHONE)
+    wrong = f"{(int(code) + 1) % 10000:04d}"
+    assert call(api, "recover_account_from_confirmation_key", "henry", wrong, DOMAIN, "MD5") == s(
+        "ERROR_KEY_DOESNT_MATCH"
+    )
+    answer = call(api, "recover_account_from_confirmation_key", "henry", code, DOMAIN, "MD5")
+    assert answer == Answer(
+        struct=[("password", ha1("MD5", "henry", PASSWORD)), ("algorithm", "MD5")]
+    )
+    assert register(edge, "henry", ha1_hex=answer.struct[0][1], algorithm="MD5") == 200
+    assert register(edge, "henry", password=PASSWORD) == 200  # other devices keep working
+
+
+def test_recover_answers_the_ha1_the_account_has_when_not_the_asked_one(api):
+    accounts.create(
+        "ivy", accounts.credentials_from_ha1(ha1("MD5", "ivy", PASSWORD), "MD5"), phone_e164=PHONE
+    )
+    call(api, "recover_phone_account", PHONE, DOMAIN, "fr")
+    answer = call(
+        api, "recover_account_from_confirmation_key", "ivy", last_code(PHONE), DOMAIN, "SHA-256"
+    )
+    assert answer.struct == [("password", ha1("MD5", "ivy", PASSWORD)), ("algorithm", "MD5")]
