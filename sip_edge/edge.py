@@ -349,10 +349,13 @@ class Edge:
                 if (cred.get("algorithm") or "MD5").upper() not in self.digest_algorithms:
                     continue
                 state = self.nonces.check(cred.get("nonce") or "", self.realm, self.clock())
-                if state == "stale" and self._in_live_dialog(request):
+                if state == "stale" and request.method == "SUBSCRIBE" and request.to.tag:
                     # Linphone 5.1 answers a stale challenge on an in-dialog refresh by dropping
-                    # the dialog and re-sending the old credentials, then backs off 60 s: inside
-                    # a live dialog an expired nonce of ours is taken if the digest verifies.
+                    # the dialog and re-sending the old credentials, then backs off 60 s. Inside
+                    # a live dialog an expired nonce of ours will do if the digest verifies; for
+                    # a dialog we no longer hold, 481 makes it subscribe again at once.
+                    if not self._in_live_dialog(request):
+                        raise Reject(481, "Subscription does not exist")
                     state = "ok"
                 if state != "ok":
                     stale = stale or state == "stale"
@@ -377,11 +380,8 @@ class Edge:
         )
 
     def _in_live_dialog(self, request: Request) -> bool:
-        """A SUBSCRIBE inside one of our live dialogs (Call-ID and both tags match)."""
-        to_tag = request.to.tag
-        if request.method != "SUBSCRIBE" or to_tag is None:
-            return False
-        dialog = self.dialogs.get(subscription_id(request.call_id, to_tag))
+        """A request inside one of our live dialogs (Call-ID and both tags match)."""
+        dialog = self.dialogs.get(subscription_id(request.call_id, request.to.tag or ""))
         return (
             dialog is not None and not dialog.terminated and dialog.remote_tag == request.from_.tag
         )
