@@ -180,31 +180,68 @@ def test_users_resolve_to_their_sip_address(linphone_client_factory, edge, trans
     close_leaves_no_dialog(client, running, recorder)
 
 
-def test_app_user_agent_and_refresh_keep_the_list(linphone_client_factory, accounts):
-    """As Linphone Android 4.6 names itself; a short subscription so the SDK refreshes soon.
+@pytest.fixture
+def short_edge(
+    accounts: dict[str, dict[str, Any]],
+) -> Iterator[tuple[EdgeThread, RecordingFunctions]]:
+    """An edge granting 4 s subscriptions, so the SDK refreshes within the test (at ~90%).
 
-    The refresh carries no body: the edge must NOTIFY the dialog's list again, or the phone's
-    full-state handling wipes every contact."""
-    running, recorder = start_edge(subscribe_min_expires=1)
-    try:
-        client: LinphoneClient = linphone_client_factory({"sip.rls_presence_expires": 4})
-        client.set_user_agent("LinphoneAndroid", "4.6.14")
-        register_and_subscribe(client, running, "udp")
-        (dialog,) = running.edge.dialogs.values()
-        assert dialog.profile == "linphone"
-        assert_users_resolved(client)
+    Nonces live 2 s so that, as in production (refreshes every ~54 min, nonces 5 min), each
+    refresh finds its nonce expired. With a nonce still valid, the SDK's new SUBSCRIBE after a
+    481 replays the old Authorization header verbatim; accepted, the SDK then has no
+    credentials for the new dialog and its refresh and un-SUBSCRIBE go out unauthenticated."""
+    running, recorder = start_edge(subscribe_min_expires=1, nonce_ttl_seconds=2)
+    yield running, recorder
+    running.stop()
 
-        first_cseq = dialog.remote_cseq
-        lookups = len(recorder.of("presence_lookup"))
-        mark = client.mark()
-        assert wait_until(lambda: len(recorder.of("presence_lookup")) > lookups, 10)
-        # An in-dialog refresh (higher CSeq, no body) re-notified the list the dialog kept.
-        refresh, result = recorder.of("presence_lookup")[lookups]
-        assert "list_b64" not in refresh and not result.get("error")
-        assert refresh["entries"] == dialog.entries and dialog.remote_cseq > first_cseq
-        client.wait_presence_received(after=mark)
-        assert running.edge.dialogs == {dialog.subscription_id: dialog}
-        assert_users_resolved(client)
-        close_leaves_no_dialog(client, running, recorder)
-    finally:
-        running.stop()
+
+SHORT_SUBSCRIPTION = {"sip.rls_presence_expires": 4}
+
+
+def test_app_user_agent_and_refresh_keep_the_list(linphone_client_factory, short_edge):
+    """As Linphone Android 4.6 names itself. The refresh carries no body: the edge must NOTIFY
+    the dialog's list again, or the phone's full-state handling wipes every contact."""
+    running, recorder = short_edge
+    client: LinphoneClient = linphone_client_factory(SHORT_SUBSCRIPTION)
+    client.set_user_agent("LinphoneAndroid", "4.6.14")
+    register_and_subscribe(client, running, "udp")
+    (dialog,) = running.edge.dialogs.values()
+    assert dialog.profile == "linphone"
+    assert_users_resolved(client)
+
+    first_cseq = dialog.remote_cseq
+    lookups = len(recorder.of("presence_lookup"))
+    mark = client.mark()
+    assert wait_until(lambda: len(recorder.of("presence_lookup")) > lookups, 10)
+    # An in-dialog refresh (higher CSeq, no body) re-notified the list the dialog kept.
+    refresh, result = recorder.of("presence_lookup")[lookups]
+    assert "list_b64" not in refresh and not result.get("error")
+    assert refresh["entries"] == dialog.entries and dialog.remote_cseq > first_cseq
+    client.wait_presence_received(after=mark)
+    assert running.edge.dialogs == {dialog.subscription_id: dialog}
+    assert_users_resolved(client)
+    close_leaves_no_dialog(client, running, recorder)
+
+
+def test_refresh_of_a_lost_dialog_gets_481_and_the_sdk_subscribes_again(
+    linphone_client_factory, short_edge
+):
+    """An edge that lost its dialogs (a restart) answers the refresh 481; the SDK then sends
+    a new list SUBSCRIBE with its whole list, and the phone's contacts come back."""
+    running, recorder = short_edge
+    client: LinphoneClient = linphone_client_factory(SHORT_SUBSCRIPTION)
+    register_and_subscribe(client, running, "udp")
+    (lost,) = running.edge.dialogs.values()
+
+    async def forget() -> None:  # on the edge's loop, and done before we look again
+        running.edge.dialogs.clear()
+
+    running.call(forget())
+
+    mark = client.mark()
+    assert wait_until(lambda: bool(running.edge.dialogs), 10)
+    (fresh,) = running.edge.dialogs.values()
+    assert fresh.call_id != lost.call_id and fresh.entries == lost.entries
+    client.wait_presence_received(after=mark)
+    assert_users_resolved(client)
+    close_leaves_no_dialog(client, running, recorder)
