@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -22,12 +22,23 @@ _ser = TypeSerializer()
 _de = TypeDeserializer()
 
 
-@dataclass
 class CallCounter:
-    """Counts DynamoDB calls made by one lookup (the benchmark and tests read it)."""
+    """Counts DynamoDB calls made by one lookup (the benchmark and tests read it).
 
-    calls: int = 0
-    unprocessed_retries: int = field(default=0)
+    Chunks run in threads, so the counts are kept under a lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.unprocessed_retries = 0
+
+    def call(self) -> None:
+        with self._lock:
+            self.calls += 1
+
+    def retry(self) -> None:
+        with self._lock:
+            self.unprocessed_retries += 1
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
@@ -39,24 +50,63 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _get_chunk(
-    table_name: str, keys: list[dict[str, Any]], counter: CallCounter, projection: str | None
-) -> list[dict[str, Any]]:
-    request: dict[str, Any] = {"Keys": keys}
-    if projection:
-        request["ProjectionExpression"] = projection
-    pending = {table_name: request}
-    found: list[dict[str, Any]] = []
+    request_items: dict[str, dict[str, Any]], counter: CallCounter
+) -> dict[str, list[dict[str, Any]]]:
+    pending = request_items
+    found: dict[str, list[dict[str, Any]]] = {}
     for attempt in range(MAX_RETRIES + 1):
-        counter.calls += 1
+        counter.call()
         answer = client("dynamodb").batch_get_item(RequestItems=pending)
-        found.extend(answer.get("Responses", {}).get(table_name, []))
+        for table, items in answer.get("Responses", {}).items():
+            found.setdefault(table, []).extend(items)
         pending = answer.get("UnprocessedKeys") or {}
         if not pending:
             return found
-        counter.unprocessed_retries += 1
+        counter.retry()
         # Full jitter backoff: spreads the retries of concurrent chunks.
         time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))
-    raise RuntimeError(f"BatchGetItem on {table_name}: keys still unprocessed after retries")
+    raise RuntimeError("BatchGetItem: keys still unprocessed after retries")
+
+
+def batch_get_many(
+    wanted: dict[TableSpec, Iterable[str]],
+    *,
+    counter: CallCounter | None = None,
+    projections: dict[TableSpec, str] | None = None,
+) -> dict[TableSpec, dict[str, dict[str, Any]]]:
+    """Fetch items of several tables by hash key: 100 keys per call whatever their table
+    (one BatchGetItem may span tables), chunks issued concurrently, unprocessed keys retried.
+
+    Returns {table: {hash key value: item (plain Python values)}} for the items that exist.
+    """
+    counter = counter if counter is not None else CallCounter()
+    projections = projections or {}
+    pairs: list[tuple[TableSpec, str]] = [
+        (spec, key) for spec, keys in wanted.items() for key in dict.fromkeys(keys)
+    ]
+    chunks: list[dict[str, dict[str, Any]]] = []
+    for start in range(0, len(pairs), BATCH_GET_MAX):
+        request: dict[str, dict[str, Any]] = {}
+        for spec, key in pairs[start : start + BATCH_GET_MAX]:
+            entry = request.setdefault(spec.name(), {"Keys": []})
+            entry["Keys"].append({spec.hash_key: {"S": key}})
+            if spec in projections:
+                entry["ProjectionExpression"] = projections[spec]
+        chunks.append(request)
+    if len(chunks) <= 1:
+        results = [_get_chunk(c, counter) for c in chunks]
+    else:
+        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(chunks))) as pool:
+            results = list(pool.map(lambda c: _get_chunk(c, counter), chunks))
+    out: dict[TableSpec, dict[str, dict[str, Any]]] = {spec: {} for spec in wanted}
+    by_name = {spec.name(): spec for spec in wanted}
+    for result in results:
+        for table, items in result.items():
+            spec = by_name[table]
+            for raw in items:
+                item = from_item(raw)
+                out[spec][item[spec.hash_key]] = item
+    return out
 
 
 def batch_get(
@@ -66,27 +116,6 @@ def batch_get(
     counter: CallCounter | None = None,
     projection: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Fetch items by hash key, 100 keys per call, chunks issued concurrently.
-
-    Returns {hash key value: item (plain Python values)} for the items that exist.
-    """
-    counter = counter if counter is not None else CallCounter()
-    unique: Sequence[str] = list(dict.fromkeys(key_values))
-    if not unique:
-        return {}
-    chunks = [
-        [{spec.hash_key: {"S": k}} for k in unique[i : i + BATCH_GET_MAX]]
-        for i in range(0, len(unique), BATCH_GET_MAX)
-    ]
-    name = spec.name()
-    if len(chunks) == 1:
-        results = [_get_chunk(name, chunks[0], counter, projection)]
-    else:
-        with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(chunks))) as pool:
-            results = list(pool.map(lambda c: _get_chunk(name, c, counter, projection), chunks))
-    out: dict[str, dict[str, Any]] = {}
-    for items in results:
-        for raw in items:
-            item = from_item(raw)
-            out[item[spec.hash_key]] = item
-    return out
+    """Fetch items of one table by hash key (see `batch_get_many`)."""
+    projections = {spec: projection} if projection else None
+    return batch_get_many({spec: key_values}, counter=counter, projections=projections)[spec]

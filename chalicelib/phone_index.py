@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from chalicelib import dynamo, phone, tables
 
@@ -23,6 +24,23 @@ class IndexEntry:
         return "sip:" + self.aor
 
 
+def keys(e164_numbers: Iterable[str]) -> dict[str, str]:
+    """{PhoneIndex key: E.164} for a batch of numbers."""
+    return {phone.phone_hash(n): n for n in e164_numbers}
+
+
+def entries(
+    by_hash: dict[str, str], items: dict[str, dict[str, Any]], *, only_discoverable: bool = True
+) -> dict[str, IndexEntry]:
+    """The entries that fetched PhoneIndex `items` (keyed by hash) give, by E.164 number."""
+    found: dict[str, IndexEntry] = {}
+    for key, item in items.items():
+        entry = IndexEntry(by_hash[key], item["aor"], bool(item.get("discoverable", True)))
+        if entry.discoverable or not only_discoverable:
+            found[entry.e164] = entry
+    return found
+
+
 def lookup(
     e164_numbers: Iterable[str],
     *,
@@ -30,11 +48,6 @@ def lookup(
     only_discoverable: bool = True,
 ) -> dict[str, IndexEntry]:
     """Map each E.164 number that reaches an account to its entry."""
-    by_hash = {phone.phone_hash(n): n for n in e164_numbers}
+    by_hash = keys(e164_numbers)
     items = dynamo.batch_get(tables.PHONE_INDEX, by_hash, counter=counter)
-    found: dict[str, IndexEntry] = {}
-    for key, item in items.items():
-        entry = IndexEntry(by_hash[key], item["aor"], bool(item.get("discoverable", True)))
-        if entry.discoverable or not only_discoverable:
-            found[entry.e164] = entry
-    return found
+    return entries(by_hash, items, only_discoverable=only_discoverable)
