@@ -123,4 +123,3 @@ def _send(edge_id: str, changes: list[dict[str, Any]]) -> int:
         )
         sent += len(batch)
     return sent
-
