@@ -39,7 +39,11 @@ def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
                 continue  # moto appended while we read: read again next time
             for message_id, number, text in fresh:
                 seen.add(message_id)
-                print(f"SMS to {number}: {text}", file=out or sys.stdout, flush=True)
+                stream = out or sys.stdout
+                # One write per line: print() writes the newline separately, and the log
+                # lines of the request threads would land in between.
+                stream.write(f"SMS to {number}: {text}\n")
+                stream.flush()
 
     thread = threading.Thread(target=poll, name="sms-printer", daemon=True)
     thread.start()
