@@ -137,15 +137,23 @@ class Transports:
         self, host: str, port: int, tls_port: int | None = None, tls: ssl.SSLContext | None = None
     ) -> None:
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: _Udp(self), local_addr=(host, port)
-        )
-        self._udp = protocol
-        self.ports["udp"] = transport.get_extra_info("sockname")[1]
-        # TCP on the same port as UDP (RFC 3261 §18): port 0 means "the one UDP got".
-        tcp = await loop.create_server(
-            lambda: _Stream(self, "tcp"), host, self.ports["udp"], reuse_address=True
-        )
+        for attempt in range(20):
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Udp(self), local_addr=(host, port)
+            )
+            self._udp = protocol
+            self.ports["udp"] = transport.get_extra_info("sockname")[1]
+            # TCP on the same port as UDP (RFC 3261 §18): port 0 means "the one UDP got".
+            try:
+                tcp = await loop.create_server(
+                    lambda: _Stream(self, "tcp"), host, self.ports["udp"], reuse_address=True
+                )
+                break
+            except OSError:
+                # The free UDP port the kernel chose may be taken for TCP: pick another.
+                transport.close()
+                if port != 0 or attempt == 19:
+                    raise
         self._servers.append(tcp)
         self.ports["tcp"] = tcp.sockets[0].getsockname()[1]
         if tls is not None and tls_port is not None:
