@@ -219,6 +219,9 @@ def test_app_user_agent_and_refresh_keep_the_list(linphone_client_factory, short
     assert refresh["entries"] == dialog.entries and dialog.remote_cseq > first_cseq
     client.wait_presence_received(after=mark)
     assert running.edge.dialogs == {dialog.subscription_id: dialog}
+    # The refresh reused the first nonce, expired by then, and was taken without a challenge.
+    subscribes = [p["params"] for p, _ in recorder.of("sip_auth") if p["method"] == "SUBSCRIBE"]
+    assert subscribes[1]["nonce"] == subscribes[0]["nonce"] and subscribes[1]["nc"] == "00000002"
     assert_users_resolved(client)
     close_leaves_no_dialog(client, running, recorder)
 
