@@ -27,36 +27,50 @@ def mutual_contacts(subscriber: str, candidates: Iterable[str]) -> set[str]:
     return wanted & watching
 
 
-def detailed(aor: str, now: float) -> pidf.PresenceStatus:
-    """A mutual contact's status: its publication, else online while registered."""
+def detailed(aor: str, now: float) -> tuple[pidf.PresenceStatus, int | None]:
+    """A mutual contact's status, and when it lapses unless renewed (None: it does not).
+
+    Its publication wins; else it is online while registered. Nothing is written when a
+    binding or a publication merely expires, so the watcher's edge looks again at that time.
+    """
     published = publications.current(aor, now)
-    online = registrar.is_online(aor, now)
+    bindings = registrar.bindings(aor, now)
     if published is not None:
         status = published.status
         if status.basic == "closed":
             # Linphone 5.1 apps stop tagging a contact as a user when basic is closed: keep
             # it open and show the closed state as an away activity, the note kept.
-            return pidf.PresenceStatus("open", ("away",), status.notes)
-        return status
-    return pidf.ONLINE if online else pidf.USER_DEFAULT
+            status = pidf.PresenceStatus("open", ("away",), status.notes)
+        return status, published.expires_at
+    if bindings:
+        return pidf.ONLINE, max(b.expires_at for b in bindings)
+    return pidf.USER_DEFAULT, None
 
 
 def status_function(
     subscriber: str, resolved: list[Resolved], now: float | None = None
-) -> tuple[Callable[[Resolved], pidf.PresenceStatus], dict[str, str]]:
-    """A `status_of` for `presence.states`, and a fingerprint per user URI of what it says."""
+) -> tuple[Callable[[Resolved], pidf.PresenceStatus], dict[str, str], dict[str, int]]:
+    """A `status_of` for `presence.states`; per user URI, a fingerprint of what it says and,
+    for mutual contacts, when to look again (their registration or publication lapses)."""
     now = time.time() if now is None else now
     aors = {r.contact.removeprefix("sip:").lower() for r in resolved if r.contact}
     mutual = mutual_contacts(subscriber, aors)
-    statuses = {aor: detailed(aor, now) for aor in mutual}
+    details = {aor: detailed(aor, now) for aor in mutual}
+
+    def aor_of(r: Resolved) -> str:
+        return (r.contact or "").removeprefix("sip:").lower()
 
     def status_of(r: Resolved) -> pidf.PresenceStatus:
-        aor = (r.contact or "").removeprefix("sip:").lower()
-        return statuses.get(aor, pidf.USER_DEFAULT)
+        found = details.get(aor_of(r))
+        return found[0] if found else pidf.USER_DEFAULT
 
-    fingerprints = {
-        r.uri: repr((status_of(r).basic, status_of(r).activities, status_of(r).notes))
-        for r in resolved
-        if r.contact
-    }
-    return status_of, fingerprints
+    fingerprints: dict[str, str] = {}
+    rechecks: dict[str, int] = {}
+    for r in resolved:
+        if r.contact:
+            status = status_of(r)
+            fingerprints[r.uri] = repr((status.basic, status.activities, status.notes))
+            until = details.get(aor_of(r), (None, None))[1]
+            if until is not None:
+                rechecks[r.uri] = until
+    return status_of, fingerprints, rechecks

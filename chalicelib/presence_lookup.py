@@ -151,7 +151,7 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
         max_bytes=max_bytes,
     )
     # The mutual-contacts rule decides how much each user's status says (live_status).
-    status_of, fingerprints = live_status.status_function(subscriber, resolved)
+    status_of, fingerprints, rechecks = live_status.status_function(subscriber, resolved)
     if single:
         if len(resolved) != 1:
             raise DomainError("list_malformed", "a single-resource lookup takes one entry")
@@ -184,7 +184,10 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
         "bodies": bodies,
         "version": next_version,
         "entries": list(rl.entries),
-        "resources": [{**r.to_json(), "status": fingerprints.get(r.uri)} for r in resolved],
+        "resources": [
+            {**r.to_json(), "status": fingerprints.get(r.uri), "recheck_at": rechecks.get(r.uri)}
+            for r in resolved
+        ],
         "region": used_region,
         "stats": {
             "entries_read": rl.total,

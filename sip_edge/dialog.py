@@ -56,6 +56,7 @@ class SubscriptionDialog:
     dirty: set[str] = field(default_factory=set)
     next_notify_at: float = 0.0
     last_states: dict[str, str] = field(default_factory=dict)
+    rechecks: dict[str, float] = field(default_factory=dict)  # uri -> when its status lapses
 
     @property
     def event_header(self) -> str:
@@ -113,7 +114,7 @@ class SubscriptionDialog:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for transient in ("entries", "dirty", "next_notify_at", "last_states"):
+        for transient in ("entries", "dirty", "next_notify_at", "last_states", "rechecks"):
             data.pop(transient)  # entries are stored beside the dialog, compressed
         return data
 

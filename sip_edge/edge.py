@@ -198,7 +198,12 @@ class Edge:
                 continue
             if dialog.expires_at <= now:
                 self._spawn(self._end(dialog, "timeout"))
-            elif (
+                continue
+            for uri, when in list(dialog.rechecks.items()):
+                if when <= now:  # a mutual contact's registration or publication lapsed
+                    del dialog.rechecks[uri]
+                    dialog.dirty.add(uri)
+            if (
                 dialog.dirty
                 and now >= dialog.next_notify_at
                 and dialog.subscription_id not in self._flushing
@@ -588,6 +593,10 @@ class Edge:
         dialog.version = int(result.get("version", dialog.version))
         for resource in result.get("resources", []):
             dialog.last_states[resource["uri"]] = _state(resource)
+            if resource.get("recheck_at"):
+                dialog.rechecks[resource["uri"]] = float(resource["recheck_at"])
+            else:
+                dialog.rechecks.pop(resource["uri"], None)
         dialog.next_notify_at = self.clock() + self.cfg.notify_min_interval
         for i, part in enumerate(bodies):
             last = i == len(bodies) - 1

@@ -237,3 +237,38 @@ def test_detailed_status_only_for_mutual_contacts(live_edge, world, clock):
     assert subscribe(late, [bob_number], user="carol").status == 200
     body = rlmi_of(late.notify())
     assert "<rpid:away/>" in body and "busy" not in body and "meeting" not in body
+
+
+def register(client: SipClient, user: str, expires: str):
+    uri = f"sip:{user}@{DOMAIN}"
+    headers = [("Expires", expires)]
+    client.request("REGISTER", f"sip:{DOMAIN}", from_uri=uri, headers=headers)
+    challenge = client.response("REGISTER")
+    client.authorized("REGISTER", f"sip:{DOMAIN}", challenge, username=user,
+                      password=PASSWORD, from_uri=uri, headers=headers)  # fmt: skip
+    return client.response("REGISTER")
+
+
+def test_registration_shows_a_mutual_contact_online_until_it_lapses(world, monkeypatch):
+    from chalicelib import settings
+
+    monkeypatch.setenv("REGISTER_MIN_EXPIRES", "1")
+    settings.get.cache_clear()
+    edge = EdgeThread(notify_min_interval=0.0)
+    try:
+        alice, bob = SipClient(edge.address), SipClient(edge.address)
+        assert subscribe(alice, [f"sip:+33612345678@{DOMAIN};user=phone"]).status == 200
+        assert "<rpid:away/>" in rlmi_of(alice.notify())
+        assert subscribe(bob, [f"sip:+33611111111@{DOMAIN};user=phone"], user="bob").status == 200
+        bob.notify()
+        world.pump()
+        assert register(SipClient(edge.address), "bob", "3").status == 200
+        world.pump()
+        online = alice.notify()
+        assert online is not None and "<rpid:away/>" not in rlmi_of(online)
+        assert "<basic>open</basic>" in rlmi_of(online)
+        # The binding lapses without any write: the edge looks again when it expires.
+        lapsed = alice.notify(timeout=8)
+        assert lapsed is not None and "<rpid:away/>" in rlmi_of(lapsed)
+    finally:
+        edge.stop()
