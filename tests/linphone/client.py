@@ -243,6 +243,28 @@ class LinphoneClient:
     def iterate(self, ms: int) -> None:
         self.command("iterate", ms, timeout=ms / 1000 + 10)
 
+    def account_creator(self, xmlrpc_url: str, **fields: str | tuple[str, str]) -> None:
+        """A new LinphoneAccountCreator on `xmlrpc_url` (the apps' `[assistant] xmlrpc_url`),
+        then `creator_set` for each field (phone=(number, country code))."""
+        self.command("creator", xmlrpc_url)
+        self.creator_set(**fields)
+
+    def creator_set(self, **fields: str | tuple[str, str] | None) -> None:
+        """Fields: username, phone=(number, country code), password, ha1, code, domain,
+        algorithm, language; None clears one. The SDK's own checks run (an error if refused)."""
+        for field, value in fields.items():
+            values = value if isinstance(value, tuple) else (value,)
+            self.command("creator_set", field, *["-" if v is None else v for v in values])
+
+    def creator_request(self, op: str, timeout: float = 10.0) -> Event:
+        """Send one account creator request and wait for its `creator` event (status, response,
+        and the creator's username/phone/ha1/algorithm as the SDK left them)."""
+        start = self.mark()
+        self.command("creator_run", op)
+        return self.wait_for(
+            lambda e: e["event"] == "creator" and e["op"] == op, timeout, after=start
+        )
+
     def presence_of(self, key: str) -> Presence:
         """The SDK's view of one number or URI, spelled as given to add_friend."""
         start = self.mark()

@@ -22,6 +22,11 @@
  *   friends {friends: [...]}                          answer to `friends`
  *   usage {cmd, args}                                 answer to `help`
  *   log {level: warning|error|fatal, domain, message} SDK warnings (full log in sdk.log)
+ *   creator {op, status, response, username, phone, ha1, algorithm}
+ *                                                     an account creator (XML-RPC) request ended:
+ *                                                     status is the LinphoneAccountCreatorStatus
+ *                                                     name without its prefix; the fields are
+ *                                                     the creator's after the SDK read the answer
  *   stopped                                           after quit
  *   basic is open, closed, or none when the SDK holds no presence model for the key.
  *
@@ -40,6 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linphone/account_creator.h>
 #include <linphone/core.h>
 #include <linphone/friendlist.h>
 #include <linphone/logging.h>
@@ -158,6 +164,7 @@ typedef struct Client {
 	LinphoneCore *lc;
 	LinphoneAccount *account;
 	LinphoneFriendList *list;
+	LinphoneAccountCreator *creator;
 	FriendEntry friends[MAX_FRIENDS];
 	int nfriends;
 	int quit;
@@ -567,6 +574,131 @@ static int cmd_quit(Client *c, int argc, char **argv, Sb *err) {
 	return 0;
 }
 
+/* ---------------------------------------------------------------- account creator (XML-RPC) */
+
+/* Names of LinphoneAccountCreatorStatus (types.h of 5.1), which has no to_string function. */
+static const char *const CREATOR_STATUS[] = {
+	"RequestOk",           "RequestFailed",      "MissingArguments",        "MissingCallbacks",
+	"AccountCreated",      "AccountNotCreated",  "AccountExist",            "AccountExistWithAlias",
+	"AccountNotExist",     "AliasIsAccount",     "AliasExist",              "AliasNotExist",
+	"AccountActivated",    "AccountAlreadyActivated", "AccountNotActivated", "AccountLinked",
+	"AccountNotLinked",    "ServerError",        "PhoneNumberInvalid",      "WrongActivationCode",
+	"PhoneNumberOverused", "AlgoNotSupported",   "UnexpectedError",
+};
+
+static const char *creator_status_name(LinphoneAccountCreatorStatus status) {
+	size_t n = sizeof(CREATOR_STATUS) / sizeof(CREATOR_STATUS[0]);
+	return (size_t)status < n ? CREATOR_STATUS[status] : "Unknown";
+}
+
+static void emit_creator(const char *op, LinphoneAccountCreator *creator, LinphoneAccountCreatorStatus status,
+						 const char *response) {
+	Sb sb = {0};
+	ev_begin(&sb, "creator");
+	ev_str(&sb, "op", op);
+	ev_str(&sb, "status", creator_status_name(status));
+	ev_str(&sb, "response", response);
+	ev_str(&sb, "username", linphone_account_creator_get_username(creator));
+	ev_str(&sb, "phone", linphone_account_creator_get_phone_number(creator));
+	ev_str(&sb, "ha1", linphone_account_creator_get_ha1(creator));
+	ev_str(&sb, "algorithm", linphone_account_creator_get_algorithm(creator));
+	ev_emit(&sb);
+	sb_free(&sb);
+}
+
+/* The status callback does not say which request ended: one small callback per request. */
+#define CREATOR_CB(op)                                                                                   \
+	static void on_creator_##op(LinphoneAccountCreator *creator, LinphoneAccountCreatorStatus status,   \
+								const char *response) {                                                 \
+		emit_creator(#op, creator, status, response);                                                    \
+	}
+CREATOR_CB(create_account)
+CREATOR_CB(activate_account)
+CREATOR_CB(is_alias_used)
+CREATOR_CB(link_account)
+CREATOR_CB(activate_alias)
+CREATOR_CB(is_account_linked)
+CREATOR_CB(is_account_activated)
+CREATOR_CB(is_account_exist)
+CREATOR_CB(recover_account)
+CREATOR_CB(login_linphone_account)
+
+typedef LinphoneAccountCreatorStatus (*CreatorRequestFn)(LinphoneAccountCreator *creator);
+
+/* Each request the XML-RPC backend sends (method in the comment); `creator_run <op>`. */
+static const struct {
+	const char *op;
+	CreatorRequestFn fn;
+} CREATOR_REQUESTS[] = {
+	{"create_account", linphone_account_creator_create_account},             /* create_phone_account */
+	{"activate_account", linphone_account_creator_activate_account},         /* activate_phone_account */
+	{"is_alias_used", linphone_account_creator_is_alias_used},               /* is_phone_number_used */
+	{"link_account", linphone_account_creator_link_account},                 /* link_phone_number_with_account */
+	{"activate_alias", linphone_account_creator_activate_alias},             /* activate_phone_number_link */
+	{"is_account_linked", linphone_account_creator_is_account_linked},       /* get_phone_number_for_account */
+	{"is_account_activated", linphone_account_creator_is_account_activated}, /* is_account_activated */
+	{"is_account_exist", linphone_account_creator_is_account_exist},         /* get_phone_number_for_account */
+	{"recover_account", linphone_account_creator_recover_account},           /* recover_phone_account */
+	{"login_linphone_account", linphone_account_creator_login_linphone_account},
+	/* ^ recover_account_from_confirmation_key */
+};
+
+static int cmd_creator(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	(void)err;
+	if (c->creator) linphone_account_creator_unref(c->creator);
+	/* The apps pass their `[assistant] xmlrpc_url` here; the default backend of 5.1 is XML-RPC. */
+	c->creator = linphone_account_creator_new(c->lc, argv[0]);
+	LinphoneAccountCreatorCbs *cbs = linphone_factory_create_account_creator_cbs(c->factory);
+	linphone_account_creator_cbs_set_create_account(cbs, on_creator_create_account);
+	linphone_account_creator_cbs_set_activate_account(cbs, on_creator_activate_account);
+	linphone_account_creator_cbs_set_is_alias_used(cbs, on_creator_is_alias_used);
+	linphone_account_creator_cbs_set_link_account(cbs, on_creator_link_account);
+	linphone_account_creator_cbs_set_activate_alias(cbs, on_creator_activate_alias);
+	linphone_account_creator_cbs_set_is_account_linked(cbs, on_creator_is_account_linked);
+	linphone_account_creator_cbs_set_is_account_activated(cbs, on_creator_is_account_activated);
+	linphone_account_creator_cbs_set_is_account_exist(cbs, on_creator_is_account_exist);
+	linphone_account_creator_cbs_set_recover_account(cbs, on_creator_recover_account);
+	linphone_account_creator_cbs_set_login_linphone_account(cbs, on_creator_login_linphone_account);
+	linphone_account_creator_add_callbacks(c->creator, cbs);
+	linphone_account_creator_cbs_unref(cbs);
+	return 0;
+}
+
+static int cmd_creator_set(Client *c, int argc, char **argv, Sb *err) {
+	if (!c->creator) return fail(err, "create the account creator first (creator <xmlrpc-url>)");
+	const char *field = argv[0], *value = is_none(argv[1]) ? NULL : argv[1];
+	int status; /* each setter answers its own enum: Ok is 0, except for the phone number's mask */
+	if (strcmp(field, "username") == 0) status = (int)linphone_account_creator_set_username(c->creator, value);
+	else if (strcmp(field, "phone") == 0) {
+		if (argc < 3) return fail(err, "creator_set phone <number> <country-code>");
+		status = (int)linphone_account_creator_set_phone_number(c->creator, value, argv[2]);
+		if (status == LinphoneAccountCreatorPhoneNumberStatusOk) status = 0;
+	} else if (strcmp(field, "password") == 0) status = (int)linphone_account_creator_set_password(c->creator, value);
+	else if (strcmp(field, "ha1") == 0) status = (int)linphone_account_creator_set_ha1(c->creator, value);
+	else if (strcmp(field, "code") == 0) status = (int)linphone_account_creator_set_activation_code(c->creator, value);
+	else if (strcmp(field, "domain") == 0) status = (int)linphone_account_creator_set_domain(c->creator, value);
+	else if (strcmp(field, "algorithm") == 0) status = (int)linphone_account_creator_set_algorithm(c->creator, value);
+	else if (strcmp(field, "language") == 0) status = (int)linphone_account_creator_set_language(c->creator, value);
+	else return fail(err, "unknown creator field %s", field);
+	if (status != 0) return fail(err, "the SDK refused %s (status %d)", field, status);
+	return 0;
+}
+
+static int cmd_creator_run(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	if (!c->creator) return fail(err, "create the account creator first (creator <xmlrpc-url>)");
+	for (size_t i = 0; i < sizeof(CREATOR_REQUESTS) / sizeof(CREATOR_REQUESTS[0]); i++) {
+		if (strcmp(CREATOR_REQUESTS[i].op, argv[0]) != 0) continue;
+		/* RequestOk means sent; the answer arrives later as a `creator` event. */
+		LinphoneAccountCreatorStatus status = CREATOR_REQUESTS[i].fn(c->creator);
+		if (status != LinphoneAccountCreatorStatusRequestOk)
+			return fail(err, "%s not sent: %s", argv[0], creator_status_name(status));
+		return 0;
+	}
+	return fail(err, "unknown creator request %s", argv[0]);
+}
+
 static int cmd_help(Client *c, int argc, char **argv, Sb *err);
 
 /* Add a command here: name, minimum argument count, handler, usage shown by `help`. */
@@ -584,6 +716,12 @@ static const Command COMMANDS[] = {
 	{"refresh_register", 0, cmd_refresh_register, ""},
 	{"network", 1, cmd_network, "<reachable 0|1>"},
 	{"iterate", 1, cmd_iterate, "<ms>"},
+	{"creator", 1, cmd_creator, "<xmlrpc-url>"},
+	{"creator_set", 2, cmd_creator_set,
+	 "username|phone|password|ha1|code|domain|algorithm|language <value|-> [<country-code> for phone]"},
+	{"creator_run", 1, cmd_creator_run,
+	 "create_account|activate_account|is_alias_used|link_account|activate_alias|is_account_linked|"
+	 "is_account_activated|is_account_exist|recover_account|login_linphone_account"},
 	{"help", 0, cmd_help, ""},
 	{"quit", 0, cmd_quit, "[now]"},
 };
@@ -812,6 +950,7 @@ int main(int argc, char **argv) {
 
 	/* linphone_core_stop ends subscriptions and unregisters, waiting up to ~2 s for answers. */
 	linphone_core_stop(c->lc);
+	if (c->creator) linphone_account_creator_unref(c->creator);
 	if (c->list) linphone_friend_list_unref(c->list);
 	for (int i = 0; i < c->nfriends; i++) {
 		linphone_friend_unref(c->friends[i].lf);

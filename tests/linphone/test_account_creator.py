@@ -1,0 +1,148 @@
+"""The real Linphone SDK 5.1 `LinphoneAccountCreator` against our XML-RPC assistant: the
+Chalice app served over HTTP (chalice local, on moto), the SDK driven through lpclient.
+Create → activate → REGISTER at the SIP edge; link → activate link; recovery by number."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from chalicelib import accounts, clock
+from tests.accounts_support import last_code
+from tests.conftest import free_port
+from tests.edge.conftest import EdgeThread
+from tests.linphone.client import LinphoneClient
+
+pytestmark = pytest.mark.linphone
+
+DOMAIN = "example.org"
+PASSWORD = "linphone secret"
+
+
+def sha256_ha1(username: str, password: str = PASSWORD) -> str:
+    return hashlib.sha256(f"{username}:{DOMAIN}:{password}".encode()).hexdigest()
+
+
+@pytest.fixture
+def xmlrpc_url(aws: None) -> Iterator[str]:
+    """The app over real HTTP (chalice local, threaded) on a free loopback port."""
+    from chalice.config import Config
+    from chalice.local import CustomLocalChalice, LocalDevServer, create_local_server
+
+    from app import app
+
+    clock.reset()
+    port = free_port()
+    config = Config.create(chalice_stage="local")
+    # create_local_server turns the app object into a local one, once per process only.
+    if isinstance(app, CustomLocalChalice):
+        server = LocalDevServer(app, config, "127.0.0.1", port)
+    else:
+        server = create_local_server(app, config, "127.0.0.1", port)
+    thread = threading.Thread(target=server.serve_forever, name="xmlrpc-http", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/wizard.php"
+    server.shutdown()
+    server.server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def edge(xmlrpc_url: str) -> Iterator[EdgeThread]:
+    running = EdgeThread()
+    yield running
+    running.stop()
+
+
+def creator(lp: LinphoneClient, url: str, **fields: str | tuple[str, str]) -> None:
+    lp.account_creator(url, domain=DOMAIN, algorithm="SHA-256", language="fr", **fields)
+
+
+def test_create_activate_then_register_at_the_edge(linphone_client_factory, xmlrpc_url, edge):
+    lp: LinphoneClient = linphone_client_factory()
+    creator(lp, xmlrpc_url, username="kate", password=PASSWORD, phone=("612345678", "33"))
+    used = lp.creator_request("is_alias_used")
+    assert (used["status"], used["phone"]) == ("AliasNotExist", "+33612345678")
+
+    created = lp.creator_request("create_account")
+    assert (created["status"], created["response"]) == ("AccountCreated", "OK")
+    code = last_code("+33612345678")
+
+    lp.creator_set(code=f"{(int(code) + 1) % 10000:04d}")
+    assert lp.creator_request("activate_account")["status"] == "WrongActivationCode"
+    lp.creator_set(code=code)
+    activated = lp.creator_request("activate_account")
+    assert activated["status"] == "AccountActivated"
+    assert activated["ha1"] == sha256_ha1("kate") == accounts.get_by_username("kate").ha1_sha256
+    # The same request again: the SDK hears "already activated", and no HA1.
+    again = lp.creator_request("activate_account")
+    assert (again["status"], again["response"]) == (
+        "AccountAlreadyActivated",
+        "ERROR_ACCOUNT_ALREADY_ACTIVATED",
+    )
+
+    assert lp.creator_request("is_account_activated")["status"] == "AccountActivated"
+    assert lp.creator_request("is_alias_used")["status"] == "AliasExist"
+    linked = lp.creator_request("is_account_linked")
+    assert (linked["status"], linked["response"]) == ("AccountLinked", "+33612345678")
+
+    mark = lp.mark()
+    lp.account(f"sip:kate@{DOMAIN}", PASSWORD, f"sip:127.0.0.1:{edge.address[1]};transport=udp")
+    lp.wait_registration("Ok", after=mark)
+
+
+def test_create_refusals_reach_the_sdk_as_its_statuses(linphone_client_factory, xmlrpc_url):
+    accounts.create("taken", accounts.credentials_from_password("taken", PASSWORD))
+    lp: LinphoneClient = linphone_client_factory()
+    creator(lp, xmlrpc_url, username="taken", password=PASSWORD, phone=("612345678", "33"))
+    assert lp.creator_request("create_account")["status"] == "AccountExist"
+    lp.creator_set(username="kate")
+    assert lp.creator_request("create_account")["status"] == "AccountCreated"
+    # A second SMS to the number within the interval: the SDK's "overused".
+    assert lp.creator_request("create_account")["status"] == "PhoneNumberOverused"
+    lp.creator_set(domain="sip.linphone.org")
+    assert lp.creator_request("create_account")["response"] == "ERROR_DOMAIN_NOT_ALLOWED"
+
+
+def test_link_then_activate_link(linphone_client_factory, xmlrpc_url):
+    accounts.create("liam", accounts.credentials_from_password("liam", PASSWORD))
+    lp: LinphoneClient = linphone_client_factory()
+    creator(lp, xmlrpc_url, username="liam", password=PASSWORD, phone=("622222222", "33"))
+    assert lp.creator_request("is_account_linked")["status"] == "AccountNotLinked"
+
+    requested = lp.creator_request("link_account")
+    assert (requested["status"], requested["response"]) == ("RequestOk", "OK")
+    lp.creator_set(code=last_code("+33622222222"))
+    done = lp.creator_request("activate_alias")
+    assert (done["status"], done["response"]) == ("AccountActivated", "OK")
+
+    assert accounts.get_by_username("liam").phone == "+33622222222"
+    linked = lp.creator_request("is_account_linked")
+    assert (linked["status"], linked["response"]) == ("AccountLinked", "+33622222222")
+
+
+def test_link_with_a_wrong_password_is_not_linked(linphone_client_factory, xmlrpc_url):
+    accounts.create("liam", accounts.credentials_from_password("liam", PASSWORD))
+    lp: LinphoneClient = linphone_client_factory()
+    creator(lp, xmlrpc_url, username="liam", password="not it", phone=("622222222", "33"))
+    assert lp.creator_request("link_account")["status"] == "RequestOk"
+    lp.creator_set(code=last_code("+33622222222"))
+    assert lp.creator_request("activate_alias")["status"] == "AccountNotActivated"
+    assert accounts.get_by_username("liam").phone is None
+
+
+def test_recover_by_number_gives_the_sdk_the_accounts_ha1(linphone_client_factory, xmlrpc_url):
+    accounts.create(
+        "mona", accounts.credentials_from_password("mona", PASSWORD), phone_e164="+33633333333"
+    )
+    lp: LinphoneClient = linphone_client_factory()
+    creator(lp, xmlrpc_url, phone=("633333333", "33"))
+    recovered = lp.creator_request("recover_account")
+    assert (recovered["status"], recovered["username"]) == ("RequestOk", "mona")
+    lp.creator_set(code=last_code("+33633333333"))
+    login = lp.creator_request("login_linphone_account")
+    assert login["status"] == "RequestOk"
+    assert (login["ha1"], login["algorithm"]) == (sha256_ha1("mona"), "SHA-256")
