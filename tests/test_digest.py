@@ -52,3 +52,36 @@ def test_nonces_stale_and_forged():
 def test_parse_rejects_other_schemes_and_garbage():
     assert digest.parse_params("Basic Zm9vOmJhcg==") == {}
     assert digest.parse_params('Digest username="a", ,,=') == {}
+
+
+def test_rfc2617_vector():
+    h1 = digest.ha1("MD5", "Mufasa", "testrealm@host.com", "Circle Of Life")
+    assert h1 == "939e7578ed9e3c518a452acee763bce9"
+    got = digest.expected_response(
+        "MD5", h1, "GET", "/dir/index.html", "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+        qop="auth", nc="00000001", cnonce="0a4f113b",
+    )  # fmt: skip
+    assert got == "6629fae49393a05397450978507c4ef1"
+
+
+def test_md5_ha1_never_checks_sha256_credentials():
+    stored = digest.ha1_pair("alice", "example.org", "secret")
+    nonce = "n"
+    good = digest.expected_response(
+        "SHA-256", stored["ha1_sha256"], "SUBSCRIBE", "sip:rls@example.org", nonce
+    )
+    params = {"algorithm": "SHA-256", "uri": "sip:rls@example.org", "nonce": nonce,
+              "response": good}  # fmt: skip
+    assert digest.verify(params, "SUBSCRIBE", {"SHA-256": stored["ha1_sha256"]})
+    assert not digest.verify(params, "SUBSCRIBE", {"MD5": stored["ha1_md5"]})
+
+
+def test_linphone_capture_parses_as_digest_credentials():
+    from sip_edge.sip.parser import parse_datagram
+    from tests.conftest import INTEROP
+
+    msg = parse_datagram((INTEROP / "sip" / "subscribe-unsubscribe-tcp-digest.raw").read_bytes())
+    (creds,) = msg.authorization(proxy=True)
+    p = creds.params
+    assert p["algorithm"] == "MD5" and p["qop"] == "auth" and len(p["response"]) == 32
+    assert p["uri"] == msg.uri and p["username"] == "alice"
