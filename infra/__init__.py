@@ -1,0 +1,1 @@
+"""The AWS deployment: CloudFormation merged into `chalice package` (`python -m infra.build`)."""

@@ -1,0 +1,121 @@
+"""What each Lambda function may touch: the one list its IAM role and environment are built from.
+
+A function's role grants exactly the tables (and the access level) named here, plus what every
+function needs (its own log group, the HMAC-keys secret). A function declared in `app.py` that
+is missing here stops the build: a new function must say what it needs before it can deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib import tables
+
+READ = "read"
+WRITE = "write"  # read + write: every writer here also reads what it writes
+
+#: DynamoDB actions per access level; no Scan anywhere (the code never scans).
+ACTIONS: dict[str, tuple[str, ...]] = {
+    READ: ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"),
+    WRITE: (
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:ConditionCheckItem",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Access:
+    """The permissions of one function beyond logs and the secret."""
+
+    tables: tuple[tuple[tables.TableSpec, str], ...] = ()
+    sms: bool = False  # sns:Publish to phone numbers (never to a topic)
+    edge_queues: bool = False  # sqs:SendMessage to the edges' queues (live updates)
+    doc: str = ""
+
+    def level(self, spec: tables.TableSpec) -> str | None:
+        return next((lvl for s, lvl in self.tables if s is spec), None)
+
+
+T = tables
+
+#: The functions the code declares (or is about to: issues 4 and 5), by Chalice name.
+FUNCTIONS: dict[str, Access] = {
+    "api_handler": Access(
+        tables=(
+            (T.ACCOUNTS, WRITE),
+            (T.PHONE_INDEX, WRITE),
+            (T.VERIFICATION_CODES, WRITE),
+            (T.RATE_LIMITS, WRITE),
+            (T.IDEMPOTENCY, WRITE),
+            (T.REGISTRATIONS, READ),
+            (T.PUBLICATIONS, READ),
+        ),
+        sms=True,
+        doc="REST API: sign-up, SMS codes, account changes, contact discovery.",
+    ),
+    "sip_auth": Access(
+        tables=((T.ACCOUNTS, READ),),
+        doc="Digest check against the account's HA1 (GetItem on Accounts).",
+    ),
+    "sip_registrar": Access(
+        tables=((T.REGISTRATIONS, WRITE),),
+        doc="REGISTER bindings (Query/Put/Delete on Registrations).",
+    ),
+    "presence_lookup": Access(
+        tables=(
+            (T.PHONE_INDEX, READ),
+            (T.ACCOUNTS, READ),
+            (T.REGISTRATIONS, READ),
+            (T.PUBLICATIONS, READ),
+            (T.SUBSCRIPTIONS, READ),
+            (T.WATCHERS, READ),
+        ),
+        doc="Resolves a list: PhoneIndex BatchGetItem, status from bindings and publications, "
+        "the mutual-contact rule from the watchers index.",
+    ),
+    "sip_subscriptions": Access(
+        tables=((T.SUBSCRIPTIONS, WRITE), (T.WATCHERS, WRITE)),
+        doc="Persisted dialogs and the watchers index (save, refresh, delete, reload).",
+    ),
+    "sip_publish": Access(
+        tables=((T.PUBLICATIONS, WRITE), (T.ACCOUNTS, READ)),
+        doc="PUBLISH (RFC 3903): entity tags and documents in Publications.",
+    ),
+}
+
+#: A function triggered by DynamoDB streams and not named above gets this profile: it finds the
+#: watchers of a changed account, builds partial NOTIFY bodies and queues them to the edges.
+LIVE_UPDATES = Access(
+    tables=(
+        (T.PHONE_INDEX, READ),
+        (T.ACCOUNTS, READ),
+        (T.REGISTRATIONS, READ),
+        (T.PUBLICATIONS, READ),
+        (T.SUBSCRIPTIONS, READ),
+        (T.WATCHERS, READ),
+    ),
+    edge_queues=True,
+    doc="Stream handler: watchers lookup, partial NOTIFY bodies to the owning edge's queue.",
+)
+
+
+class UndeclaredFunction(LookupError):
+    """A function in app.py has no entry in infra/access.py."""
+
+
+def for_function(name: str, *, stream_handler: bool) -> Access:
+    if name in FUNCTIONS:
+        return FUNCTIONS[name]
+    if stream_handler:
+        return LIVE_UPDATES
+    raise UndeclaredFunction(
+        f"function {name!r} is declared in app.py but infra/access.py does not say which "
+        "tables it reads or writes; add it to infra.access.FUNCTIONS"
+    )

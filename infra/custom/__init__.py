@@ -1,0 +1,1 @@
+"""Custom-resource handlers inlined into the template (ZipFile), for what CloudFormation lacks."""
