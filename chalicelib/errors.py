@@ -8,6 +8,7 @@ XML-RPC layer maps codes to the strings the Linphone assistant understands.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,10 @@ class DomainError(Exception):
 
     def to_json(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message}}
+
+    def to_function_answer(self) -> dict[str, Any]:
+        """How a function called by the edge reports it (the edge maps `code` to SIP)."""
+        return {"error": {"code": self.code, "message": self.message, "headers": self.headers}}
 
 
 #: code -> the string the Linphone XML-RPC assistant (SDK 5.1) is answered. The SDK compares

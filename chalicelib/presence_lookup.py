@@ -205,4 +205,4 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
         return lookup(payload)
     except DomainError as exc:
         logger.info("presence_lookup refused", extra={"code": exc.code})
-        return {"error": {"code": exc.code, "message": exc.message, "headers": exc.headers}}
+        return exc.to_function_answer()

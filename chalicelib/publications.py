@@ -172,4 +172,4 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
             body=body,
         )
     except DomainError as exc:
-        return {"error": {"code": exc.code, "message": exc.message, "headers": exc.headers}}
+        return exc.to_function_answer()

@@ -171,5 +171,5 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
             edge_id=payload.get("edge_id"),
         )
     except DomainError as exc:
-        return {"error": {"code": exc.code, "message": exc.message, "headers": exc.headers}}
+        return exc.to_function_answer()
     return {"bindings": to_json(result)}
