@@ -50,10 +50,7 @@ def _body(request: Request, *, required: set[str], optional: set[str] = frozense
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise DomainError("unsupported_media_type", "send the body as application/json")
-    try:
-        return http_api.json_body(request.raw_body, required=required, optional=optional)
-    except RecursionError:
-        raise DomainError("invalid_json", "body is nested too deeply") from None
+    return http_api.json_body(request.raw_body, required=required, optional=optional)
 
 
 def _json(body: dict[str, Any] | list[Any], status: int = 200) -> Response:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from chalicelib import phone, phone_index, settings
+from chalicelib import phone, presence, settings
 from chalicelib.accounts import Account
 from chalicelib.errors import DomainError
 
@@ -30,15 +28,4 @@ def discover(
         region: str | None = phone.valid_region(default_region)
     else:
         region = phone.region_of(caller.phone) if caller.phone else None
-    given: dict[str, str] = {}
-    for raw in dict.fromkeys(phones):
-        e164 = phone.try_parse(raw, region)
-        if e164 is not None:
-            given[raw] = e164
-    found = phone_index.lookup(set(given.values()))
-    matches: list[dict[str, Any]] = []
-    for raw, e164 in given.items():
-        entry = found.get(e164)
-        if entry is not None:
-            matches.append({"phone": raw, "e164": e164, "sip_uri": entry.sip_uri})
-    return matches
+    return [m.to_json() for m in presence.resolve_numbers(phones, region)]

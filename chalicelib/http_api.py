@@ -33,6 +33,8 @@ def json_body(
         data = json.loads(raw.decode("utf-8")) if raw.strip() else None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DomainError("invalid_json", f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise DomainError("invalid_json", "body nests too deeply") from None
     if not isinstance(data, dict):
         raise DomainError("invalid_json", "body must be a JSON object")
     unknown = set(data) - required - optional
