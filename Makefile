@@ -33,5 +33,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# build/<stage>/sam.json + deployment.zip for dev and prod, linted (STAGES="dev" for one).
+STAGES ?= dev prod
+package: $(STAMP)
+	$(PY) -m infra.build $(addprefix --stage ,$(STAGES))
+
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
