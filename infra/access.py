@@ -53,9 +53,8 @@ FUNCTIONS: dict[str, Access] = {
             (T.PHONE_INDEX, WRITE),
             (T.VERIFICATION_CODES, WRITE),
             (T.RATE_LIMITS, WRITE),
+            # The table exists for the REST confirms (Powertools idempotency).
             (T.IDEMPOTENCY, WRITE),
-            (T.REGISTRATIONS, READ),
-            (T.PUBLICATIONS, READ),
         ),
         sms=True,
         doc="REST API: sign-up, SMS codes, account changes, contact discovery.",
@@ -85,7 +84,7 @@ FUNCTIONS: dict[str, Access] = {
         doc="Persisted dialogs and the watchers index (save, refresh, delete, reload).",
     ),
     "sip_publish": Access(
-        tables=((T.PUBLICATIONS, WRITE), (T.ACCOUNTS, READ)),
+        tables=((T.PUBLICATIONS, WRITE),),
         doc="PUBLISH (RFC 3903): entity tags and documents in Publications.",
     ),
 }
