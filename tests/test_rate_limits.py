@@ -15,12 +15,14 @@ from tests.accounts_support import atomic_moto, last_code, sent_sms  # noqa: F40
 A = "+33612345678"
 
 
+NOON = 1_800_014_400  # a UTC noon: far from midnight, so windows are easy to reason about
+
+
 @pytest.fixture(autouse=True)
-def _clock():
+def _clock(monkeypatch):
+    # Frozen: on a loaded machine a second may pass between a request and its Retry-After.
     clock.reset()
-    # Start on a round minute, far from a UTC midnight, so windows are easy to reason about.
-    now = clock.now()
-    clock.advance((now // 86400 + 1) * 86400 + 43200 - now)
+    monkeypatch.setattr(clock, "time", type("FrozenTime", (), {"time": staticmethod(lambda: NOON)}))
     yield
     clock.reset()
 
