@@ -159,6 +159,16 @@ def role(assume: dict[str, Any], statements: list[dict[str, Any]], doc: str) -> 
     }
 
 
+def any_of(conditions: list[Any]) -> Any:
+    """Fn::Or of any number of conditions (CloudFormation takes 2 to 10 per Fn::Or)."""
+    while len(conditions) > 10:
+        conditions = [
+            chunk[0] if len(chunk) == 1 else {"Fn::Or": chunk}
+            for chunk in (conditions[i : i + 10] for i in range(0, len(conditions), 10))
+        ]
+    return conditions[0] if len(conditions) == 1 else {"Fn::Or": conditions}
+
+
 def edge_slot_ids(stage: Stage) -> list[int]:
     return list(range(1, stage.edge_max_slots + 1))
 
@@ -289,7 +299,7 @@ class Builder:
             equal = [
                 {"Fn::Equals": [ref("EdgeSlots"), str(n)]} for n in range(k, st.edge_max_slots + 1)
             ]
-            c[f"EdgeSlot{k}On"] = equal[0] if len(equal) == 1 else {"Fn::Or": equal}
+            c[f"EdgeSlot{k}On"] = any_of(equal)
 
     def _tables(self) -> None:
         for spec in tables.ALL:

@@ -366,3 +366,15 @@ def test_alarms_cover_functions_tables_and_sms(templates, functions):
         assert alarms["SmsSpendAlarm"]["Properties"]["MetricName"] == "SMSMonthToDateSpentUSD"
         for alarm in alarms.values():
             assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_edge_slot_conditions_stay_within_fn_or_limits():
+    def check(node: Any) -> None:
+        if isinstance(node, dict) and "Fn::Or" in node:
+            assert 2 <= len(node["Fn::Or"]) <= 10
+            for child in node["Fn::Or"]:
+                check(child)
+
+    many = [{"Fn::Equals": [{"Ref": "EdgeSlots"}, str(n)]} for n in range(1, 33)]
+    check(template.any_of(many))
+    assert template.any_of(many[:1]) == many[0]
