@@ -20,6 +20,7 @@ from chalicelib import (
 from chalicelib import presence_lookup as presence_lookup_module
 from chalicelib import sip_auth as sip_auth_module
 from chalicelib.http_api import rest
+from chalicelib.idempotency import once_per_sip_request
 from chalicelib.observability import logger
 from chalicelib.xmlrpc_api import ROUTE_CONTENT_TYPES as XMLRPC_CONTENT_TYPES
 from chalicelib.xmlrpc_api import handle as xmlrpc_handle
@@ -122,7 +123,7 @@ def sip_auth(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.lambda_function(name="sip_registrar")
 def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return registrar.handle(event)
+    return once_per_sip_request(registrar.handle)(event, context)
 
 
 @app.lambda_function(name="sip_subscriptions")
@@ -137,7 +138,7 @@ def presence_lookup(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.lambda_function(name="sip_publish")
 def sip_publish(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return publications.handle(event)
+    return once_per_sip_request(publications.handle)(event, context)
 
 
 # --- Event handlers: DynamoDB streams drive live contact lists ----------------------------

@@ -740,6 +740,9 @@ class Edge:
         result = await self.functions.call(
             "sip_publish",
             {
+                "op": "publish",
+                "call_id": request.call_id,
+                "cseq": request.cseq.seq,
                 "aor": identity,
                 "if_match": request.headers.get("SIP-If-Match"),
                 "expires": request.expires,
