@@ -704,9 +704,9 @@ class Builder:
             {"Key": "deregistration_delay.timeout_seconds", "Value": "30"},
             # The edge must see the phone's address for rport/received (RFC 3581).
             {"Key": "preserve_client_ip.enabled", "Value": "true"},
-            # Keeps a phone's UDP and TCP flows on one edge while it is healthy.
-            {"Key": "stickiness.enabled", "Value": "true"},
-            {"Key": "stickiness.type", "Value": "source_ip"},
+            # No source-IP stickiness: thousands of phones share one carrier-NAT address, and a
+            # phone's own flow (5-tuple) already stays on one edge.
+            {"Key": "stickiness.enabled", "Value": "false"},
         ]
         health = {
             "HealthCheckProtocol": "TCP",
