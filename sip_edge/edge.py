@@ -529,19 +529,26 @@ class Edge:
         headers = list((error.get("headers") or {}).items())
         raise Reject(kind.sip_status, error.get("message") or kind.reason, headers)
 
-    async def _notify_full(self, dialog: SubscriptionDialog) -> None:
-        result = await self.functions.call(
+    async def _lookup(
+        self, dialog: SubscriptionDialog, entries: list[str], *, full_state: bool
+    ) -> dict[str, Any]:
+        """presence_lookup for resources of the dialog's stored list (no body to re-read)."""
+        return await self.functions.call(
             "presence_lookup",
             {
                 "subscriber": dialog.subscriber,
                 "profile": dialog.profile,
                 "accept_encoding": ["deflate"] if dialog.accept_deflate else [],
                 "version": dialog.version,
-                "entries": dialog.entries,
+                "entries": entries,
+                "full_state": full_state,
                 "single": not dialog.is_list,
                 "list_uri": _uri_of(dialog.local_uri),
             },
         )
+
+    async def _notify_full(self, dialog: SubscriptionDialog) -> None:
+        result = await self._lookup(dialog, dialog.entries, full_state=True)
         if result.get("error"):
             await self._end(dialog, "noresource")
             return
@@ -552,19 +559,7 @@ class Edge:
         try:
             uris = sorted(dialog.dirty)
             dialog.dirty.clear()
-            result = await self.functions.call(
-                "presence_lookup",
-                {
-                    "subscriber": dialog.subscriber,
-                    "profile": dialog.profile,
-                    "accept_encoding": ["deflate"] if dialog.accept_deflate else [],
-                    "version": dialog.version,
-                    "entries": uris,
-                    "full_state": False,
-                    "single": not dialog.is_list,
-                    "list_uri": _uri_of(dialog.local_uri),
-                },
-            )
+            result = await self._lookup(dialog, uris, full_state=False)
             if result.get("error"):
                 return
             changed = [
@@ -572,8 +567,10 @@ class Edge:
             ]
             if not changed:
                 return  # a replayed or stale change: the phone already knows this
+            # A resource with no last state (a dialog resumed after a restart) may have been
+            # a user: only full state takes it back on Linphone, so err on that side.
             removed = any(
-                r["user"] is None and dialog.last_states.get(r["uri"], "-") != "-" for r in changed
+                r["user"] is None and dialog.last_states.get(r["uri"]) != "-" for r in changed
             )
             policy = self.cfg.notify_full_state_on_removal
             if removed and (policy == "always" or policy == dialog.profile):
