@@ -53,8 +53,6 @@ FUNCTIONS: dict[str, Access] = {
             (T.PHONE_INDEX, WRITE),
             (T.VERIFICATION_CODES, WRITE),
             (T.RATE_LIMITS, WRITE),
-            # The table exists for the REST confirms (Powertools idempotency).
-            (T.IDEMPOTENCY, WRITE),
         ),
         sms=True,
         doc="REST API: sign-up, SMS codes, account changes, contact discovery.",
@@ -64,8 +62,9 @@ FUNCTIONS: dict[str, Access] = {
         doc="Digest check against the account's HA1 (GetItem on Accounts).",
     ),
     "sip_registrar": Access(
-        tables=((T.REGISTRATIONS, WRITE),),
-        doc="REGISTER bindings (Query/Put/Delete on Registrations).",
+        tables=((T.REGISTRATIONS, WRITE), (T.IDEMPOTENCY, WRITE)),
+        doc="REGISTER bindings (Query/Put/Delete on Registrations), once per SIP request "
+        "(Powertools idempotency records).",
     ),
     "presence_lookup": Access(
         tables=(
@@ -84,8 +83,9 @@ FUNCTIONS: dict[str, Access] = {
         doc="Persisted dialogs and the watchers index (save, refresh, delete, reload).",
     ),
     "sip_publish": Access(
-        tables=((T.PUBLICATIONS, WRITE),),
-        doc="PUBLISH (RFC 3903): entity tags and documents in Publications.",
+        tables=((T.PUBLICATIONS, WRITE), (T.IDEMPOTENCY, WRITE)),
+        doc="PUBLISH (RFC 3903): entity tags and documents in Publications, once per SIP "
+        "request (Powertools idempotency records).",
     ),
 }
 

@@ -378,3 +378,9 @@ def test_edge_slot_conditions_stay_within_fn_or_limits():
     many = [{"Fn::Equals": [{"Ref": "EdgeSlots"}, str(n)]} for n in range(1, 33)]
     check(template.any_of(many))
     assert template.any_of(many[:1]) == many[0]
+
+
+def test_every_table_is_granted_to_some_function(functions):
+    # A table nobody may touch is either dead or, more likely, a grant someone forgot.
+    granted = {spec.logical for fn in functions for spec, _ in fn.access.tables}
+    assert granted == {spec.logical for spec in tables.ALL}
