@@ -50,6 +50,7 @@ KNOWN_METHODS = frozenset(
 )  # fmt: skip
 LIST_TYPE = "application/resource-lists+xml"
 AUTHENTICATED_METHODS = frozenset({"SUBSCRIBE", "REGISTER", "PUBLISH"})
+DIALOG_SWEEP_SECONDS = 0.5
 
 
 class Reject(Exception):
@@ -96,6 +97,8 @@ class Edge:
         self._notify_locks: dict[str, asyncio.Lock] = {}
         self._outcomes: dict[ClientTransaction, asyncio.Future[int]] = {}
         self._flushing: set[str] = set()
+        self._ending: set[str] = set()
+        self._next_sweep = 0.0
         self.queue: EdgeQueue | None = queue
         self.stats: dict[str, int] = {"requests": 0, "notifies": 0, "notify_failures": 0}
 
@@ -191,24 +194,27 @@ class Edge:
                 self._spawn(self._drop(dialog))
 
     def on_timer(self) -> None:
+        """Transaction timers at every tick; dialogs (expiry, lapses, throttle) twice a second,
+        so that ten thousand dialogs cost little between two NOTIFYs."""
         now = self.clock()
         self._run(self.transactions.on_timer(now))
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + DIALOG_SWEEP_SECONDS
         for dialog in list(self.dialogs.values()):
-            if dialog.terminated:
+            sub_id = dialog.subscription_id
+            if dialog.terminated or sub_id in self._ending:
                 continue
             if dialog.expires_at <= now:
+                self._ending.add(sub_id)
                 self._spawn(self._end(dialog, "timeout"))
                 continue
             for uri, when in list(dialog.rechecks.items()):
                 if when <= now:  # a mutual contact's registration or publication lapsed
                     del dialog.rechecks[uri]
                     dialog.dirty.add(uri)
-            if (
-                dialog.dirty
-                and now >= dialog.next_notify_at
-                and dialog.subscription_id not in self._flushing
-            ):
-                self._flushing.add(dialog.subscription_id)
+            if dialog.dirty and now >= dialog.next_notify_at and sub_id not in self._flushing:
+                self._flushing.add(sub_id)
                 self._spawn(self._flush(dialog))
 
     def _spawn(self, coro: Any) -> None:
@@ -655,6 +661,7 @@ class Edge:
 
     def _forget(self, dialog: SubscriptionDialog) -> None:
         self.dialogs.pop(dialog.subscription_id, None)
+        self._ending.discard(dialog.subscription_id)
         self._notify_locks.pop(dialog.subscription_id, None)
 
     async def _save(self, dialog: SubscriptionDialog, *, refresh: bool) -> None:
