@@ -177,8 +177,8 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
     }
     while True:
         page = table.query(**kwargs)
-        ids = [i["subscription_id"] for i in page["Items"] if int(i["expires_at"]) > now]
-        # The GSI may lag and is projected ALL; read each item again to be exact.
+        ids = [i["subscription_id"] for i in page["Items"]]
+        # The index holds keys only, and may lag: read each item to be exact.
         for item in dynamo.batch_get(tables.SUBSCRIPTIONS, ids).values():
             if int(item["expires_at"]) > now and item["edge_id"] == edge_id:
                 out.append(_from_item(item))

@@ -18,6 +18,7 @@ class Index:
     name: str
     hash_key: str
     range_key: str | None = None
+    projection: str = "ALL"  # KEYS_ONLY where the reader fetches the items again anyway
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class TableSpec:
                 {
                     "IndexName": ix.name,
                     "KeySchema": self._keys(ix.hash_key, ix.range_key),
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {"ProjectionType": ix.projection},
                 }
                 for ix in self.indexes
             ]
@@ -159,7 +160,8 @@ SUBSCRIPTIONS = TableSpec(
     "Subscriptions",
     hash_key="subscription_id",
     ttl_attribute="expires_at",
-    indexes=(Index("by_edge", "edge_id", "subscription_id"),),
+    # Read at an edge's restart only, then each item is fetched whole: keys are enough.
+    indexes=(Index("by_edge", "edge_id", "subscription_id", projection="KEYS_ONLY"),),
     doc="Live SUBSCRIBE dialogs with their list, version and owning edge.",
 )
 WATCHERS = TableSpec(
