@@ -152,6 +152,8 @@ class Edge:
             self._spawn(self._poll_queue())
 
     async def shutdown(self) -> None:
+        if self.queue is not None:
+            self.queue.close()
         for task in list(self._tasks):
             task.cancel()
 

@@ -18,6 +18,11 @@ class EdgeQueue:
     def __init__(self, cfg: settings.Settings) -> None:
         self.cfg = cfg
         self.url = cfg.edge_queue_url
+        self.closed = False
+
+    def close(self) -> None:
+        """Stop taking messages: a long poll still running hands what it gets back."""
+        self.closed = True
 
     async def open(self, edge_id: str) -> None:
         if self.url:
@@ -38,6 +43,17 @@ class EdgeQueue:
             WaitTimeSeconds=max(1, min(20, self.cfg.edge_queue_wait)),
         )
         messages = answer.get("Messages", [])
+        if messages and self.closed:
+            # The edge stopped while this poll ran (its thread outlives the cancelled task):
+            # deleting would lose the changes; visible again, the next edge reads them at once.
+            sqs.change_message_visibility_batch(
+                QueueUrl=self.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(messages)
+                ],
+            )
+            return []
         if messages:
             sqs.delete_message_batch(
                 QueueUrl=self.url,
