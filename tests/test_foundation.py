@@ -42,3 +42,20 @@ def test_settings_from_environment():
     s = settings.load({"CODE_LENGTH": "6", "SMS_ALLOWED_REGIONS": "fr, be"})
     assert s.code_length == 6
     assert s.sms_allowed_regions == ("FR", "BE")
+
+
+def test_deployed_stage_reads_its_keys_from_secrets_manager(aws):
+    import json
+
+    arn = client("secretsmanager").create_secret(
+        Name="sc-keys",
+        SecretString=json.dumps(
+            {"PHONE_HASH_KEY": "p" * 32, "CODE_HASH_KEY": "c" * 32, "NONCE_KEY": "n" * 32}
+        ),
+    )["ARN"]
+    loaded = settings.load({"STAGE": "prod", "SECRETS_ARN": arn})
+    assert (loaded.phone_hash_key, loaded.code_hash_key, loaded.nonce_key) == (
+        "p" * 32,
+        "c" * 32,
+        "n" * 32,
+    )
