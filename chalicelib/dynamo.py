@@ -73,6 +73,7 @@ def batch_get_many(
     *,
     counter: CallCounter | None = None,
     projections: dict[TableSpec, str] | None = None,
+    names: dict[str, str] | None = None,
 ) -> dict[TableSpec, dict[str, dict[str, Any]]]:
     """Fetch items of several tables by hash key: 100 keys per call whatever their table
     (one BatchGetItem may span tables), chunks issued concurrently, unprocessed keys retried.
@@ -92,6 +93,8 @@ def batch_get_many(
             entry["Keys"].append({spec.hash_key: {"S": key}})
             if spec in projections:
                 entry["ProjectionExpression"] = projections[spec]
+                if names:  # for attribute names DynamoDB reserves (e.g. "current")
+                    entry["ExpressionAttributeNames"] = names
         chunks.append(request)
     if len(chunks) <= 1:
         results = [_get_chunk(c, counter) for c in chunks]
@@ -115,7 +118,10 @@ def batch_get(
     *,
     counter: CallCounter | None = None,
     projection: str | None = None,
+    names: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Fetch items of one table by hash key (see `batch_get_many`)."""
     projections = {spec: projection} if projection else None
-    return batch_get_many({spec: key_values}, counter=counter, projections=projections)[spec]
+    return batch_get_many(
+        {spec: key_values}, counter=counter, projections=projections, names=names
+    )[spec]

@@ -1,10 +1,15 @@
 """Persisted list subscriptions and the watchers index (live contact lists, RFC 6665 dialogs).
 
 A `Subscription` item holds what an edge needs to go on notifying a dialog after a restart: the
-dialog state, the subscriber's list (deflated), the NOTIFY version and the owning edge. The
-watchers index maps what a list watches — `p#<phone hash>` for numbers, `u#<aor>` for SIP
-accounts — to the subscriptions that watch it, so a change to one account finds its watchers
-with one Query per key.
+dialog state, the subscriber's list (deflated), the NOTIFY version and the owning edge.
+
+The watchers index maps what a list watches — `p#<phone hash>` for numbers, `u#<aor>` for SIP
+accounts — to a *watcher*: one phone of one account (its `+sip.instance`), stable across its
+dialogs. A pointer item (`w#<watcher>` in the subscriptions table) names the watcher's current
+subscription and the keys it watches. Linphone starts a new dialog with its whole list each time
+a contact is added, so a new subscription writes only the watcher items that changed and moves
+the pointer, instead of rewriting one item per number. Watcher items carry no expiry: the
+pointer does, and readers drop the watcher items of a pointer that is gone.
 """
 
 from __future__ import annotations
@@ -22,13 +27,22 @@ from boto3.dynamodb.conditions import Key
 
 from chalicelib import dynamo, phone, tables
 
-# Watchers outlive a subscription's expiry by this margin so that refreshes (every ~hour)
-# need not rewrite thousands of watcher items; the handler checks that the subscription lives.
+# A watcher's pointer outlives its subscription by this margin: a phone whose dialog just ended
+# (Linphone ends it to restart its list) usually subscribes again at once, and then only the
+# watcher items that changed are written.
 WATCHER_TTL_MARGIN = 2 * 86400
+POINTER_PREFIX = "w#"
+# Watcher items of vanished pointers are deleted as readers meet them, this many per read.
+LAZY_CLEANUP_MAX = 100
 
 
 def subscription_id(call_id: str, local_tag: str) -> str:
     return hashlib.sha256(f"{call_id}\x00{local_tag}".encode()).hexdigest()[:32]
+
+
+def watcher_id(subscriber: str, device: str) -> str:
+    """One phone of one account: `device` is its +sip.instance, else its Contact URI."""
+    return hashlib.sha256(f"{subscriber.lower()}\x00{device}".encode()).hexdigest()[:32]
 
 
 def phone_key(e164: str) -> str:
@@ -47,12 +61,28 @@ class Watched:
     key: str  # p#<hash> or u#<aor>
 
 
+def _pack_text(text: str) -> str:
+    return base64.b64encode(zlib.compress(text.encode(), 6)).decode()
+
+
+def _unpack_text(blob: str) -> str:
+    return zlib.decompress(base64.b64decode(blob)).decode()
+
+
 def _pack(entries: list[str]) -> str:
-    return base64.b64encode(zlib.compress(json.dumps(entries).encode(), 6)).decode()
+    return _pack_text(json.dumps(entries))
 
 
 def _unpack(blob: str) -> list[str]:
-    return json.loads(zlib.decompress(base64.b64decode(blob)))
+    return json.loads(_unpack_text(blob))
+
+
+def _pointer(watcher: str) -> dict[str, Any] | None:
+    return (
+        tables.table(tables.SUBSCRIPTIONS)
+        .get_item(Key={"subscription_id": POINTER_PREFIX + watcher}, ConsistentRead=True)
+        .get("Item")
+    )
 
 
 def save(
@@ -65,38 +95,56 @@ def save(
     dialog: dict[str, Any],
     entries: list[str],
     watched: Iterable[Watched],
+    watcher: str | None = None,
     now: float | None = None,
-) -> None:
-    """Create or replace a subscription and its watchers."""
+) -> int:
+    """Create a subscription and point its watcher at it; the watcher items written."""
     now = time.time() if now is None else now
-    tables.table(tables.SUBSCRIPTIONS).put_item(
+    watcher = watcher or sub_id
+    subs = tables.table(tables.SUBSCRIPTIONS)
+    subs.put_item(
         Item={
             "subscription_id": sub_id,
             "edge_id": edge_id,
             "subscriber": subscriber,
+            "watcher": watcher,
             "expires_at": expires_at,
             "version": version,
             "dialog": json.dumps(dialog),
             "entries": _pack(entries),
-            "watchers_until": int(expires_at + WATCHER_TTL_MARGIN),
             "updated_at": int(now),
         }
     )
-    by_key: dict[str, list[str]] = {}
+    wanted: dict[str, list[str]] = {}
     for w in watched:
-        by_key.setdefault(w.key, []).append(w.uri)
+        wanted.setdefault(w.key, []).append(w.uri)
+    previous = _pointer(watcher)
+    had: dict[str, list[str]] = json.loads(_unpack_text(previous["keys"])) if previous else {}
+    written = 0
     with tables.table(tables.WATCHERS).batch_writer() as batch:
-        for key, uris in by_key.items():
-            batch.put_item(
-                Item={
-                    "watched": key,
-                    "subscription_id": sub_id,
-                    "edge_id": edge_id,
-                    "subscriber": subscriber,
-                    "uris": uris,
-                    "expires_at": int(expires_at + WATCHER_TTL_MARGIN),
-                }
-            )
+        for key, uris in wanted.items():
+            if had.get(key) != uris:
+                batch.put_item(
+                    Item={
+                        "watched": key,
+                        "watcher": watcher,
+                        "subscriber": subscriber,
+                        "uris": uris,
+                    }
+                )
+                written += 1
+        for key in had.keys() - wanted.keys():
+            batch.delete_item(Key={"watched": key, "watcher": watcher})
+    subs.put_item(
+        Item={
+            "subscription_id": POINTER_PREFIX + watcher,
+            "current": sub_id,
+            "subscriber": subscriber,
+            "keys": _pack_text(json.dumps(wanted)),
+            "expires_at": int(expires_at + WATCHER_TTL_MARGIN),
+        }
+    )
+    return written
 
 
 def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any]) -> bool:
@@ -117,10 +165,25 @@ def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any
                 ":n": int(time.time()),
             },
         )
-    except tables.table(
-        tables.SUBSCRIPTIONS
-    ).meta.client.exceptions.ConditionalCheckFailedException:
+    except table.meta.client.exceptions.ConditionalCheckFailedException:
         return False
+    item = table.get_item(Key={"subscription_id": sub_id}, ProjectionExpression="watcher").get(
+        "Item"
+    )
+    if item and item.get("watcher"):
+        try:
+            table.update_item(
+                Key={"subscription_id": POINTER_PREFIX + item["watcher"]},
+                UpdateExpression="SET expires_at = :e",
+                ConditionExpression="#c = :s",
+                ExpressionAttributeNames={"#c": "current"},
+                ExpressionAttributeValues={
+                    ":e": int(expires_at + WATCHER_TTL_MARGIN),
+                    ":s": sub_id,
+                },
+            )
+        except table.meta.client.exceptions.ConditionalCheckFailedException:
+            pass  # a newer dialog of the same phone owns the watcher now
     return True
 
 
@@ -148,15 +211,12 @@ def get(sub_id: str) -> dict[str, Any] | None:
 
 
 def delete(sub_id: str) -> None:
-    """Remove a subscription and its watchers (unsubscribe, expiry, 481 from the phone)."""
-    item = get(sub_id)
+    """Remove a subscription (unsubscribe, expiry, 481 from the phone).
+
+    Its watcher items stay with the watcher's pointer, which expires on its own: a phone that
+    subscribes again soon (Linphone does, to change its list) reuses them.
+    """
     tables.table(tables.SUBSCRIPTIONS).delete_item(Key={"subscription_id": sub_id})
-    if not item:
-        return
-    keys = {w.key for w in watched_of(item["entries"], item["subscriber"])}
-    with tables.table(tables.WATCHERS).batch_writer() as batch:
-        for key in keys:
-            batch.delete_item(Key={"watched": key, "subscription_id": sub_id})
 
 
 def watched_of(entries: list[str], subscriber: str) -> list[Watched]:
@@ -188,7 +248,7 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
 
 
 def watchers(keys: Iterable[str], now: float | None = None) -> list[dict[str, Any]]:
-    """Subscriptions watching any of `keys`, live ones only, with the matching URIs."""
+    """Live subscriptions watching any of `keys`, with the matching URIs and owning edge."""
     now = time.time() if now is None else now
     table = tables.table(tables.WATCHERS)
     found: dict[str, dict[str, Any]] = {}
@@ -198,28 +258,57 @@ def watchers(keys: Iterable[str], now: float | None = None) -> list[dict[str, An
             page = table.query(**kwargs)
             for item in page["Items"]:
                 entry = found.setdefault(
-                    item["subscription_id"],
-                    {
-                        "subscription_id": item["subscription_id"],
-                        "edge_id": item["edge_id"],
-                        "subscriber": item["subscriber"],
-                        "uris": [],
-                    },
-                )
+                    item["watcher"],
+                    {"watcher": item["watcher"], "subscriber": item["subscriber"], "uris": [],
+                     "keys": []},
+                )  # fmt: skip
+                entry["keys"].append(key)
                 entry["uris"].extend(u for u in item["uris"] if u not in entry["uris"])
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     if not found:
         return []
-    live = dynamo.batch_get(
-        tables.SUBSCRIPTIONS, found, projection="subscription_id, expires_at, edge_id"
+    pointers = dynamo.batch_get(
+        tables.SUBSCRIPTIONS,
+        [POINTER_PREFIX + w for w in found],
+        projection="subscription_id, #c, expires_at",
+        names={"#c": "current"},
     )
-    return [
-        {**w, "edge_id": live[s]["edge_id"]}
-        for s, w in found.items()
-        if s in live and int(live[s]["expires_at"]) > now
-    ]
+    current = {
+        p["subscription_id"][len(POINTER_PREFIX) :]: p["current"]
+        for p in pointers.values()
+        if int(p["expires_at"]) > now
+    }
+    _forget_watchers([w for w in found.values() if w["watcher"] not in current])
+    live = dynamo.batch_get(
+        tables.SUBSCRIPTIONS,
+        set(current.values()),
+        projection="subscription_id, expires_at, edge_id",
+    )
+    out = []
+    for watcher, entry in found.items():
+        sub = live.get(current.get(watcher, ""))
+        if sub is not None and int(sub["expires_at"]) > now:
+            out.append(
+                {
+                    "subscription_id": sub["subscription_id"],
+                    "edge_id": sub["edge_id"],
+                    "subscriber": entry["subscriber"],
+                    "uris": entry["uris"],
+                }
+            )
+    return out
+
+
+def _forget_watchers(gone: list[dict[str, Any]]) -> None:
+    """Delete the watcher items of pointers that expired (phones that stopped subscribing)."""
+    pairs = [(key, w["watcher"]) for w in gone for key in w["keys"]][:LAZY_CLEANUP_MAX]
+    if not pairs:
+        return
+    with tables.table(tables.WATCHERS).batch_writer() as batch:
+        for key, watcher in pairs:
+            batch.delete_item(Key={"watched": key, "watcher": watcher})
 
 
 def handle(payload: dict[str, Any]) -> dict[str, Any]:
@@ -241,6 +330,7 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
             dialog=dict(payload["dialog"]),
             entries=entries,
             watched=watched_of(entries, str(payload["subscriber"])),
+            watcher=payload.get("watcher"),
         )
         return {"saved": True}
     if op == "refresh":

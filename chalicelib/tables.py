@@ -167,9 +167,10 @@ SUBSCRIPTIONS = TableSpec(
 WATCHERS = TableSpec(
     "Watchers",
     hash_key="watched",
-    range_key="subscription_id",
-    ttl_attribute="expires_at",
-    doc="Watchers index: phone hash or account AOR -> subscriptions that watch it.",
+    range_key="watcher",
+    # No expiry of their own: a watcher's pointer (in Subscriptions) expires, and readers then
+    # delete its items.
+    doc="Watchers index: phone hash or account AOR -> the phones (watchers) whose lists hold it.",
 )
 
 ALL: tuple[TableSpec, ...] = (

@@ -46,6 +46,7 @@ class SubscriptionDialog:
     profile: str = "rfc"  # "linphone" or "rfc"
     accept_deflate: bool = False
     is_list: bool = True
+    device: str = ""  # the phone: its +sip.instance, else its Contact URI (watchers index)
     entries: list[str] = field(default_factory=list)
     version: int = 0  # next RLMI version
     local_cseq: int = field(default_factory=lambda: secrets.randbelow(10000) + 1)

@@ -15,7 +15,7 @@ from typing import Any
 
 from chalicelib import digest, errors, settings
 from chalicelib.observability import logger
-from chalicelib.subscriptions import subscription_id
+from chalicelib.subscriptions import subscription_id, watcher_id
 from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
 from sip_edge.functions import FunctionError, Functions
 from sip_edge.queue import EdgeQueue
@@ -494,6 +494,7 @@ class Edge:
             profile=self.profile_for(request),
             accept_deflate="deflate" in accept,
             is_list=is_list,
+            device=contacts[0].param("+sip.instance") or contacts[0].uri.raw,
             remote_cseq=request.cseq.seq,
         )
         payload: dict[str, Any] = {
@@ -677,7 +678,10 @@ class Edge:
         }
         if not refresh:
             payload.update(
-                edge_id=self.edge_id, subscriber=dialog.subscriber, entries=dialog.entries
+                edge_id=self.edge_id,
+                subscriber=dialog.subscriber,
+                entries=dialog.entries,
+                watcher=watcher_id(dialog.subscriber, dialog.device),
             )
         try:
             await self.functions.call("sip_subscriptions", payload)

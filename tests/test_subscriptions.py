@@ -1,0 +1,60 @@
+"""The subscriptions store: a phone's new dialog rewrites only the watcher items that changed,
+pointers decide which subscription a watcher item leads to, and stale items are cleaned."""
+
+from __future__ import annotations
+
+from chalicelib import subscriptions, tables
+from chalicelib.subscriptions import Watched, phone_key
+
+NOW = 1_800_000_000
+
+
+def numbers(n: int) -> list[str]:
+    return [f"sip:+336{i:08d}@example.org;user=phone" for i in range(n)]
+
+
+def save(sub_id: str, entries: list[str], *, watcher: str = "phone-1", expires: int = 3600):
+    return subscriptions.save(
+        sub_id, edge_id="edge-a", subscriber="alice@example.org", expires_at=NOW + expires,
+        version=1, dialog={}, entries=entries, watcher=watcher, now=NOW,
+        watched=[Watched(e, phone_key(e[4:16])) for e in entries],
+    )  # fmt: skip
+
+
+def test_a_new_dialog_of_the_same_phone_writes_only_what_changed(aws):
+    assert save("sub-1", numbers(500)) == 500
+    # Linphone ends its dialog and subscribes again with one more contact.
+    subscriptions.delete("sub-1")
+    assert save("sub-2", numbers(501)) == 1
+    found = subscriptions.watchers([phone_key("+33600000007")], now=NOW)
+    assert [(w["subscription_id"], w["uris"]) for w in found] == [("sub-2", [numbers(8)[7]])]
+    # A contact removed from the list: its watcher item goes.
+    assert save("sub-3", numbers(499)) == 0
+    assert subscriptions.watchers([phone_key("+33600000499")], now=NOW) == []
+
+
+def test_two_phones_of_one_account_are_two_watchers(aws):
+    save("sub-a", numbers(3), watcher="phone-a")
+    save("sub-b", numbers(3), watcher="phone-b")
+    found = subscriptions.watchers([phone_key("+33600000001")], now=NOW)
+    assert sorted(w["subscription_id"] for w in found) == ["sub-a", "sub-b"]
+
+
+def test_gone_subscriptions_and_expired_pointers_lead_nowhere(aws):
+    save("sub-1", numbers(3))
+    subscriptions.delete("sub-1")
+    assert subscriptions.watchers([phone_key("+33600000001")], now=NOW) == []
+    # Once the pointer has expired too, readers delete the watcher items they meet.
+    later = NOW + 3600 + subscriptions.WATCHER_TTL_MARGIN + 1
+    assert subscriptions.watchers([phone_key("+33600000001")], now=later) == []
+    items = tables.table(tables.WATCHERS).scan()["Items"]
+    assert phone_key("+33600000001") not in {i["watched"] for i in items}
+
+
+def test_refresh_keeps_the_pointer_alive(aws):
+    save("sub-1", numbers(2), expires=60)
+    assert subscriptions.refresh("sub-1", expires_at=NOW + 10 * 86400, version=2, dialog={})
+    far = NOW + 5 * 86400
+    assert [w["subscription_id"] for w in subscriptions.watchers(
+        [phone_key("+33600000001")], now=far)] == ["sub-1"]  # fmt: skip
+    assert not subscriptions.refresh("nope", expires_at=NOW, version=1, dialog={})
