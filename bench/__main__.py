@@ -12,6 +12,7 @@ import sys
 #: name -> module; each prints a Markdown table ready for the README.
 BENCHMARKS: dict[str, str] = {
     "bodies": "bench.bodies",
+    "edge": "bench.edge",
 }
 
 
