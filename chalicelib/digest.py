@@ -135,3 +135,42 @@ def verify(params: dict[str, str], method: str, ha1_by_algorithm: dict[str, str]
     except KeyError:
         return False
     return hmac.compare_digest(want, params.get("response", "").lower())
+
+
+class NonceCounts:
+    """Replay guard for stateless nonces: the highest nonce-count seen per nonce (RFC 7616 §3.4.5).
+
+    Kept in the memory of one edge and bounded; a nonce older than its lifetime is forgotten
+    (it is stale anyway). A client that re-sends an old Authorization verbatim is challenged
+    again with `stale=true`, which it answers with fresh credentials without asking its user.
+    """
+
+    def __init__(self, ttl: int, max_nonces: int = 100_000) -> None:
+        self._ttl = ttl
+        self._max = max_nonces
+        self._seen: dict[str, tuple[int, float]] = {}  # insertion-ordered: oldest first
+
+    def is_replay(self, nonce: str, nc: str | None) -> bool:
+        if not nc:
+            return False  # no qop: RFC 2069 clients have no count to check
+        try:
+            count = int(nc, 16)
+        except ValueError:
+            return True
+        seen = self._seen.get(nonce)
+        return seen is not None and count <= seen[0]
+
+    def record(self, nonce: str, nc: str | None, now: float) -> None:
+        if not nc:
+            return
+        try:
+            count = int(nc, 16)
+        except ValueError:
+            return
+        previous = self._seen.pop(nonce, (0, now))
+        self._seen[nonce] = (max(count, previous[0]), previous[1])
+        while self._seen:
+            oldest, (_, since) = next(iter(self._seen.items()))
+            if len(self._seen) <= self._max and now - since <= self._ttl:
+                break
+            del self._seen[oldest]

@@ -84,6 +84,7 @@ class Edge:
         self.clock = clock
         self.realm = self.cfg.sip_domain
         self.nonces = digest.Nonces(self.cfg.nonce_key, self.cfg.nonce_ttl_seconds)
+        self.nonce_counts = digest.NonceCounts(self.cfg.nonce_ttl_seconds)
         self.digest_algorithms = tuple(a.upper() for a in self.cfg.sip_digest_algorithms)
         unknown = set(self.digest_algorithms) - set(digest.ALGORITHMS)
         if unknown or not self.digest_algorithms:
@@ -373,12 +374,17 @@ class Edge:
                 if state != "ok":
                     stale = stale or state == "stale"
                     continue
+                nonce_used, nc = cred.get("nonce") or "", cred.get("nc")
+                if self.nonce_counts.is_replay(nonce_used, nc):
+                    stale = True  # an Authorization sent again verbatim: make it renew
+                    continue
                 answer = await self.functions.call(
                     "sip_auth",
                     {"method": request.method, "realm": self.realm, "params": cred.params},
                 )
                 if answer.get("result") != "ok":
                     continue
+                self.nonce_counts.record(nonce_used, nc, self.clock())
                 if answer["aor"].lower() != claimed.lower():
                     raise Reject(403, "Identity does not match credentials")
                 return answer["aor"]

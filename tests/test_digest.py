@@ -85,3 +85,18 @@ def test_linphone_capture_parses_as_digest_credentials():
     p = creds.params
     assert p["algorithm"] == "MD5" and p["qop"] == "auth" and len(p["response"]) == 32
     assert p["uri"] == msg.uri and p["username"] == "alice"
+
+
+def test_nonce_counts_refuse_a_replayed_count():
+    counts = digest.NonceCounts(ttl=300, max_nonces=2)
+    assert not counts.is_replay("n1", "00000001")
+    counts.record("n1", "00000001", now=0)
+    assert counts.is_replay("n1", "00000001")
+    assert not counts.is_replay("n1", "00000002")
+    assert counts.is_replay("n1", "zz")
+    assert not counts.is_replay("n1", None)  # RFC 2069 style: nothing to count
+    counts.record("n2", "00000001", now=1)
+    counts.record("n3", "00000001", now=2)  # over the bound: the oldest is forgotten
+    assert not counts.is_replay("n1", "00000001")
+    counts.record("n4", "00000001", now=400)  # past the lifetime: older ones go too
+    assert not counts.is_replay("n2", "00000001") and not counts.is_replay("n3", "00000001")

@@ -75,3 +75,16 @@ def test_tcp_transport(edge, alice):
         assert c.response("OPTIONS").status == 200
     finally:
         c.close()
+
+
+def test_a_replayed_authorization_is_challenged_again(client, alice):
+    client.request("REGISTER", f"sip:{DOMAIN}", from_uri=ALICE, headers=[("Expires", "600")])
+    challenge = client.response("REGISTER")
+    for expected in (200, 401):  # the same nonce, cnonce and nc twice: the second is a replay
+        client.authorized(
+            "REGISTER", f"sip:{DOMAIN}", challenge, username="alice", password=PASSWORD,
+            from_uri=ALICE, headers=[("Expires", "600")],
+        )  # fmt: skip
+        answer = client.response("REGISTER")
+        assert answer.status == expected
+    assert "stale=true" in answer.headers.get("WWW-Authenticate")
