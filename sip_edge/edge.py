@@ -313,17 +313,21 @@ class Edge:
         method = request.method
         if method not in KNOWN_METHODS:
             raise Reject(501, None, [("Allow", ALLOW)])
-        if method == "OPTIONS":
-            return self._options(request)
         if method in ("CANCEL", "BYE"):
             raise Reject(481)
+        # RFC 3261 §8.2.2: the Request-URI's scheme, then Require, for every method we answer.
+        if request.request_uri.scheme not in ("sip", "sips"):
+            raise Reject(416)
+        unsupported = [r for r in request.require if r.lower() not in SUPPORTED_EXTENSIONS]
+        if unsupported:
+            raise Reject(420, None, [("Unsupported", ", ".join(unsupported))])
+        if method == "OPTIONS":
+            return self._options(request)
         if method not in AUTHENTICATED_METHODS:
             raise Reject(405, None, [("Allow", ALLOW)])
         max_forwards = request.headers.get("Max-Forwards")
         if max_forwards is not None and max_forwards.strip() == "0":
             raise Reject(483)
-        if request.request_uri.scheme not in ("sip", "sips"):
-            raise Reject(416)
         if method == "SUBSCRIBE":
             self._check_subscribe(request)
         identity = await self.authenticate(request, peer)
@@ -413,9 +417,6 @@ class Edge:
             raise Reject(400, "Missing Event header")
         if event.package.lower() != "presence":
             raise Reject(489, None, [("Allow-Events", "presence")])
-        unsupported = [r for r in request.require if r.lower() not in SUPPORTED_EXTENSIONS]
-        if unsupported:
-            raise Reject(420, None, [("Unsupported", ", ".join(unsupported))])
         expires = request.expires
         if expires is not None and 0 < expires < self.cfg.subscribe_min_expires:
             raise Reject(423, None, [("Min-Expires", str(self.cfg.subscribe_min_expires))])

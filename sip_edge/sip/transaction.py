@@ -336,8 +336,13 @@ class TransactionLayer:
     def receive_request(
         self, request: Request, now: float, *, reliable: bool, dest: Any
     ) -> list[Action]:
-        """A request from the network: a new transaction (Deliver) or a retransmission."""
-        key = server_key(request)
+        """A request from the network: a new transaction (Deliver) or a retransmission.
+
+        The key adds where the request came from to RFC 3261's branch, sent-by and method: a
+        retransmission comes from where the original did, and another client reusing a branch
+        (the RFC 4475 messages all do) must not be answered with someone else's response.
+        """
+        key = (*server_key(request), dest)
         tx = self.server.get(key)
         if tx is not None:
             return self._after(tx, tx.receive(request, now))
