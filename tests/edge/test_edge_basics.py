@@ -88,3 +88,16 @@ def test_a_replayed_authorization_is_challenged_again(client, alice):
         answer = client.response("REGISTER")
         assert answer.status == expected
     assert "stale=true" in answer.headers.get("WWW-Authenticate")
+
+
+def test_trusted_upstream_proxy_skips_digest(aws, alice):
+    from tests.edge.conftest import EdgeThread
+
+    behind_proxy = EdgeThread(sip_trusted_proxies=("127.0.0.1",))
+    try:
+        c = SipClient(behind_proxy.address)
+        c.request("REGISTER", f"sip:{DOMAIN}", from_uri=ALICE, headers=[("Expires", "600")])
+        assert c.response("REGISTER").status == 200  # the proxy authenticated alice already
+        c.close()
+    finally:
+        behind_proxy.stop()
