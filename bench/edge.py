@@ -6,8 +6,9 @@ CPU are not counted. SIPp sends list SUBSCRIBEs of 100 entries (Linphone's shape
 10% SIP URIs, 30% users; Linphone User-Agent and deflate, so one NOTIFY each) and
 single-resource SUBSCRIBEs of one number (30% users), at a fixed concurrency. Digest is
 skipped through trusted-proxy mode (`SIP_TRUSTED_PROXIES=127.0.0.1`): the challenge round trip
-would measure SIPp, not the edge. Each call is SUBSCRIBE, 200, NOTIFY, 200; the dialogs stay
-open, so the edge holds every subscription made. Latency is SUBSCRIBE sent to first NOTIFY
+would measure SIPp, not the edge. Each call is another phone (From varies: watchers are stored
+per phone) doing SUBSCRIBE, 200, NOTIFY, 200; the dialogs stay open, so the edge holds every
+subscription made. Latency is SUBSCRIBE sent to first NOTIFY
 received, per call (SIPp response-time 1, `-trace_rtt`). CPU is split by thread: the edge's
 event loop (the main thread: SIP, transactions, dialogs; what an ECS task pays when the
 functions are Lambdas) and the in-process functions' thread pool (boto3, lookup, bodies).
@@ -63,7 +64,7 @@ LIST_SCENARIO = """<?xml version="1.0" encoding="UTF-8"?>
     <![CDATA[
 SUBSCRIBE sip:rls@example.org SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-From: <sip:[service]@example.org>;tag=[pid]T[call_number]
+From: <sip:[service][pid]x[call_number]@example.org>;tag=[pid]T[call_number]
 To: <sip:rls@example.org>
 Call-ID: [call_id]
 CSeq: 1 SUBSCRIBE
@@ -92,7 +93,7 @@ SINGLE_SCENARIO = """<?xml version="1.0" encoding="UTF-8"?>
     <![CDATA[
 SUBSCRIBE sip:[field0]@example.org;user=phone SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
-From: <sip:[service]@example.org>;tag=[pid]T[call_number]
+From: <sip:[service][pid]x[call_number]@example.org>;tag=[pid]T[call_number]
 To: <sip:[field0]@example.org;user=phone>
 Call-ID: [call_id]
 CSeq: 1 SUBSCRIBE
