@@ -16,7 +16,7 @@ from chalice.app import Request
 
 from chalicelib import accounts, discovery, http_api, http_auth, linking, signup
 from chalicelib.errors import DomainError
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import flush_metrics, logger
 
 #: Routes accept any Content-Type so that a wrong one gets our 415 envelope, not Chalice's.
 ANY_CONTENT_TYPE = ["*/*"]
@@ -33,8 +33,7 @@ def _scoped(view: Callable[[Request], Response]) -> Callable[[Request], Response
         try:
             return view(request)
         finally:
-            if metrics.metric_set:
-                metrics.flush_metrics()
+            flush_metrics()
             logger.set_correlation_id(None)
 
     return wrapper

@@ -19,7 +19,7 @@ from typing import Any
 
 from chalicelib import accounts, dynamo, settings, subscriptions, tables
 from chalicelib.aws import client, region
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import flush_metrics, logger, metrics
 
 STREAMED = (tables.ACCOUNTS, tables.PHONE_INDEX, tables.REGISTRATIONS, tables.PUBLICATIONS)
 _ACCOUNT_FIELDS = ("discoverable", "disabled", "phone")
@@ -102,6 +102,7 @@ def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, int]:
     for edge_id, changes in by_edge.items():
         sent += _send(edge_id, changes)
     metrics.add_metric(name="LiveUpdates", unit="Count", value=sent)
+    flush_metrics()
     logger.info("live update", extra={"keys": len(keys), "messages": sent})
     return {"subscriptions": sum(len(c) for c in by_edge.values()), "messages": sent}
 

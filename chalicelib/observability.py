@@ -12,3 +12,9 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SmartContacts")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=os.environ["POWERTOOLS_METRICS_NAMESPACE"], service=SERVICE)
+
+
+def flush_metrics() -> None:
+    """Emit the EMF metrics gathered by one request or one event batch (no-op when none)."""
+    if metrics.metric_set:
+        metrics.flush_metrics()

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from chalicelib import (
     dynamo,
     live_status,
@@ -27,7 +29,7 @@ from chalicelib import (
     settings,
 )
 from chalicelib.errors import DomainError
-from chalicelib.observability import logger
+from chalicelib.observability import flush_metrics, logger, metrics
 
 
 def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -202,7 +204,13 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
 def handle(payload: dict[str, Any]) -> dict[str, Any]:
     """The Lambda entry point: every DomainError becomes `{"error": {...}}`, never a crash."""
     try:
-        return lookup(payload)
+        answer = lookup(payload)
     except DomainError as exc:
         logger.info("presence_lookup refused", extra={"code": exc.code})
         return exc.to_function_answer()
+    stats = answer["stats"]
+    metrics.add_metric(name="EntriesLookedUp", unit=MetricUnit.Count, value=stats["entries_read"])
+    metrics.add_metric(name="UsersFound", unit=MetricUnit.Count, value=stats["users"])
+    metrics.add_metric(name="LookupCalls", unit=MetricUnit.Count, value=stats["dynamodb_calls"])
+    flush_metrics()
+    return answer

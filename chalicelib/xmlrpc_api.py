@@ -28,7 +28,7 @@ from chalicelib import (
 )
 from chalicelib.account_api import source_ip
 from chalicelib.errors import DomainError, xmlrpc_answer
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import flush_metrics, logger
 from chalicelib.xmlrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -349,6 +349,5 @@ def handle(request: Request) -> Response:
         body = fault_response(INVALID_REQUEST, "send the call as text/xml")
     else:
         body = call(request.raw_body or b"", Caller(source_ip(request)))
-    if metrics.metric_set:
-        metrics.flush_metrics()
+    flush_metrics()
     return Response(body=body, status_code=200, headers={"Content-Type": "text/xml; charset=utf-8"})
