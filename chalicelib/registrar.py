@@ -156,8 +156,9 @@ def to_json(items: list[Binding], now: float | None = None) -> list[dict[str, An
 def handle(payload: dict[str, Any]) -> dict[str, Any]:
     """The `sip_registrar` function: {"op": "register"|"bindings", ...} -> {"bindings": [...]}."""
     aor = str(payload["aor"])
+    now = time.time()  # one instant for the write and the answer: no 599 for a 600
     if payload.get("op") == "bindings":
-        return {"bindings": to_json(bindings(aor))}
+        return {"bindings": to_json(bindings(aor, now), now)}
     contacts = [ContactRequest(**c) for c in payload.get("contacts", [])]
     try:
         result = register(
@@ -169,7 +170,8 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
             wildcard=bool(payload.get("wildcard")),
             source=payload.get("source"),
             edge_id=payload.get("edge_id"),
+            now=now,
         )
     except DomainError as exc:
         return exc.to_function_answer()
-    return {"bindings": to_json(result)}
+    return {"bindings": to_json(result, now)}
