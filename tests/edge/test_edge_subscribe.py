@@ -192,3 +192,18 @@ def test_unanswered_notify_ends_the_subscription(edge, users):
         assert not edge.edge.dialogs
     finally:
         c.close()
+
+
+def test_a_notify_answered_481_ends_the_subscription(edge, users):
+    import time
+
+    c = SipClient(edge.address)
+    try:
+        assert subscribe(c, ENTRIES).status == 200
+        assert c.notify(answer=481) is not None
+        deadline = time.monotonic() + 5
+        while edge.edge.dialogs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not edge.edge.dialogs
+    finally:
+        c.close()
