@@ -1,0 +1,88 @@
+"""`make run`'s stack (python -m devstack) as a newcomer uses it: REST, SMS on the console,
+the SIP edge, and Ctrl-C stopping everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def stack():
+    ports = {"MOTO_PORT": free_port(), "API_PORT": free_port(), "SIP_PORT": free_port()}
+    fresh = ("AWS_", "TABLE_", "STAGE", "SIP_", "EDGE_")  # as on a newcomer's machine
+    env = {k: v for k, v in os.environ.items() if not k.startswith(fresh)}
+    env.update({k: str(v) for k, v in ports.items()})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not any("Ctrl-C stops everything" in line for line in lines):
+        assert proc.poll() is None, "".join(lines)
+        assert time.monotonic() < deadline, "".join(lines)
+        time.sleep(0.1)
+    yield ports, lines, proc
+    if proc.poll() is None:
+        proc.kill()
+
+
+def post(port: int, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def test_make_run_serves_rest_and_sip_and_stops_on_ctrl_c(stack):
+    ports, lines, proc = stack
+    api = ports["API_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{api}/v1/health", timeout=10) as answer:
+        assert json.loads(answer.read()) == {"status": "ok"}
+    assert post(api, "/v1/signup/phone", {"phone": "+33612345678"}) == {"expires_in": 600}
+    deadline = time.monotonic() + 10
+    code = None
+    while code is None and time.monotonic() < deadline:
+        found = [re.search(r"SMS to \+33612345678: .* (\d{4})", line) for line in lines]
+        code = next((m.group(1) for m in found if m), None)
+        time.sleep(0.1)
+    assert code, "no SMS printed on the console"
+    account = post(
+        api, "/v1/signup/phone/confirm",
+        {"phone": "+33612345678", "code": code, "password": "correct horse"},
+    )  # fmt: skip
+    assert account["sip_uri"] == "sip:+33612345678@sip.example.org"
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.sendto(
+            b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKdev\r\n"
+            b"Max-Forwards: 70\r\nFrom: <sip:p@example.org>;tag=1\r\nTo: <sip:x@example.org>\r\n"
+            b"Call-ID: dev\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            ("127.0.0.1", ports["SIP_PORT"]),
+        )
+        assert sock.recv(4096).startswith(b"SIP/2.0 200 OK")
+
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    with socket.socket() as probe:  # everything it started is gone with it
+        assert probe.connect_ex(("127.0.0.1", api)) != 0
