@@ -237,6 +237,13 @@ def test_detailed_status_only_for_mutual_contacts(live_edge, world, clock):
     assert subscribe(late, [bob_number], user="carol").status == 200
     body = rlmi_of(late.notify())
     assert "<rpid:away/>" in body and "busy" not in body and "meeting" not in body
+    # The other direction: Alice has Bob, so what Alice publishes reaches Bob.
+    world.pump()
+    on_the_phone = PIDF_BUSY.replace("sip:bob@", "sip:alice@").replace("busy", "on-the-phone")
+    assert publish(SipClient(live_edge.address), on_the_phone, user="alice").status == 200
+    deliver(world, live_edge, clock)
+    to_bob = rlmi_of(bob.notify())
+    assert "<rpid:on-the-phone/>" in to_bob and "in a meeting" in to_bob
 
 
 def register(client: SipClient, user: str, expires: str):
