@@ -13,6 +13,7 @@ import sys
 BENCHMARKS: dict[str, str] = {
     "bodies": "bench.bodies",
     "edge": "bench.edge",
+    "live": "bench.live",
 }
 
 
