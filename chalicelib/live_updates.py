@@ -94,7 +94,7 @@ def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, int]:
     if not keys:
         return {"subscriptions": 0, "messages": 0}
     by_edge: dict[str, list[dict[str, Any]]] = {}
-    for watcher in subscriptions.watchers(keys):
+    for watcher in subscriptions.watchers(keys, cleanup=True):
         by_edge.setdefault(watcher["edge_id"], []).append(
             {"subscription_id": watcher["subscription_id"], "uris": watcher["uris"]}
         )

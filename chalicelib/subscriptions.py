@@ -247,8 +247,14 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def watchers(keys: Iterable[str], now: float | None = None) -> list[dict[str, Any]]:
-    """Live subscriptions watching any of `keys`, with the matching URIs and owning edge."""
+def watchers(
+    keys: Iterable[str], now: float | None = None, *, cleanup: bool = False
+) -> list[dict[str, Any]]:
+    """Live subscriptions watching any of `keys`, with the matching URIs and owning edge.
+
+    With `cleanup` (the stream handler, which may write the index), the watcher items of
+    expired pointers met on the way are deleted.
+    """
     now = time.time() if now is None else now
     table = tables.table(tables.WATCHERS)
     found: dict[str, dict[str, Any]] = {}
@@ -280,7 +286,8 @@ def watchers(keys: Iterable[str], now: float | None = None) -> list[dict[str, An
         for p in pointers.values()
         if int(p["expires_at"]) > now
     }
-    _forget_watchers([w for w in found.values() if w["watcher"] not in current])
+    if cleanup:
+        _forget_watchers([w for w in found.values() if w["watcher"] not in current])
     live = dynamo.batch_get(
         tables.SUBSCRIPTIONS,
         set(current.values()),

@@ -90,7 +90,7 @@ FUNCTIONS: dict[str, Access] = {
 }
 
 #: A function triggered by DynamoDB streams and not named above gets this profile: it finds the
-#: watchers of a changed account, builds partial NOTIFY bodies and queues them to the edges.
+#: watchers of a changed account and tells their edges, on their queues, what to look at again.
 LIVE_UPDATES = Access(
     tables=(
         (T.PHONE_INDEX, READ),
@@ -98,10 +98,12 @@ LIVE_UPDATES = Access(
         (T.REGISTRATIONS, READ),
         (T.PUBLICATIONS, READ),
         (T.SUBSCRIPTIONS, READ),
-        (T.WATCHERS, READ),
+        # Write: it deletes the watcher items of phones whose pointer expired (they have no
+        # expiry of their own), as it meets them.
+        (T.WATCHERS, WRITE),
     ),
     edge_queues=True,
-    doc="Stream handler: watchers lookup, partial NOTIFY bodies to the owning edge's queue.",
+    doc="Stream handler: watchers lookup (and cleanup), changes to the owning edge's queue.",
 )
 
 

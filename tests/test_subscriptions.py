@@ -47,6 +47,8 @@ def test_gone_subscriptions_and_expired_pointers_lead_nowhere(aws):
     # Once the pointer has expired too, readers delete the watcher items they meet.
     later = NOW + 3600 + subscriptions.WATCHER_TTL_MARGIN + 1
     assert subscriptions.watchers([phone_key("+33600000001")], now=later) == []
+    assert tables.table(tables.WATCHERS).scan()["Count"] == 3  # readers never write
+    assert subscriptions.watchers([phone_key("+33600000001")], now=later, cleanup=True) == []
     items = tables.table(tables.WATCHERS).scan()["Items"]
     assert phone_key("+33600000001") not in {i["watched"] for i in items}
 
