@@ -26,33 +26,42 @@ def _sms_messages() -> Iterator[tuple[str, str, str]]:
                 yield message_id, number, text
 
 
-def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
-    """Print each SMS the service sends to the console: the local stand-in for a phone."""
+def run_every(seconds: float, work: Callable[[], None], name: str) -> Callable[[], None]:
+    """Run `work` every `seconds` in a daemon thread until the returned stop is called."""
     stop = threading.Event()
-    seen: set[str] = set()
 
-    def poll() -> None:
-        while not stop.wait(SMS_POLL_SECONDS):
-            try:
-                fresh = [m for m in _sms_messages() if m[0] not in seen]
-            except RuntimeError:
-                continue  # moto appended while we read: read again next time
-            for message_id, number, text in fresh:
-                seen.add(message_id)
-                stream = out or sys.stdout
-                # One write per line: print() writes the newline separately, and the log
-                # lines of the request threads would land in between.
-                stream.write(f"SMS to {number}: {text}\n")
-                stream.flush()
+    def loop() -> None:
+        while not stop.wait(seconds):
+            work()
 
-    thread = threading.Thread(target=poll, name="sms-printer", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
 
-    def stop_printer() -> None:
+    def stop_loop() -> None:
         stop.set()
         thread.join(timeout=2)
 
-    return stop_printer
+    return stop_loop
+
+
+def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
+    """Print each SMS the service sends to the console: the local stand-in for a phone."""
+    seen: set[str] = set()
+
+    def poll() -> None:
+        try:
+            fresh = [m for m in _sms_messages() if m[0] not in seen]
+        except RuntimeError:
+            return  # moto appended while we read: read again next time
+        for message_id, number, text in fresh:
+            seen.add(message_id)
+            stream = out or sys.stdout
+            # One write per line: print() writes the newline separately, and the log
+            # lines of the request threads would land in between.
+            stream.write(f"SMS to {number}: {text}\n")
+            stream.flush()
+
+    return run_every(SMS_POLL_SECONDS, poll, "sms-printer")
 
 
 def start_sip_edge(host: str) -> Callable[[], None]:

@@ -5,7 +5,6 @@ The local stack runs it in a thread; tests call `pump()` to deliver what is pend
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -76,20 +75,13 @@ class StreamReplayer:
         return out
 
     def start(self) -> Callable[[], None]:
-        stop = threading.Event()
+        """Replay in a thread, as the local stack does; returns the stop."""
+        from devstack.services import run_every
 
-        def loop() -> None:
-            while not stop.wait(POLL_SECONDS):
-                try:
-                    self.pump()
-                except Exception:
-                    logger.exception("stream replay failed; retrying")
+        def pump_safely() -> None:
+            try:
+                self.pump()
+            except Exception:
+                logger.exception("stream replay failed; retrying")
 
-        thread = threading.Thread(target=loop, name="stream-replayer", daemon=True)
-        thread.start()
-
-        def stop_replayer() -> None:
-            stop.set()
-            thread.join(timeout=2)
-
-        return stop_replayer
+        return run_every(POLL_SECONDS, pump_safely, "stream-replayer")
