@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
+
+from chalicelib import clock
 
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 # Strongest first: clients pick the first one they support (RFC 7616 §3.7, RFC 8760 §2.4).
@@ -85,7 +86,7 @@ class Nonces:
         return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
 
     def make(self, realm: str, now: float | None = None) -> str:
-        stamp = format(int(now if now is not None else time.time()), "x")
+        stamp = format(int(now if now is not None else clock.now()), "x")
         salt = secrets.token_hex(4)
         return f"{stamp}.{salt}.{self._mac(stamp, salt, realm)}"
 
@@ -101,7 +102,7 @@ class Nonces:
             issued = int(stamp, 16)
         except ValueError:
             return "invalid"
-        age = (now if now is not None else time.time()) - issued
+        age = (now if now is not None else clock.now()) - issued
         return "ok" if -5 <= age <= self._ttl else "stale"
 
 

@@ -7,10 +7,9 @@ open, the SIP address and `<rpid:away/>`, the timestamp being the time of the NO
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 
-from chalicelib import accounts, pidf, publications, registrar, subscriptions
+from chalicelib import accounts, clock, pidf, publications, registrar, subscriptions
 from chalicelib.presence import Resolved
 
 
@@ -52,7 +51,7 @@ def status_function(
 ) -> tuple[Callable[[Resolved], pidf.PresenceStatus], dict[str, str], dict[str, int]]:
     """A `status_of` for `presence.states`; per user URI, a fingerprint of what it says and,
     for mutual contacts, when to look again (their registration or publication lapses)."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     aors = {r.contact.removeprefix("sip:").lower() for r in resolved if r.contact}
     mutual = mutual_contacts(subscriber, aors)
     details = {aor: detailed(aor, now) for aor in mutual}

@@ -7,14 +7,13 @@ RPID activities, notes): watchers never receive the publisher's raw XML.
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from lxml import etree
 
-from chalicelib import pidf, settings, tables
+from chalicelib import clock, pidf, settings, tables
 from chalicelib.errors import DomainError
 
 _NS = {"p": pidf.NS, "dm": pidf.NS_DM, "rpid": pidf.NS_RPID}
@@ -114,7 +113,7 @@ def publish(
 
     Returns {"etag", "expires"}; raises DomainError (412 unknown etag, 423, 400, 403).
     """
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     table = tables.table(tables.PUBLICATIONS)
     granted = _granted(expires)
     previous = None
@@ -148,7 +147,7 @@ def publish(
 
 def current(aor: str, now: float | None = None) -> Publication | None:
     """The newest live publication of an account, if any."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     items = tables.table(tables.PUBLICATIONS).query(KeyConditionExpression=Key("aor").eq(aor))[
         "Items"
     ]

@@ -8,13 +8,12 @@ one (RFC 5626), else by the contact URI, so a phone that changes address replace
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib import settings, tables
+from chalicelib import clock, settings, tables
 from chalicelib.errors import DomainError
 
 
@@ -81,7 +80,7 @@ def _binding(item: dict[str, Any]) -> Binding:
 
 def bindings(aor: str, now: float | None = None) -> list[Binding]:
     """Live bindings (DynamoDB TTL deletes late, so expired ones are filtered here)."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     live = [_binding(i) for i in _stored(aor).values() if int(i["expires_at"]) > now]
     return sorted(live, key=lambda b: b.uri)
 
@@ -103,7 +102,7 @@ def register(
     now: float | None = None,
 ) -> list[Binding]:
     """Apply one REGISTER (RFC 3261 §10.3 steps 6-8) and return the live bindings."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     table = tables.table(tables.REGISTRATIONS)
     stored = _stored(aor)
     if wildcard:
@@ -149,14 +148,14 @@ def register(
 
 
 def to_json(items: list[Binding], now: float | None = None) -> list[dict[str, Any]]:
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     return [{**asdict(b), "expires": b.expires_in(now)} for b in items]
 
 
 def handle(payload: dict[str, Any]) -> dict[str, Any]:
     """The `sip_registrar` function: {"op": "register"|"bindings", ...} -> {"bindings": [...]}."""
     aor = str(payload["aor"])
-    now = time.time()  # one instant for the write and the answer: no 599 for a 600
+    now = clock.now()  # one instant for the write and the answer: no 599 for a 600
     if payload.get("op") == "bindings":
         return {"bindings": to_json(bindings(aor, now), now)}
     contacts = [ContactRequest(**c) for c in payload.get("contacts", [])]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib import dynamo, phone, tables
+from chalicelib import clock, dynamo, phone, tables
 
 # A watcher's pointer outlives its subscription by this margin: a phone whose dialog just ended
 # (Linphone ends it to restart its list) usually subscribes again at once, and then only the
@@ -99,7 +98,7 @@ def save(
     now: float | None = None,
 ) -> int:
     """Create a subscription and point its watcher at it; the watcher items written."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     watcher = watcher or sub_id
     subs = tables.table(tables.SUBSCRIPTIONS)
     subs.put_item(
@@ -162,7 +161,7 @@ def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any
                 ":e": expires_at,
                 ":v": version,
                 ":d": json.dumps(dialog),
-                ":n": int(time.time()),
+                ":n": clock.now_int(),
             },
         )
     except table.meta.client.exceptions.ConditionalCheckFailedException:
@@ -228,7 +227,7 @@ def watched_of(entries: list[str], subscriber: str) -> list[Watched]:
 
 def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
     """Live subscriptions owned by one edge (its restart reloads them)."""
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     table = tables.table(tables.SUBSCRIPTIONS)
     out: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {
@@ -255,7 +254,7 @@ def watchers(
     With `cleanup` (the stream handler, which may write the index), the watcher items of
     expired pointers met on the way are deleted.
     """
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     table = tables.table(tables.WATCHERS)
     found: dict[str, dict[str, Any]] = {}
     for key in set(keys):
