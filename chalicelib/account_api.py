@@ -39,14 +39,8 @@ def _scoped(view: Callable[[Request], Response]) -> Callable[[Request], Response
     return wrapper
 
 
-def source_ip(request: Request) -> str:
-    """The client address API Gateway (or chalice local and the test client) saw."""
-    identity = (request.context or {}).get("identity") or {}
-    return str(identity.get("sourceIp") or "unknown")
-
-
 def _body(request: Request, *, required: set[str], optional: set[str] = frozenset()) -> dict:
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    content_type = http_api.media_type(request)
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise DomainError("unsupported_media_type", "send the body as application/json")
     return http_api.json_body(request.raw_body, required=required, optional=optional)
@@ -79,7 +73,7 @@ def signup_request(request: Request) -> Response:
         data["phone"],
         username=data.get("username"),
         default_region=data.get("default_region"),
-        source_ip=source_ip(request),
+        source_ip=http_api.source_ip(request),
     )
     return _json({"expires_in": expires_in}, 202)
 
@@ -139,7 +133,7 @@ def phone_link_request(request: Request) -> Response:
         caller,
         data["phone"],
         default_region=data.get("default_region"),
-        source_ip=source_ip(request),
+        source_ip=http_api.source_ip(request),
     )
     return _json({"expires_in": expires_in}, 202)
 

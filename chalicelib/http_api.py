@@ -8,10 +8,22 @@ from collections.abc import Callable
 from typing import Any
 
 from chalice import Response
+from chalice.app import Request
 
 from chalicelib import settings
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger
+
+
+def source_ip(request: Request) -> str:
+    """The client address API Gateway (or chalice local and the test client) saw."""
+    identity = (request.context or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
+
+
+def media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lower-case ("" when absent)."""
+    return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
 
 
 def error_response(exc: DomainError) -> Response:

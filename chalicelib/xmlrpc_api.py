@@ -26,8 +26,8 @@ from chalicelib import (
     signup,
     verification,
 )
-from chalicelib.account_api import source_ip
 from chalicelib.errors import DomainError, xmlrpc_answer
+from chalicelib.http_api import media_type, source_ip
 from chalicelib.observability import flush_metrics, logger
 from chalicelib.xmlrpc import (
     INTERNAL_ERROR,
@@ -344,7 +344,7 @@ def call(body: bytes, caller: Caller) -> str:
 
 def handle(request: Request) -> Response:
     """The route handler of POST /wizard.php and POST /v1/xmlrpc."""
-    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    content_type = media_type(request)
     if content_type and content_type not in XML_CONTENT_TYPES:
         body = fault_response(INVALID_REQUEST, "send the call as text/xml")
     else:
