@@ -153,7 +153,7 @@ def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any
     """
     table = tables.table(tables.SUBSCRIPTIONS)
     try:
-        table.update_item(
+        before = table.update_item(
             Key={"subscription_id": sub_id},
             UpdateExpression="SET expires_at = :e, version = :v, dialog = :d, updated_at = :n",
             ConditionExpression="attribute_exists(subscription_id)",
@@ -163,9 +163,12 @@ def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any
                 ":d": json.dumps(dialog),
                 ":n": clock.now_int(),
             },
-        )
+            ReturnValues="UPDATED_OLD",
+        )["Attributes"]
     except table.meta.client.exceptions.ConditionalCheckFailedException:
         return False
+    if int(before.get("expires_at", 0)) == expires_at:
+        return True  # a new version after a NOTIFY, not a refresh: the pointer stands
     item = table.get_item(Key={"subscription_id": sub_id}, ProjectionExpression="watcher").get(
         "Item"
     )
