@@ -9,21 +9,17 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from chalicelib import (
-    account_api,
-    live_updates,
-    publications,
-    registrar,
-    subscriptions,
-    tables,
-)
-from chalicelib import presence_lookup as presence_lookup_module
-from chalicelib import sip_auth as sip_auth_module
-from chalicelib.http_api import rest
-from chalicelib.idempotency import once_per_sip_request
+from chalicelib import tables
+from chalicelib.api import account_api
+from chalicelib.api import presence_lookup as presence_lookup_module
+from chalicelib.api import sip_auth as sip_auth_module
+from chalicelib.api.http_api import rest
+from chalicelib.api.idempotency import once_per_sip_request
+from chalicelib.api.xmlrpc_api import ROUTE_CONTENT_TYPES as XMLRPC_CONTENT_TYPES
+from chalicelib.api.xmlrpc_api import handle as xmlrpc_handle
+from chalicelib.live import publications, registrar, subscriptions
+from chalicelib.live import updates as live_updates
 from chalicelib.observability import logger
-from chalicelib.xmlrpc_api import ROUTE_CONTENT_TYPES as XMLRPC_CONTENT_TYPES
-from chalicelib.xmlrpc_api import handle as xmlrpc_handle
 
 app = Chalice(app_name="smart-contacts")
 

@@ -58,7 +58,8 @@ def median_us(
 
 
 def seed(n: int) -> None:
-    from chalicelib import phone, tables
+    from chalicelib import tables
+    from chalicelib.accounts import phone
 
     with tables.table(tables.PHONE_INDEX).batch_writer() as batch:
         for i in range(n):
@@ -117,7 +118,9 @@ def _measure(quick: bool) -> None:
 
 
 def _row(n: int, runs: int) -> str:
-    from chalicelib import dynamo, multipart, notify, presence, resource_list
+    from chalicelib import dynamo
+    from chalicelib.presence import multipart, notify, resource_list
+    from chalicelib.presence import resolve as presence
 
     body = zlib.compress(list_body(n))
     limits = resource_list.ListLimits(16 * 1024 * 1024, 100_000)

@@ -3,7 +3,7 @@
 The local stack in one process: moto in-process, the stream replayer thread (`make run`'s),
 an edge in a thread of its own with the default NOTIFY_MIN_INTERVAL, and a UDP phone shaped
 like Linphone 5.1 (User-Agent, deflate) that answers every NOTIFY at once. Sign-ups go through
-`chalicelib.signup` (request_code, the SMS read from moto, confirm), one at a time.
+`chalicelib.accounts.signup` (request_code, the SMS read from moto, confirm), one at a time.
 
 1. Burst: 1,000 sign-ups back to back, all in one phone's 1,000-number list; NOTIFYs per
    throttle interval. An update too big for the UDP body budget spans several NOTIFYs sent
@@ -220,7 +220,7 @@ def sms_code(e164: str) -> str:
 def sign_up(e164: str) -> None:
     from moto.core.model_instances import reset_model_data
 
-    from chalicelib import signup
+    from chalicelib.accounts import signup
 
     signup.request_code(e164, source_ip="127.0.0.1")
     signup.confirm(e164, sms_code(e164), password=PASSWORD)

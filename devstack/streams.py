@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from chalicelib import live_updates
 from chalicelib.aws import client
+from chalicelib.live import updates as live_updates
 from chalicelib.observability import logger
 
 POLL_SECONDS = 0.2

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib import digest, errors, settings
+from chalicelib.edge_contract import subscription_id, watcher_id
 from chalicelib.observability import logger
-from chalicelib.subscriptions import subscription_id, watcher_id
 from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
 from sip_edge.functions import FunctionError, Functions
 from sip_edge.queue import EdgeQueue

@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any
 
-from chalicelib import live_updates, settings
+from chalicelib import edge_contract, settings
 from chalicelib.aws import client
 
 
@@ -27,7 +27,7 @@ class EdgeQueue:
     async def open(self, edge_id: str) -> None:
         if self.url:
             return
-        name = live_updates.queue_name(edge_id)
+        name = edge_contract.queue_name(edge_id)
         answer = await asyncio.to_thread(
             client("sqs").create_queue,
             QueueName=name,

@@ -12,7 +12,8 @@ from email.message import Message
 
 from lxml import etree
 
-from chalicelib import phone, tables
+from chalicelib import tables
+from chalicelib.accounts import phone
 from tests.conftest import INTEROP
 
 RLMI = "{urn:ietf:params:xml:ns:rlmi}"

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from chalicelib import accounts, digest, phone, phone_index, tables
+from chalicelib import accounts, digest, tables
+from chalicelib.accounts import phone, phone_index
 from chalicelib.errors import DomainError
 from tests.accounts_support import atomic_moto  # noqa: F401
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from chalicelib import accounts, admin, digest, phone_index
+from chalicelib import accounts, digest
+from chalicelib.accounts import admin, phone_index
 
 A = "+33612345678"
 

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib import multipart, notify, pidf
 from chalicelib.ids import SequentialIds
-from chalicelib.notify import BodyOptions, ResourceState, User
+from chalicelib.presence import multipart, notify, pidf
+from chalicelib.presence.notify import BodyOptions, ResourceState, User
 from tests.presence_helpers import (
     DM,
     FIXTURE_ENTRIES,

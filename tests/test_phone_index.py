@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from unittest import mock
 
-from chalicelib import dynamo, phone, phone_index, tables
+from chalicelib import dynamo, tables
+from chalicelib.accounts import phone, phone_index
 
 
 def _put(e164: str, aor: str, discoverable: bool = True) -> None:

@@ -7,8 +7,12 @@ import zlib
 
 import pytest
 
-from chalicelib import dynamo, phone, presence, presence_lookup, tables
-from chalicelib.presence import Kind, Target
+from chalicelib import dynamo, tables
+from chalicelib.accounts import phone
+from chalicelib.api import presence_lookup
+from chalicelib.presence import resolve as presence
+from chalicelib.presence import watched
+from chalicelib.presence.resolve import Kind, Target
 from tests.presence_helpers import (
     FIXTURE_ENTRIES,
     FIXTURE_USERS,
@@ -139,13 +143,12 @@ def test_resolve_numbers_for_rest_discovery(users):
 
 
 def test_watched_keys_for_the_watchers_index(users):
-    subscriptions = pytest.importorskip("chalicelib.subscriptions")
-    keys = presence.watched_keys(FIXTURE_ENTRIES, "alice@example.org")
+    keys = watched.watched_keys(FIXTURE_ENTRIES, "alice@example.org")
     assert [(w.uri, w.key) for w in keys] == [
-        (FIXTURE_ENTRIES[0], subscriptions.phone_key("+33600000002")),
-        (FIXTURE_ENTRIES[1], subscriptions.phone_key("+33612345678")),
-        (FIXTURE_ENTRIES[3], subscriptions.account_key("carol@example.org")),
-        (FIXTURE_ENTRIES[4], subscriptions.account_key("dave@example.org")),
+        (FIXTURE_ENTRIES[0], watched.phone_key("+33600000002")),
+        (FIXTURE_ENTRIES[1], watched.phone_key("+33612345678")),
+        (FIXTURE_ENTRIES[3], watched.account_key("carol@example.org")),
+        (FIXTURE_ENTRIES[4], watched.account_key("dave@example.org")),
     ]
 
 
@@ -284,7 +287,8 @@ def test_the_chalice_function_is_wired(users):
 
 
 def test_a_mixed_thousand_entry_list_costs_ten_calls(aws):
-    from chalicelib import dynamo, presence
+    from chalicelib import dynamo
+    from chalicelib.presence import resolve as presence
 
     entries = [f"sip:+336{i:08d}@example.org;user=phone" for i in range(700)]
     entries += [f"sip:user{i}@example.org" for i in range(300)]

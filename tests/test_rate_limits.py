@@ -8,7 +8,8 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, rate_limits, settings, sms, verification
+from chalicelib import clock, settings
+from chalicelib.accounts import rate_limits, sms, verification
 from chalicelib.errors import DomainError
 from tests.accounts_support import atomic_moto, last_code, sent_sms  # noqa: F401
 

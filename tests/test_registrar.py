@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import registrar
 from chalicelib.errors import DomainError
-from chalicelib.registrar import ContactRequest
+from chalicelib.live import registrar
+from chalicelib.live.registrar import ContactRequest
 
 AOR = "alice@example.org"
 

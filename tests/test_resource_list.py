@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from chalicelib import resource_list
 from chalicelib.errors import DomainError
-from chalicelib.resource_list import ListLimits
+from chalicelib.presence import resource_list
+from chalicelib.presence.resource_list import ListLimits
 from tests.presence_helpers import FIXTURE_ENTRIES, sip_message
 
 NS = "urn:ietf:params:xml:ns:resource-lists"

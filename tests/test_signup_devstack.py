@@ -8,7 +8,7 @@ import threading
 import urllib.request
 
 from chalicelib import aws as aws_clients
-from chalicelib import sms
+from chalicelib.accounts import sms
 from devstack import services
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import accounts, clock, digest, linking, signup, sip_auth
+from chalicelib import accounts, clock, digest
+from chalicelib.accounts import linking, signup
+from chalicelib.api import sip_auth
 from chalicelib.errors import DomainError
 from tests.accounts_support import PASSWORD, last_code
 

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from chalicelib import accounts, signup
+from chalicelib import accounts
+from chalicelib.accounts import signup
 from chalicelib.errors import DomainError
 from tests.accounts_support import PASSWORD, atomic_moto, last_code  # noqa: F401
 

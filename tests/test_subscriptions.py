@@ -3,8 +3,9 @@ pointers decide which subscription a watcher item leads to, and stale items are 
 
 from __future__ import annotations
 
-from chalicelib import subscriptions, tables
-from chalicelib.subscriptions import Watched, phone_key
+from chalicelib import tables
+from chalicelib.live import subscriptions
+from chalicelib.presence.watched import Watched, phone_key
 
 NOW = 1_800_000_000
 

@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from chalicelib import clock, settings, tables, verification
+from chalicelib import clock, settings, tables
+from chalicelib.accounts import verification
 from chalicelib.errors import DomainError
 from tests.accounts_support import atomic_moto, last_code, pass_interval, sent_sms  # noqa: F401
 

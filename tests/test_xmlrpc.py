@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib import xmlrpc
-from chalicelib.xmlrpc import (
+from chalicelib.api import xmlrpc
+from chalicelib.api.xmlrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
@@ -263,7 +263,7 @@ def test_application_xml_is_accepted(api):
 
 
 def test_an_unexpected_failure_is_a_fault_not_a_500(api, monkeypatch):
-    from chalicelib import xmlrpc_api
+    from chalicelib.api import xmlrpc_api
 
     def boom(caller, phone_raw, domain):
         raise RuntimeError("boom")

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib import accounts, clock, digest, settings, sms, verification
+from chalicelib import accounts, clock, digest, settings
+from chalicelib.accounts import sms, verification
 from chalicelib.errors import DomainError
 from tests.accounts_support import api_fixture, last_code, post, sent_sms  # noqa: F401
 from tests.edge.conftest import EdgeThread

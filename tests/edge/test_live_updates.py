@@ -126,7 +126,7 @@ def test_replayed_and_unknown_changes_change_nothing(live_edge, world, clock):
     # The same stream records again, and a change for a subscription nobody holds.
     for event in records:
         original(event, None)
-    from chalicelib import live_updates
+    from chalicelib.live import updates as live_updates
 
     live_updates._send(live_edge.edge.edge_id, [{"subscription_id": "nope", "uris": ENTRIES}])
     deliver(world, live_edge, clock)

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib import notify, presence_lookup
-from chalicelib.notify import ResourceState, User
+from chalicelib.api import presence_lookup
+from chalicelib.presence import notify
+from chalicelib.presence.notify import ResourceState, User
 from tests.linphone.client import LinphoneClient
 from tests.linphone.peer import ScriptedPeer, SipMessage
 from tests.linphone.test_harness import ENTRIES, active_subscription, assert_presences_applied

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from chalicelib import accounts, subscriptions
+from chalicelib import accounts
+from chalicelib.live import subscriptions
 from devstack.streams import StreamReplayer
 from tests.conftest import require_tool
 from tests.edge.conftest import DOMAIN, EdgeThread, make_account

@@ -16,20 +16,10 @@ from dataclasses import dataclass
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import (
-    accounts,
-    digest,
-    linking,
-    phone,
-    rate_limits,
-    settings,
-    signup,
-    verification,
-)
-from chalicelib.errors import DomainError, xmlrpc_answer
-from chalicelib.http_api import media_type, source_ip
-from chalicelib.observability import flush_metrics, logger
-from chalicelib.xmlrpc import (
+from chalicelib import accounts, digest, settings
+from chalicelib.accounts import linking, phone, rate_limits, signup, verification
+from chalicelib.api.http_api import media_type, source_ip
+from chalicelib.api.xmlrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -40,6 +30,8 @@ from chalicelib.xmlrpc import (
     string_response,
     struct_response,
 )
+from chalicelib.errors import DomainError, xmlrpc_answer
+from chalicelib.observability import flush_metrics, logger
 
 #: Content types an XML-RPC body may be sent with (none at all is accepted too).
 XML_CONTENT_TYPES = ("text/xml", "application/xml")

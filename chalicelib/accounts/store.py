@@ -1,4 +1,4 @@
-"""Accounts: SIP accounts with their HA1s, linked phone number, discoverability and status.
+"""The accounts store: SIP accounts and their phone numbers in DynamoDB.
 
 Uniqueness of usernames and phone numbers is enforced by DynamoDB transactions whose conditions
 claim the username (`Accounts.aor`) and the number (`PhoneIndex.phone_hash`); reads only prepare
@@ -7,183 +7,28 @@ the expected state of a transaction, whose conditions make it safe (optimistic r
 
 from __future__ import annotations
 
-import hmac
 import random
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, digest, dynamo, phone, settings, tables
+from chalicelib import clock, digest, dynamo, tables
+from chalicelib.accounts import phone
+from chalicelib.accounts.credentials import Credentials, check_password
+from chalicelib.accounts.model import (
+    LEGACY_USERNAME_RE,
+    Account,
+    aor_of,
+    domain,
+    validate_username,
+)
 from chalicelib.aws import client
 from chalicelib.errors import DomainError
 
-#: Usernames chosen at sign-up: 3-64 of a-z 0-9 . _ -, not all digits (those look like numbers).
-USERNAME_RE = re.compile(r"[a-z0-9._-]{3,64}")
-#: Usernames an operator may import for existing SIP users (also E.164 ones like +33612345678).
-LEGACY_USERNAME_RE = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
-PASSWORD_MAX_LENGTH = 256
-HA1_LENGTHS = {"MD5": 32, "SHA-256": 64}
-_HEX = re.compile(r"[0-9a-f]+")
 _MAX_OPTIMISTIC_TRIES = 5
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What an account stores to check passwords and SIP digests: HA1s, never the password.
-
-    An account created from one HA1 (the Linphone assistant sends an MD5 one) has only that one;
-    the other is filled in the first time the password is seen (HTTP Basic)."""
-
-    ha1_md5: str | None = None
-    ha1_sha256: str | None = None
-
-    def fingerprint(self) -> str:
-        """A keyed digest of these credentials, to tell a retried request from a different one."""
-        key = settings.get().code_hash_key.encode()
-        data = f"{self.ha1_md5 or ''}:{self.ha1_sha256 or ''}".encode()
-        return hmac.new(key, data, "sha256").hexdigest()
-
-
-@dataclass(frozen=True)
-class Account:
-    username: str
-    domain: str
-    ha1_md5: str | None = None
-    ha1_sha256: str | None = None
-    phone: str | None = None  # E.164
-    discoverable: bool = True
-    disabled: bool = False
-    created_at: int = 0  # epoch seconds, like every time stored in DynamoDB here
-    updated_at: int = 0
-    version: int = 0  # optimistic concurrency: every write is conditioned on it and bumps it
-
-    @property
-    def aor(self) -> str:
-        return f"{self.username}@{self.domain}"
-
-    @property
-    def sip_uri(self) -> str:
-        return "sip:" + self.aor
-
-    def ha1s(self) -> dict[str, str]:
-        """{"MD5": hex, "SHA-256": hex} for the HA1s this account has (what SIP digest needs)."""
-        pairs = {"MD5": self.ha1_md5, "SHA-256": self.ha1_sha256}
-        return {alg: value for alg, value in pairs.items() if value}
-
-    def public(self) -> dict[str, Any]:
-        """The account as `GET /v1/accounts/me` shows it (no HA1)."""
-        return {
-            "username": self.username,
-            "sip_uri": self.sip_uri,
-            "phone": self.phone,
-            "discoverable": self.discoverable,
-            "created_at": clock.iso(self.created_at),
-            "updated_at": clock.iso(self.updated_at),
-        }
-
-    def _item(self) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "aor": self.aor,
-            "username": self.username,
-            "domain": self.domain,
-            "discoverable": self.discoverable,
-            "disabled": self.disabled,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "version": self.version,
-        }
-        for name in ("ha1_md5", "ha1_sha256", "phone"):
-            if getattr(self, name):
-                item[name] = getattr(self, name)
-        return item
-
-    @classmethod
-    def _from_item(cls, item: dict[str, Any]) -> Account:
-        return cls(
-            username=item["username"],
-            domain=item["domain"],
-            ha1_md5=item.get("ha1_md5") or None,
-            ha1_sha256=item.get("ha1_sha256") or None,
-            phone=item.get("phone") or None,
-            discoverable=bool(item.get("discoverable", True)),
-            disabled=bool(item.get("disabled", False)),
-            created_at=int(item.get("created_at", 0)),
-            updated_at=int(item.get("updated_at", 0)),
-            version=int(item.get("version", 0)),
-        )
-
-
-# --- Validation ---------------------------------------------------------------------------
-
-
-def domain() -> str:
-    return settings.get().sip_domain.lower()
-
-
-def aor_of(username: str, domain_name: str | None = None) -> str:
-    return f"{username}@{domain_name or domain()}"
-
-
-def validate_username(raw: object, *, legacy: bool = False) -> str:
-    """A username as chosen at sign-up (or, with `legacy`, imported by an operator)."""
-    if not isinstance(raw, str):
-        raise DomainError("invalid_username", "username: expected a string")
-    if legacy:
-        if not LEGACY_USERNAME_RE.fullmatch(raw):
-            raise DomainError(
-                "invalid_username", "username: 1 to 64 characters among A-Z a-z 0-9 . _ ~ + -"
-            )
-        return raw
-    if not USERNAME_RE.fullmatch(raw):
-        raise DomainError(
-            "invalid_username", "username: 3 to 64 characters among a-z 0-9 . _ - (lower case)"
-        )
-    if raw.isdigit():
-        raise DomainError("invalid_username", "username: cannot be all digits")
-    return raw
-
-
-def validate_password(raw: object, *, field: str = "password") -> str:
-    minimum = settings.get().password_min_length
-    if not isinstance(raw, str):
-        raise DomainError("invalid_field", f"{field}: expected a string")
-    if len(raw) < minimum or len(raw) > PASSWORD_MAX_LENGTH:
-        raise DomainError(
-            "invalid_field", f"{field}: {minimum} to {PASSWORD_MAX_LENGTH} characters"
-        )
-    # Control characters cannot be typed reliably and break HTTP Basic headers.
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        raise DomainError("invalid_field", f"{field}: control characters are not allowed")
-    return raw
-
-
-def credentials_from_password(
-    username: str, password: object, domain_name: str | None = None
-) -> Credentials:
-    pairs = digest.ha1_pair(username, domain_name or domain(), validate_password(password))
-    return Credentials(ha1_md5=pairs["ha1_md5"], ha1_sha256=pairs["ha1_sha256"])
-
-
-def credentials_from_ha1(ha1: object, algorithm: object = "MD5") -> Credentials:
-    """Credentials from a client-computed HA1 = H(username:domain:password) in `algorithm`."""
-    if not isinstance(algorithm, str) or algorithm.upper() not in HA1_LENGTHS:
-        raise DomainError("invalid_field", "algorithm: expected MD5 or SHA-256")
-    algorithm = algorithm.upper()
-    if (
-        not isinstance(ha1, str)
-        or len(ha1) != HA1_LENGTHS[algorithm]
-        or not _HEX.fullmatch(ha1.lower())
-    ):
-        raise DomainError(
-            "invalid_field", f"ha1: expected {HA1_LENGTHS[algorithm]} hex digits ({algorithm})"
-        )
-    if algorithm == "MD5":
-        return Credentials(ha1_md5=ha1.lower())
-    return Credentials(ha1_sha256=ha1.lower())
 
 
 # --- Reads --------------------------------------------------------------------------------
@@ -195,7 +40,7 @@ def get(aor: str) -> Account | None:
         TableName=tables.ACCOUNTS.name(), Key={"aor": {"S": aor}}, ConsistentRead=True
     )
     raw = item.get("Item")
-    return Account._from_item(dynamo.from_item(raw)) if raw else None
+    return Account.from_item(dynamo.from_item(raw)) if raw else None
 
 
 def get_by_username(username: str) -> Account | None:
@@ -297,11 +142,11 @@ def _account_put(account: Account, expected: Account | None) -> dict[str, Any]:
         return {
             "Put": {
                 "TableName": tables.ACCOUNTS.name(),
-                "Item": _values(account._item()),
+                "Item": _values(account.to_item()),
                 "ConditionExpression": "attribute_not_exists(aor)",
             }
         }
-    item = account._item()
+    item = account.to_item()
     del item["aor"]
     names = {f"#{k}": k for k in item}
     values = {f":{k}": v for k, v in item.items()}
@@ -522,15 +367,6 @@ def delete(aor: str) -> None:
 
 
 # --- Authentication -------------------------------------------------------------------------
-
-
-def check_password(account: Account, password: str) -> bool:
-    """Whether `password` matches the stored HA1s (constant-time comparisons)."""
-    ok = False
-    for algorithm, stored in account.ha1s().items():
-        candidate = digest.ha1(algorithm, account.username, account.domain, password)
-        ok = hmac.compare_digest(candidate, stored) or ok
-    return ok and bool(account.ha1s())
 
 
 def authenticate_password(username: str, password: str) -> Account | None:

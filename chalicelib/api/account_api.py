@@ -14,9 +14,12 @@ from typing import Any
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import accounts, discovery, http_api, http_auth, linking, signup
+from chalicelib import accounts
+from chalicelib.accounts import linking, signup
+from chalicelib.api import http_api, http_auth
 from chalicelib.errors import DomainError
 from chalicelib.observability import flush_metrics, logger
+from chalicelib.presence import discovery
 
 #: Routes accept any Content-Type so that a wrong one gets our 415 envelope, not Chalice's.
 ANY_CONTENT_TYPE = ["*/*"]

@@ -14,7 +14,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib import accounts, phone, settings, verification
+from chalicelib import accounts, settings
+from chalicelib.accounts import phone, verification
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger, metrics
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib import accounts, phone, verification
+from chalicelib import accounts
+from chalicelib.accounts import phone, verification
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger, metrics
 

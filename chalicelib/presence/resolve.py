@@ -14,17 +14,15 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 import phonenumbers
 
-from chalicelib import dynamo, phone, phone_index, settings, tables
-from chalicelib.notify import ResourceState, User
-from chalicelib.pidf import USER_DEFAULT, PresenceStatus
-
-if TYPE_CHECKING:
-    from chalicelib.subscriptions import Watched
+from chalicelib import dynamo, settings, tables
+from chalicelib.accounts import phone, phone_index
+from chalicelib.presence.notify import ResourceState, User
+from chalicelib.presence.pidf import USER_DEFAULT, PresenceStatus
 
 # A dialable number with RFC 3966 visual separators; "*" and "#" codes are not phone numbers.
 _NUMBER = re.compile(r"^\+?[0-9][0-9().-]*$")
@@ -298,19 +296,3 @@ def resolve_numbers(
     return [
         NumberMatch(raw, e164, found[e164].sip_uri) for raw, e164 in given.items() if e164 in found
     ]
-
-
-def watched_keys(
-    entries: Sequence[str], subscriber: str, region: str | None = None
-) -> list[Watched]:
-    """Watchers-index keys of a list's entries: numbers by phone hash, accounts by AOR."""
-    from chalicelib.subscriptions import Watched, account_key, phone_key
-
-    targets, _ = classify_all(entries, subscriber=subscriber, region=region)
-    out: list[Watched] = []
-    for uri, target in zip(entries, targets, strict=True):
-        if target.kind is Kind.PHONE:
-            out.append(Watched(uri, phone_key(target.key)))
-        elif target.kind is Kind.ACCOUNT:
-            out.append(Watched(uri, account_key(target.key)))
-    return out

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from chalicelib import ids as ids_module
-from chalicelib import multipart, pidf, rlmi, settings
+from chalicelib import settings
 from chalicelib.ids import IdSource
-from chalicelib.multipart import Part, Profile
-from chalicelib.pidf import USER_DEFAULT, PresenceStatus
+from chalicelib.presence import multipart, pidf, rlmi
+from chalicelib.presence.multipart import Part, Profile
+from chalicelib.presence.pidf import USER_DEFAULT, PresenceStatus
 
 # Headroom kept when predicting how far a deflated chunk may grow before measuring it.
 _RATIO_SAFETY = 1.08

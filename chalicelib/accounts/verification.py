@@ -19,7 +19,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, dynamo, phone, rate_limits, settings, sms, tables
+from chalicelib import clock, dynamo, settings, tables
+from chalicelib.accounts import phone, rate_limits, sms
 from chalicelib.aws import client
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger, metrics

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from chalicelib import phone, presence, settings
-from chalicelib.accounts import Account
+from chalicelib import settings
+from chalicelib.accounts import phone
+from chalicelib.accounts.model import Account
 from chalicelib.errors import DomainError
+from chalicelib.presence import resolve as presence
 
 
 def discover(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib import phone, settings
+from chalicelib import settings
+from chalicelib.accounts import phone
 from chalicelib.aws import client
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger

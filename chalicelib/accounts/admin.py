@@ -1,10 +1,10 @@
 """Operator command: create, import, show, disable, enable and delete accounts.
 
-    python -m chalicelib.admin create alice [--password PW | --ha1 HEX [--algorithm MD5]]
+    python -m chalicelib.accounts.admin create alice [--password PW | --ha1 HEX [--algorithm MD5]]
                                             [--phone +33612345678] [--region FR] [--hidden]
-    python -m chalicelib.admin import-csv accounts.csv [--region FR]
-    python -m chalicelib.admin show|disable|enable alice
-    python -m chalicelib.admin delete alice --yes
+    python -m chalicelib.accounts.admin import-csv accounts.csv [--region FR]
+    python -m chalicelib.accounts.admin show|disable|enable alice
+    python -m chalicelib.accounts.admin delete alice --yes
 
 It uses the same settings (SIP_DOMAIN, TABLE_PREFIX, AWS_ENDPOINT_URL...) as the service.
 Operator imports accept existing SIP usernames (A-Z, '+', '~' too), unlike sign-up.
@@ -20,7 +20,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TextIO
 
-from chalicelib import accounts, phone
+from chalicelib import accounts
+from chalicelib.accounts import phone
 from chalicelib.errors import DomainError
 
 CSV_COLUMNS = ("username", "password", "ha1", "algorithm", "phone", "discoverable")
@@ -92,7 +93,7 @@ def _show(account: accounts.Account) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m chalicelib.admin", description=__doc__.split("\n")[0]
+        prog="python -m chalicelib.accounts.admin", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create an account (asks the password if none given)")

@@ -15,16 +15,15 @@ pointer does, and readers drop the watcher items of a pointer that is gone.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib import clock, dynamo, phone, tables
+from chalicelib import clock, dynamo, tables
+from chalicelib.presence.watched import Watched, watched_keys
 
 # A watcher's pointer outlives its subscription by this margin: a phone whose dialog just ended
 # (Linphone ends it to restart its list) usually subscribes again at once, and then only the
@@ -33,31 +32,6 @@ WATCHER_TTL_MARGIN = 2 * 86400
 POINTER_PREFIX = "w#"
 # Watcher items of vanished pointers are deleted as readers meet them, this many per read.
 LAZY_CLEANUP_MAX = 100
-
-
-def subscription_id(call_id: str, local_tag: str) -> str:
-    return hashlib.sha256(f"{call_id}\x00{local_tag}".encode()).hexdigest()[:32]
-
-
-def watcher_id(subscriber: str, device: str) -> str:
-    """One phone of one account: `device` is its +sip.instance, else its Contact URI."""
-    return hashlib.sha256(f"{subscriber.lower()}\x00{device}".encode()).hexdigest()[:32]
-
-
-def phone_key(e164: str) -> str:
-    return "p#" + phone.phone_hash(e164)
-
-
-def account_key(aor: str) -> str:
-    return "u#" + aor.lower()
-
-
-@dataclass(frozen=True)
-class Watched:
-    """One resource of a list as the watchers index sees it."""
-
-    uri: str  # the subscriber's own string, byte for byte
-    key: str  # p#<hash> or u#<aor>
 
 
 def _pack_text(text: str) -> str:
@@ -221,13 +195,6 @@ def delete(sub_id: str) -> None:
     tables.table(tables.SUBSCRIPTIONS).delete_item(Key={"subscription_id": sub_id})
 
 
-def watched_of(entries: list[str], subscriber: str) -> list[Watched]:
-    """Classify list entries into watcher keys with the presence module's own rules."""
-    from chalicelib import presence
-
-    return presence.watched_keys(entries, subscriber)
-
-
 def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
     """Live subscriptions owned by one edge (its restart reloads them)."""
     now = clock.now() if now is None else now
@@ -338,7 +305,7 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
             version=int(payload["version"]),
             dialog=dict(payload["dialog"]),
             entries=entries,
-            watched=watched_of(entries, str(payload["subscriber"])),
+            watched=watched_keys(entries, str(payload["subscriber"])),
             watcher=payload.get("watcher"),
         )
         return {"saved": True}

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import dynamo, phone, tables
+from chalicelib import dynamo, tables
+from chalicelib.accounts import phone
 
 
 @dataclass(frozen=True)

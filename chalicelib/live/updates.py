@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
-from chalicelib import accounts, dynamo, settings, subscriptions, tables
+from chalicelib import accounts, dynamo, edge_contract, tables
 from chalicelib.aws import client, region
+from chalicelib.live import subscriptions
 from chalicelib.observability import flush_metrics, logger, metrics
+from chalicelib.presence import watched
 
 STREAMED = (tables.ACCOUNTS, tables.PHONE_INDEX, tables.REGISTRATIONS, tables.PUBLICATIONS)
 _ACCOUNT_FIELDS = ("discoverable", "disabled", "phone")
@@ -33,13 +34,9 @@ def stream_arn(spec: tables.TableSpec) -> str:
     )
 
 
-def queue_name(edge_id: str) -> str:
-    return settings.get().edge_queue_prefix + re.sub(r"[^A-Za-z0-9_-]", "-", edge_id)[:60]
-
-
 @cache
 def queue_url(edge_id: str) -> str:
-    return client("sqs").get_queue_url(QueueName=queue_name(edge_id))["QueueUrl"]
+    return client("sqs").get_queue_url(QueueName=edge_contract.queue_name(edge_id))["QueueUrl"]
 
 
 def _image(record: dict[str, Any], name: str) -> dict[str, Any]:
@@ -54,10 +51,10 @@ def _table_of(record: dict[str, Any]) -> tables.TableSpec | None:
 
 
 def _account_keys(aor: str) -> set[str]:
-    keys = {subscriptions.account_key(aor)}
+    keys = {watched.account_key(aor)}
     account = accounts.get(aor)
     if account is not None and account.phone:
-        keys.add(subscriptions.phone_key(account.phone))
+        keys.add(watched.phone_key(account.phone))
     return keys
 
 
@@ -74,10 +71,10 @@ def watch_keys(record: dict[str, Any]) -> set[str]:
     if spec is tables.ACCOUNTS:
         if event == "MODIFY" and all(old.get(f) == new.get(f) for f in _ACCOUNT_FIELDS):
             return set()
-        out = {subscriptions.account_key(keys["aor"])}
+        out = {watched.account_key(keys["aor"])}
         for image in (old, new):
             if image.get("phone"):
-                out.add(subscriptions.phone_key(image["phone"]))
+                out.add(watched.phone_key(image["phone"]))
         return out
     if spec in (tables.REGISTRATIONS, tables.PUBLICATIONS):
         if spec is tables.REGISTRATIONS and event == "MODIFY":

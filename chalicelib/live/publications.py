@@ -13,8 +13,9 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from lxml import etree
 
-from chalicelib import clock, pidf, settings, tables
+from chalicelib import clock, settings, tables
 from chalicelib.errors import DomainError
+from chalicelib.presence import pidf
 
 _NS = {"p": pidf.NS, "dm": pidf.NS_DM, "rpid": pidf.NS_RPID}
 _MAX_NOTES = 4

@@ -17,19 +17,13 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib import (
-    dynamo,
-    live_status,
-    multipart,
-    notify,
-    phone,
-    pidf,
-    presence,
-    resource_list,
-    settings,
-)
+from chalicelib import dynamo, settings
+from chalicelib.accounts import phone
 from chalicelib.errors import DomainError
+from chalicelib.live import status as live_status
 from chalicelib.observability import flush_metrics, logger, metrics
+from chalicelib.presence import multipart, notify, pidf, resource_list
+from chalicelib.presence import resolve as presence
 
 
 def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from chalicelib import ids
-from chalicelib.pidf import XML_DECL, attr
+from chalicelib.presence.pidf import XML_DECL, attr
 
 NS = "urn:ietf:params:xml:ns:rlmi"
 CONTENT_TYPE = 'application/rlmi+xml;charset="UTF-8"'

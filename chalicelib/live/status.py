@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from chalicelib import accounts, clock, pidf, publications, registrar, subscriptions
-from chalicelib.presence import Resolved
+from chalicelib import accounts, clock
+from chalicelib.live import publications, registrar, subscriptions
+from chalicelib.presence import pidf, watched
+from chalicelib.presence.resolve import Resolved
 
 
 def mutual_contacts(subscriber: str, candidates: Iterable[str]) -> set[str]:
@@ -18,10 +20,10 @@ def mutual_contacts(subscriber: str, candidates: Iterable[str]) -> set[str]:
     wanted = {c.lower() for c in candidates}
     if not wanted:
         return set()
-    keys = [subscriptions.account_key(subscriber)]
+    keys = [watched.account_key(subscriber)]
     account = accounts.get(subscriber)
     if account is not None and account.phone:
-        keys.append(subscriptions.phone_key(account.phone))
+        keys.append(watched.phone_key(account.phone))
     watching = {w["subscriber"].lower() for w in subscriptions.watchers(keys)}
     return wanted & watching
 

@@ -18,7 +18,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, dynamo, phone, settings, tables
+from chalicelib import clock, dynamo, settings, tables
+from chalicelib.accounts import phone
 from chalicelib.aws import client
 from chalicelib.errors import DomainError, rate_limited
 
