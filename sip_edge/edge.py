@@ -19,16 +19,9 @@ from chalicelib.subscriptions import subscription_id, watcher_id
 from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
 from sip_edge.functions import FunctionError, Functions
 from sip_edge.queue import EdgeQueue
-from sip_edge.sip.message import (
-    REASON_PHRASES,
-    NameAddr,
-    ParseError,
-    Request,
-    Response,
-    make_response,
-    parse_via,
-    split_commas,
-)
+from sip_edge.sip.headers import split_commas
+from sip_edge.sip.message import Request, Response, make_response
+from sip_edge.sip.status import REASON_PHRASES, ParseError
 from sip_edge.sip.transaction import (
     Action,
     ClientTransaction,
@@ -41,6 +34,7 @@ from sip_edge.sip.transaction import (
     TransportError,
     new_branch,
 )
+from sip_edge.sip.values import NameAddr, parse_via
 
 ALLOW = "SUBSCRIBE, NOTIFY, PUBLISH, REGISTER, OPTIONS"
 SUPPORTED_EXTENSIONS = frozenset({"eventlist", "recipient-list-subscribe"})
@@ -779,7 +773,7 @@ def _state(resource: dict[str, Any]) -> str:
 
 
 def _uri_of(name_addr: str) -> str:
-    from sip_edge.sip.message import parse_name_addr
+    from sip_edge.sip.values import parse_name_addr
 
     return parse_name_addr(name_addr).uri.raw
 
