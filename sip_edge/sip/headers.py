@@ -49,18 +49,6 @@ _CANONICAL = [
 CANONICAL_NAMES: dict[str, str] = {n.lower(): n for n in _CANONICAL}
 CANONICAL_NAMES.update({k: v for k, v in COMPACT_FORMS.items()})
 
-#: Headers whose grammar is a comma-separated list (RFC 3261 7.3.1 lets them be split/joined).
-LIST_HEADERS = frozenset(
-    n.lower()
-    for n in (
-        "Accept", "Accept-Encoding", "Accept-Language", "Allow", "Allow-Events", "Contact",
-        "Content-Encoding", "Content-Language", "In-Reply-To", "Path", "Proxy-Require",
-        "Record-Route", "Require", "Route", "Service-Route", "Supported", "Unsupported", "Via",
-        "Warning", "Call-Info", "Alert-Info", "Error-Info",
-    )
-)  # fmt: skip
-
-
 #: Headers that must appear at most once (RFC 3261 7.3.1 / 20); a repeat is a 400.
 SINGLE_HEADERS = frozenset(
     n.lower()
@@ -176,11 +164,6 @@ class Headers:
         self._items = out
         self._changed(key)
 
-    def remove(self, name: str) -> None:
-        key = canonical_name(name).lower()
-        self._items = [it for it in self._items if it[0] != key]
-        self._changed(key)
-
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first field value of that name."""
         values = self._lookup().get(canonical_name(name).lower())
@@ -197,9 +180,6 @@ class Headers:
             out.extend(split_commas(v))
         return out
 
-    def count(self, name: str) -> int:
-        return len(self._lookup().get(canonical_name(name).lower(), ()))
-
     def parsed(self, name: str, parse: Callable[[Headers], T]) -> T:
         """`parse(self)` cached under `name` until a field of that name changes."""
         key = canonical_name(name).lower()
@@ -208,11 +188,6 @@ class Headers:
         except KeyError:
             value = self._cache[key] = parse(self)
             return value
-
-    def copy(self) -> Headers:
-        h = Headers()
-        h._items = list(self._items)
-        return h
 
     def items(self) -> list[tuple[str, str]]:
         """(name, value) pairs in order, names as they will be serialized."""

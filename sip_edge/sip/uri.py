@@ -36,16 +36,8 @@ class URI:
     opaque: str = ""
 
     @property
-    def is_sip(self) -> bool:
-        return self.scheme in ("sip", "sips")
-
-    @property
     def user_unescaped(self) -> str | None:
         return None if self.user is None else unescape(self.user)
-
-    @property
-    def host_port(self) -> str:
-        return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
         return self.raw

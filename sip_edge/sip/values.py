@@ -72,7 +72,6 @@ class NameAddr:
     display_name: str | None = None
     params: dict[str, str | None] = field(default_factory=dict)
     raw: str = ""
-    bracketed: bool = True
 
     @property
     def tag(self) -> str | None:
@@ -124,7 +123,6 @@ def _parse_name_addr_at(text: str, pos: int, what: str, in_list: bool) -> tuple[
         uri = parse_uri(text[m.end() : end])
         if display is not None and display.startswith('"'):
             display = unquote(display)
-        bracketed = True
         pos = end + 1
     else:
         if pos < n and text[pos] == '"':
@@ -138,12 +136,11 @@ def _parse_name_addr_at(text: str, pos: int, what: str, in_list: bool) -> tuple[
             raise ParseError(f"URI with headers outside <> in {what}")
         uri = parse_uri(uri_text)
         display = None
-        bracketed = False
         pos = m.end()
     params, pos = _parse_gparams(text, pos, what)
     if pos < n and not (in_list and text[pos] == ","):
         raise ParseError(f"unexpected text in {what}")
-    na = NameAddr(uri, display, params, text[start:pos].rstrip(), bracketed)
+    na = NameAddr(uri, display, params, text[start:pos].rstrip())
     return na, pos
 
 
@@ -209,10 +206,6 @@ class Via:
     def rport(self) -> int | None:
         v = self.params.get("rport")
         return int(v) if v else None
-
-    @property
-    def maddr(self) -> str | None:
-        return self.params.get("maddr")
 
     @property
     def sent_by(self) -> str:
