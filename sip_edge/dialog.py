@@ -12,7 +12,8 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sip_edge.sip.message import Headers, Request, new_tag
+from sip_edge.sip.headers import Headers
+from sip_edge.sip.message import Request, new_tag
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sip_edge.sip.message import (
-    CANONICAL_NAMES,
+from sip_edge.sip.headers import CANONICAL_NAMES, SINGLE_HEADERS, Headers, canonical_name
+from sip_edge.sip.message import Request, Response
+from sip_edge.sip.status import ParseError
+from sip_edge.sip.uri import parse_uri
+from sip_edge.sip.values import (
     MAX_DELTA_SECONDS,
-    SINGLE_HEADERS,
-    Headers,
-    ParseError,
-    Request,
-    Response,
-    canonical_name,
     check_date,
     parse_call_id,
     parse_contacts,
@@ -28,7 +25,6 @@ from sip_edge.sip.message import (
     parse_name_addr,
     parse_name_addr_list,
     parse_uint,
-    parse_uri,
     parse_vias,
 )
 

@@ -187,9 +187,9 @@ def test_unanswered_notify_ends_the_subscription(edge, users):
         import time
 
         deadline = time.monotonic() + 5
-        while edge.edge.dialogs and time.monotonic() < deadline:
+        while edge.edge.subscriptions.dialogs and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not edge.edge.dialogs
+        assert not edge.edge.subscriptions.dialogs
     finally:
         c.close()
 
@@ -202,8 +202,8 @@ def test_a_notify_answered_481_ends_the_subscription(edge, users):
         assert subscribe(c, ENTRIES).status == 200
         assert c.notify(answer=481) is not None
         deadline = time.monotonic() + 5
-        while edge.edge.dialogs and time.monotonic() < deadline:
+        while edge.edge.subscriptions.dialogs and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not edge.edge.dialogs
+        assert not edge.edge.subscriptions.dialogs
     finally:
         c.close()

@@ -62,7 +62,7 @@ def deliver(world: StreamReplayer, edge: EdgeThread, clock: Clock, *, advance: f
     world.pump()
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        if any(d.dirty for d in edge.edge.dialogs.values()):
+        if any(d.dirty for d in edge.edge.subscriptions.dialogs.values()):
             break
         time.sleep(0.05)
     clock.offset += advance

@@ -145,9 +145,10 @@ def close_leaves_no_dialog(
 ) -> None:
     """A clean quit un-SUBSCRIBEs and un-REGISTERs: the edge ends the dialog at once rather
     than at its expiry, and the registrar drops the binding."""
-    assert edge.edge.dialogs
+    assert edge.edge.subscriptions.dialogs
     assert client.close(clean=True) == 0
-    assert wait_until(lambda: not edge.edge.dialogs, 5), edge.edge.dialogs
+    dialogs = edge.edge.subscriptions.dialogs
+    assert wait_until(lambda: not dialogs, 5), dialogs
     assert any(e["event"] == "registration" and e["state"] == "Cleared" for e in client.events)
     removals = [r for p, r in recorder.of("sip_registrar") if p.get("expires_header") == 0]
     assert removals and removals[-1]["bindings"] == []
@@ -161,7 +162,7 @@ def test_users_resolve_to_their_sip_address(linphone_client_factory, edge, trans
 
     assert_digest_answered(client, recorder, "REGISTER")
     assert_digest_answered(client, recorder, "SUBSCRIBE")
-    (dialog,) = running.edge.dialogs.values()
+    (dialog,) = running.edge.subscriptions.dialogs.values()
     assert dialog.peer.transport == transport
     assert dialog.profile == "linphone"  # no User-Agent set: the SDK sends "Unknown"
     assert dialog.accept_deflate and dialog.is_list
@@ -205,7 +206,7 @@ def test_app_user_agent_and_refresh_keep_the_list(linphone_client_factory, short
     client: LinphoneClient = linphone_client_factory(SHORT_SUBSCRIPTION)
     client.set_user_agent("LinphoneAndroid", "4.6.14")
     register_and_subscribe(client, running, "udp")
-    (dialog,) = running.edge.dialogs.values()
+    (dialog,) = running.edge.subscriptions.dialogs.values()
     assert dialog.profile == "linphone"
     assert_users_resolved(client)
 
@@ -218,7 +219,7 @@ def test_app_user_agent_and_refresh_keep_the_list(linphone_client_factory, short
     assert "list_b64" not in refresh and not result.get("error")
     assert refresh["entries"] == dialog.entries and dialog.remote_cseq > first_cseq
     client.wait_presence_received(after=mark)
-    assert running.edge.dialogs == {dialog.subscription_id: dialog}
+    assert running.edge.subscriptions.dialogs == {dialog.subscription_id: dialog}
     # The refresh reused the first nonce, expired by then, and was taken without a challenge.
     subscribes = [p["params"] for p, _ in recorder.of("sip_auth") if p["method"] == "SUBSCRIBE"]
     assert subscribes[1]["nonce"] == subscribes[0]["nonce"] and subscribes[1]["nc"] == "00000002"
@@ -234,16 +235,16 @@ def test_refresh_of_a_lost_dialog_gets_481_and_the_sdk_subscribes_again(
     running, recorder = short_edge
     client: LinphoneClient = linphone_client_factory(SHORT_SUBSCRIPTION)
     register_and_subscribe(client, running, "udp")
-    (lost,) = running.edge.dialogs.values()
+    (lost,) = running.edge.subscriptions.dialogs.values()
 
     async def forget() -> None:  # on the edge's loop, and done before we look again
-        running.edge.dialogs.clear()
+        running.edge.subscriptions.dialogs.clear()
 
     running.call(forget())
 
     mark = client.mark()
-    assert wait_until(lambda: bool(running.edge.dialogs), 10)
-    (fresh,) = running.edge.dialogs.values()
+    assert wait_until(lambda: bool(running.edge.subscriptions.dialogs), 10)
+    (fresh,) = running.edge.subscriptions.dialogs.values()
     assert fresh.call_id != lost.call_id and fresh.entries == lost.entries
     client.wait_presence_received(after=mark)
     assert_users_resolved(client)

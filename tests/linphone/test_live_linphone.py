@@ -64,7 +64,7 @@ def test_new_user_appears_then_goes_back_without_resubscribing(
     client.wait_presence_received(after=mark)
     assert presence_of(client, "0612345678") == ("open", f"sip:bob@{DOMAIN}")
     assert presence_of(client, ZOE_NATIONAL) == ("none", None)
-    (dialog,) = edge.edge.dialogs.values()
+    (dialog,) = edge.edge.subscriptions.dialogs.values()
 
     sign_up(api, ZOE_PHONE, "zoe", PASSWORD)
     assert wait_until(
@@ -80,6 +80,6 @@ def test_new_user_appears_then_goes_back_without_resubscribing(
     assert presence_of(client, "0612345678") == ("open", f"sip:bob@{DOMAIN}")
 
     # One dialog all along: the updates came as NOTIFYs, never as a new SUBSCRIBE.
-    assert list(edge.edge.dialogs) == [dialog.subscription_id]
+    assert list(edge.edge.subscriptions.dialogs) == [dialog.subscription_id]
     subscribes = [p for p, _ in recorder.of("presence_lookup") if "list_b64" in p]
     assert len(subscribes) == 1

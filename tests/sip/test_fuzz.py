@@ -5,16 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sip_edge.sip.message import (
-    ParseError,
-    Request,
-    Response,
-    error_response,
-    parse_credentials,
-    parse_name_addr_list,
-    parse_uri,
-    parse_via,
-)
+from sip_edge.sip.message import Request, Response, error_response
 from sip_edge.sip.parser import (
     DEFAULT_LIMITS,
     KeepAlive,
@@ -22,6 +13,9 @@ from sip_edge.sip.parser import (
     StreamParser,
     parse_datagram,
 )
+from sip_edge.sip.status import ParseError
+from sip_edge.sip.uri import parse_uri
+from sip_edge.sip.values import parse_credentials, parse_name_addr_list, parse_via
 from tests.conftest import INTEROP, RFC4475
 
 CORPUS = [p.read_bytes() for p in sorted((INTEROP / "sip").glob("*.raw"))] + [

@@ -6,8 +6,9 @@ import zlib
 
 import pytest
 
-from sip_edge.sip.message import ParseError, Request, error_response, make_response
+from sip_edge.sip.message import Request, error_response, make_response
 from sip_edge.sip.parser import StreamParser, parse_datagram
+from sip_edge.sip.status import ParseError
 from tests.conftest import INTEROP
 
 RAW = sorted((INTEROP / "sip").glob("*.raw"))

@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from sip_edge.sip.message import ParseError, Request, Response, error_response, parse_uri
+from sip_edge.sip.message import Request, Response, error_response
 from sip_edge.sip.parser import StreamParser, parse_datagram
+from sip_edge.sip.status import ParseError
+from sip_edge.sip.uri import parse_uri
 from tests.conftest import RFC4475
 
 MANIFEST = json.loads((RFC4475 / "MANIFEST.json").read_text())
@@ -258,7 +260,7 @@ def test_clerr_over_a_stream_waits_for_more_data():
 
 
 def test_scalar02_expires_would_be_clamped():
-    from sip_edge.sip.message import parse_delta_seconds
+    from sip_edge.sip.values import parse_delta_seconds
 
     assert parse_delta_seconds("1" + "0" * 100) == 2**32 - 1
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sip_edge.sip.message import Headers, ParseError, Request, error_response, make_response
+from sip_edge.sip.headers import Headers
+from sip_edge.sip.message import Request, error_response, make_response
 from sip_edge.sip.parser import KeepAlive, ParserLimits, StreamParser, parse_datagram
+from sip_edge.sip.status import ParseError
 from tests.conftest import INTEROP
 
 SUB = (INTEROP / "sip" / "subscribe-initial-tcp-deflate.raw").read_bytes()

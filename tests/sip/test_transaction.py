@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sip_edge.sip.message import Headers, Request, make_response
+from sip_edge.sip.headers import Headers
+from sip_edge.sip.message import Request, make_response
 from sip_edge.sip.parser import parse_datagram
 from sip_edge.sip.transaction import (
     Deliver,

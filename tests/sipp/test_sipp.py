@@ -120,19 +120,19 @@ def test_list_subscribe_resolves_users(sipp, edge, tmp_path, transport):
     run = run_sipp(sipp, "list_subscribe.xml", edge, tmp_path, transport=transport)
     assert run.returncode == 0, run.explain()
     if transport == "u1":  # over TCP, SIPp's closing its connection ends the dialog (RFC 5626)
-        assert len(edge.edge.dialogs) == 1
+        assert len(edge.edge.subscriptions.dialogs) == 1
 
 
 def test_refresh_without_body_keeps_the_list(sipp, edge, tmp_path):
     run = run_sipp(sipp, "refresh.xml", edge, tmp_path)
     assert run.returncode == 0, run.explain()
-    assert len(edge.edge.dialogs) == 1
+    assert len(edge.edge.subscriptions.dialogs) == 1
 
 
 def test_unsubscribe_terminates(sipp, edge, tmp_path):
     run = run_sipp(sipp, "unsubscribe.xml", edge, tmp_path)
     assert run.returncode == 0, run.explain()
-    assert settle(lambda: not edge.edge.dialogs)
+    assert settle(lambda: not edge.edge.subscriptions.dialogs)
 
 
 def test_digest_challenge_wrong_password_and_retry(sipp, edge, tmp_path):
@@ -163,7 +163,7 @@ def test_register_lists_the_binding(sipp, edge, tmp_path):
 def authorization(edge: EdgeThread, user: str, uri: str) -> str:
     """A valid MD5 Authorization for one SUBSCRIBE, computed here so that both copies of a
     retransmitted request are byte-identical (SIPp draws a new cnonce each time)."""
-    nonce = edge.edge.nonces.make(DOMAIN, edge.edge.clock())
+    nonce = edge.edge.digest_guard.nonces.make(DOMAIN, edge.edge.clock())
     ha1 = digest.h("MD5", f"{user}:{DOMAIN}:{PASSWORD}")
     ha2 = digest.h("MD5", f"SUBSCRIBE:{uri}")
     cnonce, nc = "0a4f113b", "00000001"
@@ -178,7 +178,7 @@ def test_retransmitted_subscribe_makes_one_dialog(sipp, edge, tmp_path):
     auth = authorization(edge, "alice", f"sip:rls@{DOMAIN}")
     run = run_sipp(sipp, "retransmit.xml", edge, tmp_path, keys={"auth": auth})
     assert run.returncode == 0, run.explain()
-    assert len(edge.edge.dialogs) == 1
+    assert len(edge.edge.subscriptions.dialogs) == 1
     assert edge.edge.stats["notifies"] == 1
 
 
@@ -189,7 +189,7 @@ def test_unanswered_notify_is_retransmitted_then_ends_the_subscription(sipp, edg
     assert run.returncode == 0, run.explain()
     retransmissions = [int(v) for k, v in run.counts().items() if "NOTIFY_Retrans" in k]
     assert retransmissions and retransmissions[0] >= 2, run.counts()
-    assert settle(lambda: not edge.edge.dialogs)
+    assert settle(lambda: not edge.edge.subscriptions.dialogs)
     assert edge.edge.stats["notify_failures"] == 1
 
 

@@ -1,0 +1,56 @@
+"""What the edge lends the parts that handle its requests: `EdgeServices`, the interface they call
+back through (so none of them imports `Edge`), and `Reject`, how they stop a request with an answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
+
+from chalicelib import errors, settings
+from sip_edge.dialog import Peer
+from sip_edge.functions import Functions
+from sip_edge.sip.message import Request, Response
+from sip_edge.sip.status import REASON_PHRASES
+from sip_edge.sip.transaction import ServerTransaction
+
+
+class Reject(Exception):
+    """Answer the current request with `status` (and headers) and stop handling it."""
+
+    def __init__(self, status: int, reason: str | None = None, headers: list[tuple[str, str]] = ()):
+        super().__init__(reason or REASON_PHRASES.get(status, ""))
+        self.status = status
+        self.reason = reason
+        self.headers = list(headers)
+
+
+def raise_function_error(result: dict[str, Any]) -> None:
+    """Reject with the SIP status of the error a function answered, if it answered one."""
+    error = result.get("error")
+    if not error:
+        return
+    kind = errors.CATALOGUE.get(error.get("code", ""), errors.CATALOGUE["internal"])
+    headers = list((error.get("headers") or {}).items())
+    raise Reject(kind.sip_status, error.get("message") or kind.reason, headers)
+
+
+class EdgeServices(Protocol):
+    """The edge as its request handlers see it; read on every use, since tests swap
+    `clock` and `functions` on a running edge and `edge_id` is only known after `attach`."""
+
+    cfg: settings.Settings
+    functions: Functions
+    clock: Callable[[], float]
+    edge_id: str
+    stats: dict[str, int]
+
+    def contact(self, transport: str) -> str: ...
+
+    def via(self, transport: str) -> str: ...
+
+    def respond(self, tx: ServerTransaction, response: Response) -> None: ...
+
+    async def request(self, request: Request, peer: Peer) -> int: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None: ...

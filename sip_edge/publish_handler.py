@@ -1,0 +1,46 @@
+"""PUBLISH (RFC 3903): check the event package and body, then store the presence document
+through the functions and answer with its entity tag.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from sip_edge.dialog import Peer
+from sip_edge.handling import EdgeServices, Reject, raise_function_error
+from sip_edge.sip.message import Request, Response, make_response
+
+
+class PublishHandler:
+    """Answers an authenticated PUBLISH through the `sip_publish` function."""
+
+    def __init__(self, edge: EdgeServices) -> None:
+        self.edge = edge
+
+    async def handle(self, request: Request, peer: Peer, identity: str) -> Response | None:
+        event = request.event
+        if event is None or event.package.lower() != "presence":
+            raise Reject(489, None, [("Allow-Events", "presence")])
+        if request.body:
+            ctype = request.content_type
+            if ctype is None or ctype.mime.lower() != "application/pidf+xml":
+                raise Reject(415, None, [("Accept", "application/pidf+xml")])
+            if request.content_encoding:
+                raise Reject(415, None, [("Accept-Encoding", "identity")])
+        result = await self.edge.functions.call(
+            "sip_publish",
+            {
+                "op": "publish",
+                "call_id": request.call_id,
+                "cseq": request.cseq.seq,
+                "aor": identity,
+                "if_match": request.headers.get("SIP-If-Match"),
+                "expires": request.expires,
+                "body_b64": base64.b64encode(request.body).decode() if request.body else None,
+            },
+        )
+        raise_function_error(result)
+        headers = [("Expires", str(result["expires"]))]
+        if result["expires"]:
+            headers.insert(0, ("SIP-ETag", result["etag"]))
+        return make_response(request, 200, None, headers)

@@ -1,0 +1,55 @@
+"""REGISTER (RFC 3261 §10.3): turn the request's Contacts into a registrar call and answer with
+the bindings the registrar holds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sip_edge.dialog import Peer
+from sip_edge.handling import EdgeServices, raise_function_error
+from sip_edge.sip.message import Request, Response, make_response
+
+
+class RegisterHandler:
+    """Answers an authenticated REGISTER through the `sip_registrar` function."""
+
+    def __init__(self, edge: EdgeServices) -> None:
+        self.edge = edge
+
+    async def handle(self, request: Request, peer: Peer, identity: str) -> Response:
+        contacts = request.contacts
+        payload: dict[str, Any] = {
+            "op": "register",
+            "aor": identity,
+            "call_id": request.call_id,
+            "cseq": request.cseq.seq,
+            "expires_header": request.expires,
+            "wildcard": contacts is None,
+            "source": f"{peer.transport}:{peer.host}:{peer.port}",
+            "edge_id": self.edge.edge_id,
+            "contacts": [
+                {
+                    "uri": c.uri.raw,
+                    "expires": int(c.param("expires")) if c.param("expires") else None,
+                    "instance": c.param("+sip.instance"),
+                    "params": "".join(
+                        f";{k}" if v is None else f";{k}={v}"
+                        for k, v in c.params.items()
+                        if k not in ("expires", "q")
+                    ),
+                }
+                for c in contacts or []
+            ],
+        }
+        if not contacts and contacts is not None:
+            payload["op"] = "bindings"
+        result = await self.edge.functions.call("sip_registrar", payload)
+        raise_function_error(result)
+        headers = [
+            ("Contact", f"<{b['uri']}>{b['params']};expires={b['expires']}")
+            for b in result["bindings"]
+        ]
+        headers.append(("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())))
+        return make_response(request, 200, None, headers)

@@ -1,0 +1,47 @@
+"""RFC 3261 section 25 lexical grammar: the patterns every SIP parser shares, and quoting.
+
+No pattern nests ambiguous quantifiers, so no input can make one backtrack for long.
+"""
+
+from __future__ import annotations
+
+import re
+
+TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+QUOTED = r'"(?:[\t !#-\[\]-~\x80-\U0010ffff]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+ESC = r"%[0-9A-Fa-f]{2}"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+IPV6REF = r"\[[0-9A-Fa-f:.]{2,45}\]"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = rf"(?:{_LABEL}\.)*{_LABEL}\.?"
+HOST = rf"(?:{IPV6REF}|{_HOSTNAME})"
+
+TOKEN_RE = re.compile(TOKEN)
+TOKEN_FULL = re.compile(TOKEN + r"\Z")
+HOST_FULL = re.compile(HOST + r"\Z")
+IPV4_FULL = re.compile(_IPV4 + r"\Z")
+PORT_RE = re.compile(r"[0-9]{1,5}\Z")
+_UNQUOTE_RE = re.compile(r"\\(.)", re.S)
+
+
+def unquote(value: str | None) -> str | None:
+    """The content of a quoted-string (escapes resolved); anything else unchanged."""
+    if value is not None and len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        inner = value[1:-1]
+        return _UNQUOTE_RE.sub(r"\1", inner) if "\\" in inner else inner
+    return value
+
+
+def quote(value: str) -> str:
+    """A quoted-string holding `value`."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unescape(value: str) -> str:
+    """Resolve %XX escapes of a URI component (UTF-8; invalid sequences kept as is)."""
+    if "%" not in value:
+        return value
+    from urllib.parse import unquote as _url_unquote
+
+    return _url_unquote(value, errors="surrogateescape")

@@ -1,0 +1,413 @@
+"""Presence subscriptions (RFC 6665, RFC 4662, RFC 5367): SUBSCRIBE handling, the dialogs this
+edge holds, the NOTIFYs it sends, their storage for a restart, and live updates from its queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from typing import Any
+
+from chalicelib.edge_contract import subscription_id, watcher_id
+from chalicelib.observability import logger
+from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
+from sip_edge.functions import FunctionError
+from sip_edge.handling import EdgeServices, Reject, raise_function_error
+from sip_edge.queue import EdgeQueue
+from sip_edge.sip.headers import split_commas
+from sip_edge.sip.message import Request, Response, make_response
+from sip_edge.sip.transaction import ServerTransaction
+from sip_edge.sip.values import parse_name_addr
+
+LIST_TYPE = "application/resource-lists+xml"
+
+
+class SubscriptionService:
+    """The subscription dialogs of one edge and everything that happens to them."""
+
+    def __init__(self, edge: EdgeServices, queue: EdgeQueue | None = None) -> None:
+        self.edge = edge
+        self.queue = queue
+        self.dialogs: dict[str, SubscriptionDialog] = {}
+        self._notify_locks: dict[str, asyncio.Lock] = {}
+        self._flushing: set[str] = set()
+        self._ending: set[str] = set()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume the UDP dialogs this edge owned before a restart, and listen to its queue.
+
+        Stream dialogs are dropped: their connections died with the old process, so their
+        next refresh gets 481 and the phone subscribes again at once.
+        """
+        answer = await self.edge.functions.call(
+            "sip_subscriptions", {"op": "load_edge", "edge_id": self.edge.edge_id}
+        )
+        for data in answer.get("subscriptions", []):
+            dialog = SubscriptionDialog.from_json(data["dialog"], data["entries"])
+            if dialog.peer.reliable:
+                await self._delete(dialog)
+                continue
+            dialog.expires_at = float(data["expires_at"])
+            self.dialogs[dialog.subscription_id] = dialog
+        self.edge.stats["resumed"] = len(self.dialogs)
+        if self.queue is not None:
+            await self.queue.open(self.edge.edge_id)
+            self.edge.spawn(self._poll_queue())
+
+    def close(self) -> None:
+        if self.queue is not None:
+            self.queue.close()
+
+    async def _poll_queue(self) -> None:
+        """Long-poll this edge's queue: each message names resources to look at again."""
+        assert self.queue is not None
+        while True:
+            try:
+                changes = await self.queue.receive()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("edge queue poll failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            for change in changes:
+                dialog = self.dialogs.get(change.get("subscription_id", ""))
+                if dialog is None or dialog.terminated:
+                    continue  # gone, or owned by another edge: nothing to do
+                known = set(dialog.entries)
+                dialog.dirty.update(u for u in change.get("uris", []) if u in known)
+
+    def on_connection_lost(self, peer: Peer) -> None:
+        """Dialogs over a closed stream can no longer be notified: RFC 5626 flow failure."""
+        for dialog in list(self.dialogs.values()):
+            if dialog.peer == peer:
+                dialog.terminated = True
+                self.edge.spawn(self._drop(dialog))
+
+    def sweep(self, now: float) -> None:
+        """End expired dialogs, mark lapsed resources, and flush what changed if the NOTIFY
+        throttle allows."""
+        for dialog in list(self.dialogs.values()):
+            sub_id = dialog.subscription_id
+            if dialog.terminated or sub_id in self._ending:
+                continue
+            if dialog.expires_at <= now:
+                self._ending.add(sub_id)
+                self.edge.spawn(self._end(dialog, "timeout"))
+                continue
+            for uri, when in list(dialog.rechecks.items()):
+                if when <= now:  # a mutual contact's registration or publication lapsed
+                    del dialog.rechecks[uri]
+                    dialog.dirty.add(uri)
+            if dialog.dirty and now >= dialog.next_notify_at and sub_id not in self._flushing:
+                self._flushing.add(sub_id)
+                self.edge.spawn(self._flush(dialog))
+
+    # --- SUBSCRIBE ---------------------------------------------------------------------------
+
+    def in_live_dialog(self, request: Request) -> bool:
+        """A request inside one of our live dialogs (Call-ID and both tags match)."""
+        dialog = self.dialogs.get(subscription_id(request.call_id, request.to.tag or ""))
+        return (
+            dialog is not None and not dialog.terminated and dialog.remote_tag == request.from_.tag
+        )
+
+    def check(self, request: Request) -> None:
+        event = request.event
+        if event is None:
+            raise Reject(400, "Missing Event header")
+        if event.package.lower() != "presence":
+            raise Reject(489, None, [("Allow-Events", "presence")])
+        expires = request.expires
+        if expires is not None and 0 < expires < self.edge.cfg.subscribe_min_expires:
+            raise Reject(423, None, [("Min-Expires", str(self.edge.cfg.subscribe_min_expires))])
+        if request.to.tag is None and request.body:
+            ctype = request.content_type
+            if ctype is None or ctype.mime.lower() != LIST_TYPE:
+                raise Reject(415, None, [("Accept", LIST_TYPE)])
+            if "recipient-list-subscribe" not in {r.lower() for r in request.require}:
+                raise Reject(421, None, [("Require", "recipient-list-subscribe")])
+            if "eventlist" not in {s.lower() for s in request.supported}:
+                raise Reject(421, None, [("Require", "eventlist")])
+        if any(e not in ("deflate", "identity") for e in request.content_encoding):
+            raise Reject(415, None, [("Accept-Encoding", "deflate")])
+
+    def _granted_expires(self, request: Request) -> int:
+        expires = request.expires
+        if expires is None:
+            return self.edge.cfg.subscribe_default_expires
+        return min(expires, self.edge.cfg.subscribe_max_expires)
+
+    def profile_for(self, request: Request) -> str:
+        if self.edge.cfg.sip_profile in ("linphone", "rfc"):
+            return self.edge.cfg.sip_profile
+        agent = (request.headers.get("User-Agent") or "").lower()
+        return "linphone" if any(a in agent for a in self.edge.cfg.sip_linphone_agents) else "rfc"
+
+    async def handle(
+        self, request: Request, peer: Peer, tx: ServerTransaction, identity: str
+    ) -> Response | None:
+        now = self.edge.clock()
+        expires = self._granted_expires(request)
+        to_tag = request.to.tag
+        if to_tag is not None:
+            sub_id = subscription_id(request.call_id, to_tag)
+            dialog = self.dialogs.get(sub_id)
+            if dialog is None or dialog.terminated or dialog.remote_tag != request.from_.tag:
+                raise Reject(481, "Subscription does not exist")
+            if dialog.subscriber != identity:
+                raise Reject(403, "Not the subscriber of this dialog")
+            if dialog.is_stale_request(request.cseq.seq):
+                raise Reject(500, "CSeq out of order", [("Retry-After", "1")])
+            dialog.refresh(request.cseq.seq, expires, now)
+            dialog.peer = peer
+            self.edge.respond(tx, self._subscribe_ok(request, dialog, expires))
+            if expires == 0:
+                await self._end(dialog, "timeout")
+            else:
+                await self._save(dialog, refresh=True)
+                await self._notify_full(dialog)
+            return None
+        return await self._new_subscription(request, peer, tx, identity, expires, now)
+
+    async def _new_subscription(
+        self,
+        request: Request,
+        peer: Peer,
+        tx: ServerTransaction,
+        identity: str,
+        expires: int,
+        now: float,
+    ) -> Response | None:
+        is_list = bool(request.body)
+        accept = {e.lower() for v in request.headers.get_all("Accept-Encoding")
+                  for e in split_commas(v)}  # fmt: skip
+        contacts = request.contacts or []
+        if not contacts:
+            raise Reject(400, "Missing Contact header")
+        local_tag = new_local_tag()
+        dialog = SubscriptionDialog(
+            subscription_id=subscription_id(request.call_id, local_tag),
+            call_id=request.call_id,
+            local_tag=local_tag,
+            remote_tag=request.from_.tag or "",
+            local_uri=_without_tag(request.headers.get("To") or ""),
+            remote_uri=_without_tag(request.headers.get("From") or ""),
+            remote_target=contacts[0].uri.raw,
+            route_set=list(request.headers.get_all("Record-Route")),
+            subscriber=identity,
+            peer=peer,
+            expires_at=now + expires,
+            event_id=request.event.id if request.event else None,
+            profile=self.profile_for(request),
+            accept_deflate="deflate" in accept,
+            is_list=is_list,
+            device=contacts[0].param("+sip.instance") or contacts[0].uri.raw,
+            remote_cseq=request.cseq.seq,
+        )
+        payload: dict[str, Any] = {
+            "subscriber": identity,
+            "profile": dialog.profile,
+            "accept_encoding": sorted(accept),
+            "version": 0,
+            "list_uri": request.to.uri.raw,
+        }
+        if is_list:
+            payload["list_b64"] = base64.b64encode(request.body).decode()
+            payload["content_encoding"] = ",".join(request.content_encoding) or None
+        else:
+            payload["entries"] = [request.uri]
+            payload["single"] = True
+        result = await self.edge.functions.call("presence_lookup", payload)
+        raise_function_error(result)
+        dialog.entries = list(result["entries"])
+        self.dialogs[dialog.subscription_id] = dialog
+        self.edge.respond(tx, self._subscribe_ok(request, dialog, expires))
+        if expires == 0:  # a fetch (RFC 6665 §4.4.3): one NOTIFY, then the dialog is over
+            await self._send_bodies(dialog, result, reason="timeout")
+            self._forget(dialog)
+            return None
+        await self._save(dialog, refresh=False)
+        await self._send_bodies(dialog, result)
+        return None
+
+    def _subscribe_ok(self, request: Request, dialog: SubscriptionDialog, expires: int) -> Response:
+        headers = [("Expires", str(expires)), ("Contact", self.edge.contact(dialog.peer.transport))]
+        if dialog.is_list:
+            headers.append(("Require", "eventlist"))
+        return make_response(request, 200, None, headers, to_tag=dialog.local_tag)
+
+    async def _presence_lookup(
+        self, dialog: SubscriptionDialog, entries: list[str], *, full_state: bool
+    ) -> dict[str, Any]:
+        """presence_lookup for resources of the dialog's stored list (no body to re-read)."""
+        return await self.edge.functions.call(
+            "presence_lookup",
+            {
+                "subscriber": dialog.subscriber,
+                "profile": dialog.profile,
+                "accept_encoding": ["deflate"] if dialog.accept_deflate else [],
+                "version": dialog.version,
+                "entries": entries,
+                "full_state": full_state,
+                "single": not dialog.is_list,
+                "list_uri": _uri_of(dialog.local_uri),
+            },
+        )
+
+    async def _notify_full(self, dialog: SubscriptionDialog) -> None:
+        result = await self._presence_lookup(dialog, dialog.entries, full_state=True)
+        if result.get("error"):
+            await self._end(dialog, "noresource")
+            return
+        await self._send_bodies(dialog, result)
+
+    async def _flush(self, dialog: SubscriptionDialog) -> None:
+        """Send what changed among the dirty resources, in one partial NOTIFY (RFC 4662)."""
+        try:
+            uris = sorted(dialog.dirty)
+            dialog.dirty.clear()
+            result = await self._presence_lookup(dialog, uris, full_state=False)
+            if result.get("error"):
+                return
+            changed = [
+                r for r in result["resources"] if dialog.last_states.get(r["uri"]) != _state(r)
+            ]
+            if not changed:
+                return  # a replayed or stale change: the phone already knows this
+            # A resource with no last state (a dialog resumed after a restart) may have been
+            # a user: only full state takes it back on Linphone, so err on that side.
+            removed = any(
+                r["user"] is None and dialog.last_states.get(r["uri"]) != "-" for r in changed
+            )
+            policy = self.edge.cfg.notify_full_state_on_removal
+            if removed and (policy == "always" or policy == dialog.profile):
+                await self._notify_full(dialog)
+            else:
+                await self._send_bodies(dialog, result)
+        except FunctionError as exc:
+            logger.warning("live update lookup failed: %s", exc)
+            dialog.dirty.update(uris)  # try again at the next tick
+        finally:
+            self._flushing.discard(dialog.subscription_id)
+
+    async def _send_bodies(
+        self, dialog: SubscriptionDialog, result: dict[str, Any], reason: str | None = None
+    ) -> None:
+        bodies = result.get("bodies") or []
+        dialog.version = int(result.get("version", dialog.version))
+        for resource in result.get("resources", []):
+            dialog.last_states[resource["uri"]] = _state(resource)
+            if resource.get("recheck_at"):
+                dialog.rechecks[resource["uri"]] = float(resource["recheck_at"])
+            else:
+                dialog.rechecks.pop(resource["uri"], None)
+        dialog.next_notify_at = self.edge.clock() + self.edge.cfg.notify_min_interval
+        for i, part in enumerate(bodies):
+            last = i == len(bodies) - 1
+            ok = await self.notify(
+                dialog,
+                body=base64.b64decode(part["body_b64"]),
+                content_type=part["content_type"],
+                content_encoding=part.get("content_encoding"),
+                reason=reason if last else None,
+            )
+            if not ok:
+                return
+        if reason is None and bodies:
+            await self._save(dialog, refresh=True)
+
+    async def notify(
+        self,
+        dialog: SubscriptionDialog,
+        *,
+        body: bytes = b"",
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        reason: str | None = None,
+    ) -> bool:
+        """Send one NOTIFY and wait for its outcome; a failure ends the subscription."""
+        lock = self._notify_locks.setdefault(dialog.subscription_id, asyncio.Lock())
+        async with lock:  # one NOTIFY transaction at a time per dialog, in CSeq order
+            if dialog.terminated and reason is None:
+                return False
+            request = dialog.notify(
+                via=self.edge.via(dialog.peer.transport),
+                contact=self.edge.contact(dialog.peer.transport),
+                now=self.edge.clock(),
+                body=body,
+                content_type=content_type,
+                content_encoding=content_encoding,
+                reason=reason,
+            )
+            self.edge.stats["notifies"] += 1
+            status = await self.edge.request(request, dialog.peer)
+        if 200 <= status < 300:
+            return True
+        self.edge.stats["notify_failures"] += 1
+        if reason is None:
+            # RFC 6665 §4.2.2: 481, a timeout or a flow failure end the subscription.
+            dialog.terminated = True
+            await self._drop(dialog)
+        return False
+
+    async def _end(self, dialog: SubscriptionDialog, reason: str) -> None:
+        if not dialog.terminated:
+            await self.notify(dialog, reason=reason)
+        dialog.terminated = True
+        await self._drop(dialog)
+
+    async def _drop(self, dialog: SubscriptionDialog) -> None:
+        self._forget(dialog)
+        await self._delete(dialog)
+
+    def _forget(self, dialog: SubscriptionDialog) -> None:
+        self.dialogs.pop(dialog.subscription_id, None)
+        self._ending.discard(dialog.subscription_id)
+        self._notify_locks.pop(dialog.subscription_id, None)
+
+    async def _save(self, dialog: SubscriptionDialog, *, refresh: bool) -> None:
+        """Store the dialog through the functions, so a restarted edge can resume it."""
+        payload: dict[str, Any] = {
+            "op": "refresh" if refresh else "save",
+            "subscription_id": dialog.subscription_id,
+            "expires_at": int(dialog.expires_at),
+            "version": dialog.version,
+            "dialog": dialog.to_json(),
+        }
+        if not refresh:
+            payload.update(
+                edge_id=self.edge.edge_id,
+                subscriber=dialog.subscriber,
+                entries=dialog.entries,
+                watcher=watcher_id(dialog.subscriber, dialog.device),
+            )
+        try:
+            await self.edge.functions.call("sip_subscriptions", payload)
+        except FunctionError as exc:
+            # The dialog still works from memory; only a restart would lose it.
+            logger.warning("could not store subscription: %s", exc)
+
+    async def _delete(self, dialog: SubscriptionDialog) -> None:
+        try:
+            await self.edge.functions.call(
+                "sip_subscriptions", {"op": "delete", "subscription_id": dialog.subscription_id}
+            )
+        except FunctionError as exc:
+            logger.warning("could not delete subscription: %s", exc)
+
+
+def _state(resource: dict[str, Any]) -> str:
+    """What the phone sees of one resource: not a user ("-"), or its contact and status."""
+    return "-" if resource.get("user") is None else f"{resource['user']}|{resource.get('status')}"
+
+
+def _uri_of(name_addr: str) -> str:
+    return parse_name_addr(name_addr).uri.raw
+
+
+def _without_tag(value: str) -> str:
+    return re.sub(r";\s*tag\s*=\s*[^;,\s]+", "", value, flags=re.I).strip()
