@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from dataclasses import dataclass, field
 
 from chalicelib import clock
 
@@ -18,7 +19,12 @@ ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 # Strongest first: clients pick the first one they support (RFC 7616 §3.7, RFC 8760 §2.4).
 OFFERED = ("SHA-256", "MD5")
 
-_PARAM = re.compile(r'\s*([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]+)\s*(?:,|$)')
+# RFC 3261 §25.1 token and quoted-string (RFC 7230's are the same sets for these headers).
+_TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\U0010ffff]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+_TOKEN_RE = re.compile(_TOKEN)
+_AUTH_PARAM_RE = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})[ \t]*")
+_TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 
 
 def h(algorithm: str, data: str) -> str:
@@ -54,24 +60,73 @@ def expected_response(
     return h(algorithm, f"{ha1_hex}:{nonce}:{ha2}")
 
 
+@dataclass(frozen=True)
+class DigestCredentials:
+    """An Authorization value (or a challenge): its scheme and unquoted parameters.
+
+    One parser serves SIP and HTTP, so both refuse the same malformed or ambiguous headers."""
+
+    scheme: str
+    params: dict[str, str] = field(default_factory=dict)
+    token68: str | None = None  # e.g. `Basic dXNlcjpwYXNz` (RFC 7235), never valid in Digest
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.params.get(name.lower(), default)
+
+    @property
+    def is_digest(self) -> bool:
+        return self.scheme.lower() == "digest"
+
+
+class MalformedCredentials(ValueError):
+    """Not `scheme token68` nor `scheme k=v, ...`, or a parameter given twice."""
+
+
+def _unquote(raw: str) -> str:
+    if len(raw) >= 2 and raw[0] == '"' and raw[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", raw[1:-1])
+    return raw
+
+
+def parse_credentials(value: str) -> DigestCredentials:
+    """`Digest username="a", realm="b", nc=00000001, ...` (RFC 3261 §25.1, RFC 7235 §2.1).
+
+    A repeated parameter is refused rather than resolved: two `username`s could make the
+    checker and the logger see different identities."""
+    v = value.strip()
+    m = _TOKEN_RE.match(v)
+    if not m or (m.end() < len(v) and v[m.end()] not in " \t"):
+        raise MalformedCredentials("bad credentials")
+    pos, n = m.end(), len(v)
+    t68 = _TOKEN68_RE.match(v[pos:].strip(" \t"))
+    if t68:
+        return DigestCredentials(m.group(0), {}, t68.group(0))
+    params: dict[str, str] = {}
+    first = True
+    while pos < n:
+        if not first:
+            if v[pos] != ",":
+                raise MalformedCredentials("bad credentials")
+            pos += 1
+        pm = _AUTH_PARAM_RE.match(v, pos)
+        if not pm:
+            raise MalformedCredentials("bad credentials")
+        key = pm.group(1).lower()
+        if key in params:
+            raise MalformedCredentials(f"repeated {key} in credentials")
+        params[key] = _unquote(pm.group(2))
+        pos = pm.end()
+        first = False
+    return DigestCredentials(m.group(0), params)
+
+
 def parse_params(value: str) -> dict[str, str]:
-    """Parse `Digest k=v, k="v"` into a dict (keys lower-cased, quotes removed)."""
-    scheme, _, rest = value.strip().partition(" ")
-    if scheme.lower() != "digest":
+    """The parameters of a Digest header value; {} for another scheme or a malformed one."""
+    try:
+        cred = parse_credentials(value)
+    except MalformedCredentials:
         return {}
-    out: dict[str, str] = {}
-    pos = 0
-    rest = rest.strip()
-    while pos < len(rest):
-        m = _PARAM.match(rest, pos)
-        if not m or m.end() == pos:
-            return {}
-        raw = m.group(2)
-        if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-        out[m.group(1).lower()] = raw
-        pos = m.end()
-    return out
+    return cred.params if cred.is_digest else {}
 
 
 class Nonces:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chalicelib import digest
 
 # RFC 7616 §3.9.1: user Mufasa, password "Circle of Life", realm http-auth@example.org.
@@ -100,3 +102,23 @@ def test_nonce_counts_refuse_a_replayed_count():
     assert not counts.is_replay("n1", "00000001")
     counts.record("n4", "00000001", now=400)  # past the lifetime: older ones go too
     assert not counts.is_replay("n2", "00000001") and not counts.is_replay("n3", "00000001")
+
+
+def test_one_parser_refuses_a_repeated_parameter_over_http_and_sip() -> None:
+    from sip_edge.sip.status import ParseError
+    from sip_edge.sip.values import parse_credentials
+
+    header = 'Digest username="alice", username="bob", realm="example.org", nonce="n"'
+    assert digest.parse_params(header) == {}  # HTTP: no credentials, so 401
+    with pytest.raises(ParseError, match="repeated username"):  # SIP: 400
+        parse_credentials(header)
+    ok = 'Digest username="al\\"ice", realm=example.org, nc=00000001'
+    assert (
+        digest.parse_params(ok)
+        == parse_credentials(ok).params
+        == {
+            "username": 'al"ice',
+            "realm": "example.org",
+            "nc": "00000001",
+        }
+    )

@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from chalicelib import digest
+from chalicelib.digest import DigestCredentials
 from sip_edge.sip.grammar import (
     HOST,
     IPV4_FULL,
@@ -49,8 +51,6 @@ _VIA_RE = re.compile(
 )
 _MEDIA_RE = re.compile(rf"[ \t]*({TOKEN})[ \t]*/[ \t]*({TOKEN})")
 _MPARAM_RE = re.compile(rf"[ \t]*;[ \t]*({TOKEN})[ \t]*=[ \t]*({TOKEN}|{QUOTED})")
-_AUTH_PARAM_RE = re.compile(rf"[ \t]*({TOKEN})[ \t]*=[ \t]*({TOKEN}|{QUOTED})[ \t]*")
-_TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 
 
 def _bounded_int(digits: str, limit: int, what: str) -> int:
@@ -420,47 +420,11 @@ def parse_accept(values: Iterable[str]) -> list[MediaType]:
     return out
 
 
-@dataclass
-class DigestCredentials:
-    """Authorization/Proxy-Authorization (or a challenge): scheme and unquoted params."""
-
-    scheme: str
-    params: dict[str, str] = field(default_factory=dict)
-    token68: str | None = None  # e.g. `Basic dXNlcjpwYXNz` (RFC 7235), never valid in SIP
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self.params.get(name.lower(), default)
-
-    @property
-    def is_digest(self) -> bool:
-        return self.scheme.lower() == "digest"
-
-
 def parse_credentials(value: str) -> DigestCredentials:
-    """`Digest username="a", realm="b", nc=00000001, ...` (RFC 3261 25.1 credentials)."""
-    v = value.strip()
-    m = TOKEN_RE.match(v)
-    if not m or (m.end() < len(v) and v[m.end()] not in " \t"):
-        raise ParseError("bad credentials")
-    params: dict[str, str] = {}
-    pos = m.end()
-    n = len(v)
-    t68 = _TOKEN68_RE.match(v[pos:].strip(" \t"))
-    if t68:
-        return DigestCredentials(m.group(0), {}, t68.group(0))
-    first = True
-    while pos < n:
-        if not first:
-            if v[pos] != ",":
-                raise ParseError("bad credentials")
-            pos += 1
-        pm = _AUTH_PARAM_RE.match(v, pos)
-        if not pm:
-            raise ParseError("bad credentials")
-        key = pm.group(1).lower()
-        if key in params:
-            raise ParseError(f"repeated {key} in credentials")
-        params[key] = unquote(pm.group(2)) or ""
-        pos = pm.end()
-        first = False
-    return DigestCredentials(m.group(0), params)
+    """`Digest username="a", realm="b", nc=00000001, ...` (RFC 3261 25.1 credentials).
+
+    The grammar lives in `chalicelib.digest`, shared with HTTP so both refuse the same input."""
+    try:
+        return digest.parse_credentials(value)
+    except digest.MalformedCredentials as exc:
+        raise ParseError(str(exc)) from exc
