@@ -393,12 +393,17 @@ class Edge:
                     raise Reject(403, "Identity does not match credentials")
                 return answer["aor"]
         nonce = self.nonces.make(self.realm, self.clock())
+        offered = digest.offered_to(
+            request.headers.get("User-Agent"),
+            self.digest_algorithms,
+            self.cfg.sip_digest_md5_agents,
+        )
         raise Reject(
             401,
             None,
             [
                 ("WWW-Authenticate", digest.challenge(self.realm, nonce, alg, stale=stale))
-                for alg in self.digest_algorithms
+                for alg in offered
             ],
         )
 
