@@ -179,6 +179,12 @@ class Settings:
         "User-Agent substrings (comma-sep, any case) challenged with MD5 alone: their stack gives"
         " up at a first challenge it cannot answer (baresip 1.0). See docs/digest.md.",
     )
+    sip_server_header: str = _setting(
+        "SIP_SERVER_HEADER",
+        "",
+        "Server header of the edge's responses and User-Agent of its requests; empty = none"
+        " (scanners such as svmap read it to pick targets).",
+    )
     sip_profile: str = _setting(
         "SIP_PROFILE", "auto", "NOTIFY profile: auto (from User-Agent), linphone or rfc."
     )

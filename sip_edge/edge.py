@@ -304,7 +304,8 @@ class Edge:
             self.respond(tx, response)
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
-        response.headers.add("Server", "smart-contacts-edge")
+        if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
+            response.headers.add("Server", self.cfg.sip_server_header)
         self._run(self.transactions.respond(tx, response, self.clock()))
 
     async def _dispatch(
@@ -653,6 +654,8 @@ class Edge:
                 content_encoding=content_encoding,
                 reason=reason,
             )
+            if self.cfg.sip_server_header:
+                request.headers.add("User-Agent", self.cfg.sip_server_header)
             self.stats["notifies"] += 1
             status = await self.request(request, dialog.peer)
         if 200 <= status < 300:

@@ -150,3 +150,18 @@ def test_digest_offer_follows_the_settings():
     assert digest.offered_to(BARESIP_UA, ("SHA-256",), md5_agents) == ("SHA-256",)
     assert digest.offered_to(BARESIP_UA, ("SHA-256", "MD5"), ()) == ("SHA-256", "MD5")
     assert digest.offered_to("", ("SHA-256", "MD5"), ("",)) == ("SHA-256", "MD5")
+
+
+def test_no_server_header_unless_set(client, aws, alice):
+    from tests.edge.conftest import EdgeThread
+
+    client.request("OPTIONS", f"sip:{DOMAIN}", from_uri="sip:probe@example.net")
+    assert client.response("OPTIONS").headers.get("Server") is None
+    named = EdgeThread(sip_server_header="acme-edge/2")
+    try:
+        c = SipClient(named.address)
+        c.request("OPTIONS", f"sip:{DOMAIN}", from_uri="sip:probe@example.net")
+        assert c.response("OPTIONS").headers.get("Server") == "acme-edge/2"
+        c.close()
+    finally:
+        named.stop()
