@@ -696,7 +696,9 @@ class Edge:
                 edge_id=self.edge_id,
                 subscriber=dialog.subscriber,
                 entries=dialog.entries,
-                watcher=watcher_id(dialog.subscriber, dialog.device),
+                watcher=watcher_id(
+                    dialog.subscriber, dialog.device, "" if dialog.is_list else dialog.entries[0]
+                ),
             )
         try:
             await self.functions.call("sip_subscriptions", payload)
