@@ -124,7 +124,10 @@ def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @app.lambda_function(name="sip_subscriptions")
 def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return subscriptions.handle(event)
+    answer = subscriptions.handle(event)
+    if event.get("op") == "save" and answer.get("saved"):
+        live_updates.subscription_saved(str(event["subscriber"]))
+    return answer
 
 
 @app.lambda_function(name="presence_lookup")

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from chalicelib import clock
@@ -165,6 +166,25 @@ def challenge(realm: str, nonce: str, algorithm: str, *, stale: bool = False) ->
     """One `Digest ...` challenge value (WWW-Authenticate / Proxy-Authenticate)."""
     value = f'Digest realm="{realm}", nonce="{nonce}", algorithm={algorithm}, qop="auth"'
     return value + (", stale=true" if stale else "")
+
+
+def offered_to(
+    user_agent: str | None, algorithms: Iterable[str], md5_agents: Iterable[str]
+) -> tuple[str, ...]:
+    """The algorithms to challenge one client with, one challenge each, strongest first.
+
+    RFC 8760 §2.4 has the UAS send one challenge per algorithm and the UAC answer the topmost
+    one it supports: Linphone 5.1 does, and so gets SHA-256. Some stacks read only the first
+    challenge and give up when they cannot do it (libre in baresip 1.0: "Function not
+    implemented"). A client whose User-Agent contains one of `md5_agents` is challenged with
+    MD5 alone, when MD5 is offered at all; it would have answered MD5 anyway, so the claim
+    gives nobody a weaker login than offering both.
+    """
+    offered = tuple(algorithms)
+    agent = (user_agent or "").lower()
+    if "MD5" in offered and any(a.lower() in agent for a in md5_agents if a):
+        return ("MD5",)
+    return offered
 
 
 def verify(params: dict[str, str], method: str, ha1_by_algorithm: dict[str, str]) -> bool:

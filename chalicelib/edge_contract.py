@@ -32,9 +32,14 @@ def subscription_id(call_id: str, local_tag: str) -> str:
     return hashlib.sha256(f"{call_id}\x00{local_tag}".encode()).hexdigest()[:32]
 
 
-def watcher_id(subscriber: str, device: str) -> str:
-    """One phone of one account: `device` is its +sip.instance, else its Contact URI."""
-    return hashlib.sha256(f"{subscriber.lower()}\x00{device}".encode()).hexdigest()[:32]
+def watcher_id(subscriber: str, device: str, resource: str = "") -> str:
+    """One phone of one account: `device` is its +sip.instance, else its Contact URI.
+
+    A phone that subscribes per contact (RFC 3856, baresip) holds one dialog per `resource`,
+    each its own watcher: one watcher for all would keep only the last contact's keys.
+    """
+    key = f"{subscriber.lower()}\x00{device}" + (f"\x00{resource}" if resource else "")
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def queue_name(edge_id: str) -> str:

@@ -173,6 +173,18 @@ class Settings:
         ("SHA-256", "MD5"),
         "Digest challenges the edge offers, in order (comma-sep SHA-256, MD5); others refused.",
     )
+    sip_digest_md5_agents: tuple[str, ...] = _setting(
+        "SIP_DIGEST_MD5_AGENTS",
+        ("baresip",),
+        "User-Agent substrings (comma-sep, any case) challenged with MD5 alone: their stack gives"
+        " up at a first challenge it cannot answer (baresip 1.0). See docs/digest.md.",
+    )
+    sip_server_header: str = _setting(
+        "SIP_SERVER_HEADER",
+        "",
+        "Server header of the edge's responses and User-Agent of its requests; empty = none"
+        " (scanners such as svmap read it to pick targets).",
+    )
     sip_profile: str = _setting(
         "SIP_PROFILE", "auto", "NOTIFY profile: auto (from User-Agent), linphone or rfc."
     )

@@ -79,8 +79,10 @@ FUNCTIONS: dict[str, Access] = {
         "the mutual-contact rule from the watchers index.",
     ),
     "sip_subscriptions": Access(
-        tables=((T.SUBSCRIPTIONS, WRITE), (T.WATCHERS, WRITE)),
-        doc="Persisted dialogs and the watchers index (save, refresh, delete, reload).",
+        tables=((T.SUBSCRIPTIONS, WRITE), (T.WATCHERS, WRITE), (T.ACCOUNTS, READ)),
+        edge_queues=True,
+        doc="Persisted dialogs and the watchers index (save, refresh, delete, reload); a new "
+        "subscription tells the edges of the lists watching its subscriber to look again.",
     ),
     "sip_publish": Access(
         tables=((T.PUBLICATIONS, WRITE), (T.IDEMPOTENCY, WRITE)),

@@ -75,11 +75,14 @@ class DigestGuard:
                     raise Reject(403, "Identity does not match credentials")
                 return answer["aor"]
         nonce = self.nonces.make(self.realm, edge.clock())
+        offered = digest.offered_to(
+            request.headers.get("User-Agent"), self.algorithms, edge.cfg.sip_digest_md5_agents
+        )
         raise Reject(
             401,
             None,
             [
                 ("WWW-Authenticate", digest.challenge(self.realm, nonce, alg, stale=stale))
-                for alg in self.algorithms
+                for alg in offered
             ],
         )

@@ -224,7 +224,8 @@ class Edge:
             self.respond(tx, response)
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
-        response.headers.add("Server", "smart-contacts-edge")
+        if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
+            response.headers.add("Server", self.cfg.sip_server_header)
         self._run(self.transactions.respond(tx, response, self.clock()))
 
     async def _dispatch(

@@ -343,6 +343,8 @@ class SubscriptionService:
                 content_encoding=content_encoding,
                 reason=reason,
             )
+            if self.edge.cfg.sip_server_header:
+                request.headers.add("User-Agent", self.edge.cfg.sip_server_header)
             self.edge.stats["notifies"] += 1
             status = await self.edge.request(request, dialog.peer)
         if 200 <= status < 300:
@@ -383,7 +385,9 @@ class SubscriptionService:
                 edge_id=self.edge.edge_id,
                 subscriber=dialog.subscriber,
                 entries=dialog.entries,
-                watcher=watcher_id(dialog.subscriber, dialog.device),
+                watcher=watcher_id(
+                    dialog.subscriber, dialog.device, "" if dialog.is_list else dialog.entries[0]
+                ),
             )
         try:
             await self.edge.functions.call("sip_subscriptions", payload)

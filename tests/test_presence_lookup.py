@@ -233,9 +233,11 @@ def test_single_resource_subscriptions(users):
     base = {"subscriber": "alice@example.org", "single": True, "accept_encoding": "deflate"}
     answer = presence_lookup.handle({**base, "entries": ["sip:+33612345678@example.org"]})
     (body,) = answer["bodies"]
-    assert body["content_type"] == 'application/pidf+xml;charset="UTF-8"'
+    # No parameter: baresip 1.0 compares the whole value and answers 415 to a charset.
+    assert body["content_type"] == "application/pidf+xml"
     assert body["content_encoding"] == "deflate"
     doc = zlib.decompress(base64.b64decode(body["body_b64"]))
+    assert doc.startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
     assert b"<contact>sip:bob@example.org</contact>" in doc and b"<basic>open</basic>" in doc
     answer = presence_lookup.handle({**base, "entries": ["sip:dave@example.org"]})
     assert answer["bodies"][0]["body_b64"] == "" and answer["bodies"][0]["content_type"] is None

@@ -99,7 +99,7 @@ def _single_body(
     wire, encoding = multipart.encode(doc, deflate)
     return {
         "body_b64": base64.b64encode(wire).decode("ascii"),
-        "content_type": pidf.CONTENT_TYPE,
+        "content_type": pidf.MEDIA_TYPE,  # no parameter: baresip 1.0 answers 415 to one
         "content_encoding": encoding,
         "bytes": len(wire),
         "plain_bytes": len(doc),

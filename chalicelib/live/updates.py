@@ -88,6 +88,26 @@ def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, int]:
     keys: set[str] = set()
     for record in records:
         keys |= watch_keys(record)
+    return _look_again(keys)
+
+
+def subscription_saved(subscriber: str) -> dict[str, int]:
+    """A new list subscription of `subscriber`: the lists that watch it look at it again.
+
+    The mutual-contacts rule gives them its detailed status once its own list watches them,
+    and a phone subscribes after it registers: without this, a contact that registered before
+    subscribing would stay "a user, no status" to the others until its next change. Best
+    effort: the subscription stands if the edges cannot be told.
+    """
+    try:
+        return _look_again(_account_keys(subscriber))
+    except Exception:
+        logger.exception("could not tell the watchers of a new subscriber to look again")
+        return {"subscriptions": 0, "messages": 0}
+
+
+def _look_again(keys: set[str]) -> dict[str, int]:
+    """Tell the edge of every subscription watching `keys` to look again at those resources."""
     if not keys:
         return {"subscriptions": 0, "messages": 0}
     by_edge: dict[str, list[dict[str, Any]]] = {}

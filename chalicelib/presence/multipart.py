@@ -4,7 +4,8 @@ and their Content-Encoding.
 `linphone` follows what the Linphone SDK 5.1 accepts (see the interop README): an unquoted
 boundary as the LAST Content-Type parameter, no CRLF before the first boundary line, parts
 labelled `Content-Id: cid` (that spelling, no angle brackets), and no `tel:` resource (it crashes
-the client). `rfc` is the RFC form: quoted boundary, `Content-ID: <cid>`. Both put the RLMI part
+the client). `rfc` is the RFC form: quoted boundary, `Content-ID: <cid>`, part types without
+parameters. Both put the RLMI part
 first and name it in `start`. "deflate" is a zlib stream (RFC 1950), never raw or gzip data.
 """
 
@@ -29,6 +30,9 @@ class Profile:
     content_id_header: str
     angle_brackets: bool
     drop_tel_resources: bool
+    # Part types with `;charset="UTF-8"` (Linphone's captures) or bare (the RFC form, which
+    # strict parsers compare whole; each XML document declares its encoding anyway).
+    charset_param: bool
 
     def content_id(self, cid: str) -> str:
         value = f"<{cid}>" if self.angle_brackets else cid
@@ -40,8 +44,8 @@ class Profile:
         return f'multipart/related;type="{root_type}";start="<{start_cid}>";boundary={b}'
 
 
-LINPHONE = Profile("linphone", False, "Content-Id", False, True)
-RFC = Profile("rfc", True, "Content-ID", True, False)
+LINPHONE = Profile("linphone", False, "Content-Id", False, True, True)
+RFC = Profile("rfc", True, "Content-ID", True, False, False)
 PROFILES: dict[str, Profile] = {p.name: p for p in (LINPHONE, RFC)}
 
 

@@ -141,7 +141,8 @@ def _items(
 ) -> list[_Item]:
     profile = options.profile
     # The part header is the same for every user but its cid: built once (hot loop).
-    head = multipart.part_bytes(Part("\x00", pidf.CONTENT_TYPE, b""), profile, boundary).decode()
+    pidf_type = pidf.CONTENT_TYPE if profile.charset_param else pidf.MEDIA_TYPE
+    head = multipart.part_bytes(Part("\x00", pidf_type, b""), profile, boundary).decode()
     before_cid, after_cid = head.split("\x00")
     items: list[_Item] = []
     for state in resources:
@@ -180,9 +181,8 @@ def _assemble(
             rlmi.TAIL.encode(),
         )
     )
-    root = multipart.part_bytes(
-        Part(root_cid, rlmi.CONTENT_TYPE, document), options.profile, boundary
-    )
+    rlmi_type = rlmi.CONTENT_TYPE if options.profile.charset_param else rlmi.MEDIA_TYPE
+    root = multipart.part_bytes(Part(root_cid, rlmi_type, document), options.profile, boundary)
     parts = [root, *(i.part for i in items if i.part is not None)]
     body = multipart.CRLF.join(parts) + f"\r\n--{boundary}--\r\n".encode("ascii")
     content_type = options.profile.content_type("application/rlmi+xml", root_cid, boundary)

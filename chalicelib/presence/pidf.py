@@ -20,7 +20,11 @@ from chalicelib import ids
 NS = "urn:ietf:params:xml:ns:pidf"
 NS_DM = "urn:ietf:params:xml:ns:pidf:data-model"
 NS_RPID = "urn:ietf:params:xml:ns:pidf:rpid"
-CONTENT_TYPE = 'application/pidf+xml;charset="UTF-8"'
+MEDIA_TYPE = "application/pidf+xml"
+# With a charset parameter, as Linphone 5.1 was seen to accept in list parts. Strict parsers
+# (baresip 1.0 compares the whole header value) refuse it: single-resource NOTIFYs and the rfc
+# profile say MEDIA_TYPE alone, the XML declaration of each document giving its encoding.
+CONTENT_TYPE = f'{MEDIA_TYPE};charset="UTF-8"'
 XML_DECL = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 _ACTIVITY = re.compile(r"^[a-z][a-z0-9-]{0,40}$")

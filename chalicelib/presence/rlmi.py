@@ -15,7 +15,8 @@ from chalicelib import ids
 from chalicelib.presence.pidf import XML_DECL, attr
 
 NS = "urn:ietf:params:xml:ns:rlmi"
-CONTENT_TYPE = 'application/rlmi+xml;charset="UTF-8"'
+MEDIA_TYPE = "application/rlmi+xml"
+CONTENT_TYPE = f'{MEDIA_TYPE};charset="UTF-8"'
 
 InstanceState = Literal["active", "pending", "terminated"]
 #: RFC 6665 reasons usable on a terminated instance.

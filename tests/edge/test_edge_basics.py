@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chalicelib import digest
 from tests.edge.conftest import DOMAIN, PASSWORD
 from tests.edge.sipclient import SipClient
 
@@ -101,3 +102,66 @@ def test_trusted_upstream_proxy_skips_digest(aws, alice):
         c.close()
     finally:
         behind_proxy.stop()
+
+
+def offered_algorithms(challenge) -> list[str]:
+    return [
+        digest.parse_params(v)["algorithm"] for v in challenge.headers.get_all("WWW-Authenticate")
+    ]
+
+
+BARESIP_UA = "baresip v1.0.0 (x86_64/linux)"
+LINPHONE_UA = "LinphoneAndroid/4.6.14 (Google Pixel 6) LinphoneSDK/5.1.65"
+
+
+def test_clients_that_read_one_challenge_get_md5_alone_and_the_rest_both(client, alice):
+    """RFC 8760 §2.4 order for everyone, except User-Agents known to stop at the first."""
+    for agent, expected in (
+        (LINPHONE_UA, ["SHA-256", "MD5"]),
+        (None, ["SHA-256", "MD5"]),
+        (BARESIP_UA, ["MD5"]),
+        ("BareSIP v2.0.0", ["MD5"]),
+    ):
+        ua = [("User-Agent", agent)] if agent else []
+        client.request("REGISTER", f"sip:{DOMAIN}", from_uri=ALICE, headers=ua)
+        challenge = client.response("REGISTER")
+        assert challenge.status == 401
+        assert offered_algorithms(challenge) == expected, agent
+    # MD5 alone, answered with MD5 as baresip does (no algorithm parameter means MD5).
+    client.authorized(
+        "REGISTER", f"sip:{DOMAIN}", challenge, username="alice", password=PASSWORD,
+        from_uri=ALICE, algorithm="MD5", headers=[("User-Agent", BARESIP_UA)],
+    )  # fmt: skip
+    assert client.response("REGISTER").status == 200
+    # And a client claiming to be baresip may still log in with SHA-256: nothing is refused.
+    client.request("REGISTER", f"sip:{DOMAIN}", from_uri=ALICE)
+    both = client.response("REGISTER")
+    client.authorized(
+        "REGISTER", f"sip:{DOMAIN}", both, username="alice", password=PASSWORD,
+        from_uri=ALICE, headers=[("User-Agent", BARESIP_UA)],
+    )  # fmt: skip
+    assert client.response("REGISTER").status == 200
+
+
+def test_digest_offer_follows_the_settings():
+    md5_agents = ("baresip",)
+    assert digest.offered_to(BARESIP_UA, ("SHA-256", "MD5"), md5_agents) == ("MD5",)
+    # An operator who turned MD5 off keeps it off, even for a client that needs it.
+    assert digest.offered_to(BARESIP_UA, ("SHA-256",), md5_agents) == ("SHA-256",)
+    assert digest.offered_to(BARESIP_UA, ("SHA-256", "MD5"), ()) == ("SHA-256", "MD5")
+    assert digest.offered_to("", ("SHA-256", "MD5"), ("",)) == ("SHA-256", "MD5")
+
+
+def test_no_server_header_unless_set(client, aws, alice):
+    from tests.edge.conftest import EdgeThread
+
+    client.request("OPTIONS", f"sip:{DOMAIN}", from_uri="sip:probe@example.net")
+    assert client.response("OPTIONS").headers.get("Server") is None
+    named = EdgeThread(sip_server_header="acme-edge/2")
+    try:
+        c = SipClient(named.address)
+        c.request("OPTIONS", f"sip:{DOMAIN}", from_uri="sip:probe@example.net")
+        assert c.response("OPTIONS").headers.get("Server") == "acme-edge/2"
+        c.close()
+    finally:
+        named.stop()

@@ -207,3 +207,39 @@ def test_a_notify_answered_481_ends_the_subscription(edge, users):
         assert not edge.edge.subscriptions.dialogs
     finally:
         c.close()
+
+
+def subscribe_one(client: SipClient, target: str, agent: str = "baresip v1.0.0 (x86_64/linux)"):
+    """A per-contact presence SUBSCRIBE (RFC 3856) as baresip sends it: no body, no Accept."""
+    headers = [("Event", "presence"), ("Expires", "600"), ("User-Agent", agent)]
+    client.request("SUBSCRIBE", target, from_uri=ALICE, to=f"<{target}>", headers=headers)
+    challenge = client.response("SUBSCRIBE")
+    assert challenge.status == 401
+    client.authorized("SUBSCRIBE", target, challenge, username="alice", password=PASSWORD,
+                      from_uri=ALICE, to=f"<{target}>", headers=headers,
+                      algorithm="MD5")  # fmt: skip
+    return client.response("SUBSCRIBE")
+
+
+def test_single_resource_notify_has_a_bare_pidf_type_and_no_user_agent(client, users):
+    assert subscribe_one(client, f"sip:bob@{DOMAIN}").status == 200
+    notify = client.notify()
+    assert notify.headers.get("Event") == "presence"
+    assert notify.headers.get("Content-Type") == "application/pidf+xml"  # no ;charset
+    assert notify.headers.get("Content-Encoding") is None
+    assert notify.body.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<presence ')
+    assert notify.headers.get("User-Agent") is None  # SIP_SERVER_HEADER is empty by default
+
+
+def test_the_server_header_setting_names_the_edge_in_its_requests_too(users):
+    from tests.edge.conftest import EdgeThread
+
+    named = EdgeThread(sip_server_header="acme-edge/2")
+    c = SipClient(named.address)
+    try:
+        ok = subscribe_one(c, f"sip:bob@{DOMAIN}")
+        assert ok.headers.get("Server") == "acme-edge/2"
+        assert c.notify().headers.get("User-Agent") == "acme-edge/2"
+    finally:
+        c.close()
+        named.stop()

@@ -279,3 +279,57 @@ def test_registration_shows_a_mutual_contact_online_until_it_lapses(world, monke
         assert lapsed is not None and "<rpid:away/>" in rlmi_of(lapsed)
     finally:
         edge.stop()
+
+
+def subscribe_to_contact(device: SipClient, user: str, target: str):
+    """One per-contact presence SUBSCRIBE (RFC 3856), as baresip sends one per contact."""
+    uri, to = f"sip:{user}@{DOMAIN}", f"sip:{target}@{DOMAIN}"
+    call_id = f"{user}-{target}-{time.monotonic_ns()}"
+    headers = [("Event", "presence"), ("Expires", "600"), ("User-Agent", "baresip v1.0.0")]
+    device.request("SUBSCRIBE", to, from_uri=uri, to=f"<{to}>", headers=headers, call_id=call_id)
+    challenge = device.response("SUBSCRIBE")
+    device.authorized("SUBSCRIBE", to, challenge, username=user, password=PASSWORD,
+                      from_uri=uri, to=f"<{to}>", headers=headers, call_id=call_id,
+                      algorithm="MD5")  # fmt: skip
+    assert device.response("SUBSCRIBE").status == 200
+    return call_id
+
+
+def notify_of(device: SipClient, call_id: str, online: bool | None = None):
+    """The next NOTIFY of one dialog (saying online, or not, if asked): a UDP retransmission
+    of an earlier one, seen on a loaded machine, is skipped by its CSeq."""
+    seen: set[int] = set()
+    while (notify := device.notify()) is not None:
+        if notify.call_id != call_id or notify.cseq.seq in seen:
+            continue
+        seen.add(notify.cseq.seq)
+        if online is None or online == ("<rpid:away/>" not in notify.body.decode()):
+            return notify
+    return None
+
+
+def test_per_contact_subscribers_see_each_other_once_both_lists_hold_the_other(world):
+    """Both register before they subscribe, as phones do; each device watches two contacts."""
+    edge = EdgeThread(notify_min_interval=0.0)
+    try:
+        assert register(SipClient(edge.address), "bob", "600").status == 200
+        world.pump()  # Bob's registration is old news before anyone watches him
+        alice = SipClient(edge.address)
+        to_bob = subscribe_to_contact(alice, "alice", "bob")
+        first = notify_of(alice, to_bob).body.decode()
+        assert "<rpid:away/>" in first  # Bob does not watch Alice yet: "a user", no status
+        subscribe_to_contact(alice, "alice", "carol")  # the same device, a second dialog
+        bob = SipClient(edge.address)
+        to_alice = subscribe_to_contact(bob, "bob", "alice")
+        # Alice is in Bob's list now: Alice's dialog on Bob looks again and says online.
+        online = notify_of(alice, to_bob, online=True)
+        assert online is not None, "Alice never learned that Bob is online"
+        assert "<basic>open</basic>" in online.body.decode()
+        # Alice watches Bob through her first dialog still, though her device made another
+        # since: Bob gets Alice's own status, online once she registers.
+        assert "<rpid:away/>" in notify_of(bob, to_alice).body.decode()
+        assert register(SipClient(edge.address), "alice", "600").status == 200
+        world.pump()
+        assert notify_of(bob, to_alice, online=True) is not None, "Bob never saw Alice online"
+    finally:
+        edge.stop()
