@@ -8,8 +8,6 @@ SMS is sent and released if it could not be sent, so a failed send burns nothing
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import random
 import secrets
 import time
@@ -21,6 +19,7 @@ from botocore.exceptions import ClientError
 from chalicelib import clock, dynamo, settings, tables
 from chalicelib.accounts import phone
 from chalicelib.aws import client
+from chalicelib.digest import keyed_hash
 from chalicelib.errors import DomainError, rate_limited
 
 DAY = 86400
@@ -152,8 +151,7 @@ def _span(seconds: int) -> str:
 
 def _ip_key(source_ip: str) -> str:
     # Keyed hash: the limits table holds no plain address.
-    key = settings.get().code_hash_key.encode()
-    return hmac.new(key, source_ip.encode(), hashlib.sha256).hexdigest()[:32]
+    return keyed_hash(settings.get().code_hash_key, source_ip, length=32)
 
 
 def reserve_sms(e164: str, source_ip: str) -> list[Reservation]:
@@ -191,7 +189,7 @@ def reserve_lookup(key: str, source_ip: str) -> list[Reservation]:
     account, asked from `source_ip`: the Linphone assistant's is_phone_number_used and kin.
     429 (nothing reserved) past the per-IP or the per-key hourly limit."""
     s = settings.get()
-    digest = hmac.new(s.code_hash_key.encode(), key.encode(), hashlib.sha256).hexdigest()[:32]
+    digest = keyed_hash(s.code_hash_key, key, length=32)
     taken: list[Reservation] = []
     try:
         taken.append(
