@@ -35,10 +35,6 @@ class Reservation:
     token: str | None
 
 
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 def reserve_in_window(
     bucket: str, *, limit: int, window: int, min_interval: int = 0, what: str
 ) -> Reservation:
@@ -87,7 +83,7 @@ def reserve_in_window(
             client("dynamodb").put_item(TableName=table, Item=dynamo.to_item(new_item), **condition)
             return Reservation(bucket, token)
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not dynamo.condition_failed(exc):
                 raise
             time.sleep(random.uniform(0, 0.005 * 2**attempt))  # another request won the race
     raise rate_limited(f"{what}: too many concurrent requests", 1)
@@ -110,7 +106,7 @@ def reserve_in_day(bucket: str, *, limit: int, what: str) -> Reservation:
             },
         )
     except ClientError as exc:
-        if not _conditional_failed(exc):
+        if not dynamo.condition_failed(exc):
             raise
         raise rate_limited(f"{what}: daily limit reached", day_start + DAY - now) from None
     return Reservation(f"{bucket}:{day_start}", None)
@@ -137,7 +133,7 @@ def release(reservation: Reservation) -> None:
             TableName=tables.RATE_LIMITS.name(), Key={"bucket": {"S": reservation.bucket}}, **update
         )
     except ClientError as exc:
-        if not _conditional_failed(exc):
+        if not dynamo.condition_failed(exc):
             raise
 
 

@@ -261,7 +261,7 @@ def _try_use(item: dict[str, Any], mac: str, fingerprint: str, now: int) -> Clai
             ),
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if dynamo.condition_failed(exc):
             return None
         raise
     return Claim(item["code_id"], item["purpose"], item["phone"], item.get("subject"), token)
@@ -281,7 +281,7 @@ def _count_wrong_try(item: dict[str, Any]) -> int | None:
             ReturnValues="ALL_NEW",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if dynamo.condition_failed(exc):
             return None
         raise
     new = dynamo.from_item(answer["Attributes"])
@@ -303,7 +303,7 @@ def complete(claim: Claim, answer: dict[str, Any]) -> None:
         )
     except ClientError as exc:
         # Replaced by a new request meanwhile: the old answer has no one left to serve.
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        if not dynamo.condition_failed(exc):
             raise
 
 
@@ -319,5 +319,5 @@ def release(claim: Claim) -> None:
             ExpressionAttributeValues={":token": {"S": claim.token}},
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        if not dynamo.condition_failed(exc):
             raise
