@@ -153,6 +153,18 @@ def parse_body(content_type: str, body: bytes, content_encoding: str | None) -> 
     return ParsedBody(content_type, boundary, start, plain, parts)
 
 
+class SequentialIds:
+    """Predictable tokens for golden files: "a0000001", "a0000002", ... padded to `length`."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def __call__(self, length: int) -> str:
+        self._n += 1
+        digits = str(self._n)
+        return "a" + digits.rjust(max(length - 1, len(digits)), "0")
+
+
 UNQUOTED_LAST_BOUNDARY = re.compile(
     r'^multipart/related;type="application/rlmi\+xml";start="<[^<>"]+>";'
     r"boundary=[0-9A-Za-z'()+_,./:=?-]{1,70}$"

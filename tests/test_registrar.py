@@ -15,12 +15,12 @@ def test_register_refresh_and_remove(aws):
     c = ContactRequest("sip:alice@10.0.0.1:5060", instance="<urn:uuid:1>")
     got = registrar.register(AOR, [c], call_id="a", cseq=1, now=1000)
     assert [(b.uri, b.expires_in(1000)) for b in got] == [("sip:alice@10.0.0.1:5060", 3600)]
-    assert registrar.is_online(AOR, now=1001)
+    assert registrar.bindings(AOR, now=1001)
     # Same instance from a new address replaces the binding rather than adding one.
     moved = ContactRequest("sip:alice@10.0.0.2:5060", expires=120, instance="<urn:uuid:1>")
     got = registrar.register(AOR, [moved], call_id="a", cseq=2, now=1010)
     assert [(b.uri, b.expires_in(1010)) for b in got] == [("sip:alice@10.0.0.2:5060", 120)]
-    assert not registrar.is_online(AOR, now=1200)  # expired, even before TTL deletion
+    assert not registrar.bindings(AOR, now=1200)  # expired, even before TTL deletion
     got = registrar.register(
         AOR,
         [ContactRequest(moved.uri, expires=0, instance="<urn:uuid:1>")],

@@ -27,7 +27,6 @@ from chalicelib.observability import logger, metrics
 SIGNUP = "signup"
 LINK = "link"
 PURPOSES = frozenset({SIGNUP, LINK})
-MAX_CODE_LENGTH = 10
 
 
 @dataclass(frozen=True)

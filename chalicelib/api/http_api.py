@@ -58,13 +58,6 @@ def json_body(
     return data
 
 
-def string_field(data: dict[str, Any], name: str, *, max_len: int = 256) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise DomainError("invalid_field", f"{name}: expected a non-empty string")
-    return value
-
-
 def rest(view: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a route: DomainError becomes its status and JSON envelope; anything else is
     logged and answered as a JSON 500 (Chalice middleware does not see view exceptions)."""

@@ -144,15 +144,6 @@ def _e164(digits: str, region: str | None) -> str | None:
     return phone.try_parse(digits, region)
 
 
-def classify(uri: str, region: str | None = None, domains: frozenset[str] | None = None) -> Target:
-    """What one entry names. `region` reads national numbers (None: the default region)."""
-    parsed = _parse(uri, domains if domains is not None else settings.get().domains)
-    if isinstance(parsed, Target):
-        return parsed
-    e164 = _e164(parsed.digits, parsed.region or region or settings.get().default_region)
-    return Target(Kind.PHONE, e164) if e164 else NOTHING
-
-
 def subscriber_region(subscriber: str, counter: dynamo.CallCounter | None = None) -> str:
     """The region of the subscriber's own number, else the configured default region."""
     aor = parse_aor(subscriber)
