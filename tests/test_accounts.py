@@ -10,7 +10,6 @@ import pytest
 from chalicelib import accounts, digest, tables
 from chalicelib.accounts import phone, phone_index
 from chalicelib.errors import DomainError
-from tests.accounts_support import atomic_moto  # noqa: F401
 
 A = "+33612345678"
 B = "+33698765432"
