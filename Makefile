@@ -17,14 +17,14 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m devstack
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff, dead code (vulture: [tool.vulture]), types (mypy: [tool.mypy]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m vulture
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

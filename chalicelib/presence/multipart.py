@@ -67,10 +67,6 @@ def part_bytes(part: Part, profile: Profile, boundary: str) -> bytes:
     ).encode("ascii") + part.payload
 
 
-def _root_type(part: Part) -> str:
-    return part.content_type.split(";", 1)[0].strip()
-
-
 def new_boundary(ids: IdSource) -> str:
     return ids(BOUNDARY_LENGTH)
 
