@@ -218,7 +218,7 @@ def run(argv: list[str]) -> None:
 
     # Outside Lambda nothing flushes metrics but Powertools itself, every 100 values, as EMF
     # lines on stdout amid the tables; this bench does not read them.
-    metrics.add_metric = lambda **_: None
+    metrics.add_metric = lambda **_: None  # type: ignore[method-assign]
     with mock_aws():
         from chalicelib import accounts, tables
         from chalicelib.aws import client

@@ -126,7 +126,11 @@ def publish(
         if previous is not None:
             table.delete_item(Key={"aor": aor, "etag": if_match})
         return {"etag": if_match or "", "expires": 0}
-    status = _status_of(previous["status"]) if previous and not body else parse_pidf(body, aor)
+    if body:
+        status = parse_pidf(body, aor)
+    else:
+        assert previous is not None  # no body is a refresh: the checks above found `previous`
+        status = _status_of(previous["status"])
     etag = secrets.token_urlsafe(12)  # RFC 3903 §6: a new tag for every successful PUBLISH
     table.put_item(
         Item={

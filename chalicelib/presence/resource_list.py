@@ -210,7 +210,7 @@ def _parse_chunks(chunks: Iterator[bytes], max_entries: int) -> ResourceList:
                     )
                 uri = elem.get("uri")
                 if valid_uri(uri):
-                    seen.setdefault(uri, None)  # type: ignore[arg-type]
+                    seen.setdefault(uri, None)
                 else:
                     skipped += 1
                 # Entries are read once: dropping them keeps the tree small on long lists.
