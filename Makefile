@@ -17,14 +17,15 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m devstack
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff, dead code (vulture: [tool.vulture]), types (mypy: [tool.mypy]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m vulture
+	$(PY) -m mypy chalicelib app.py devstack bench infra sip_edge
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalice import Chalice, Response
+from chalice.app import Request
 
 from chalicelib import tables
 from chalicelib.api import account_api
@@ -22,6 +23,13 @@ from chalicelib.live import updates as live_updates
 from chalicelib.observability import logger
 
 app = Chalice(app_name="smart-contacts")
+
+
+def current_request() -> Request:
+    """The request a route is serving (chalice sets it before calling the view)."""
+    request = app.current_request
+    assert request is not None, "only routes have a current request"
+    return request
 
 
 # --- Health -------------------------------------------------------------------------------
@@ -39,37 +47,37 @@ def health() -> dict[str, str]:
 @app.route("/v1/signup/phone", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
 @rest
 def signup_phone() -> Response:
-    return account_api.signup_request(app.current_request)
+    return account_api.signup_request(current_request())
 
 
 @app.route("/v1/signup/phone/confirm", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
 @rest
 def signup_phone_confirm() -> Response:
-    return account_api.signup_confirm(app.current_request)
+    return account_api.signup_confirm(current_request())
 
 
 @app.route("/v1/accounts/me", methods=["GET"])
 @rest
 def accounts_me() -> Response:
-    return account_api.me_get(app.current_request)
+    return account_api.me_get(current_request())
 
 
 @app.route("/v1/accounts/me", methods=["PATCH"], content_types=account_api.ANY_CONTENT_TYPE)
 @rest
 def accounts_me_patch() -> Response:
-    return account_api.me_patch(app.current_request)
+    return account_api.me_patch(current_request())
 
 
 @app.route("/v1/accounts/me", methods=["DELETE"], content_types=account_api.ANY_CONTENT_TYPE)
 @rest
 def accounts_me_delete() -> Response:
-    return account_api.me_delete(app.current_request)
+    return account_api.me_delete(current_request())
 
 
 @app.route("/v1/accounts/me/phone", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
 @rest
 def accounts_me_phone() -> Response:
-    return account_api.phone_link_request(app.current_request)
+    return account_api.phone_link_request(current_request())
 
 
 @app.route(
@@ -77,13 +85,13 @@ def accounts_me_phone() -> Response:
 )
 @rest
 def accounts_me_phone_confirm() -> Response:
-    return account_api.phone_link_confirm(app.current_request)
+    return account_api.phone_link_confirm(current_request())
 
 
 @app.route("/v1/accounts/me/phone", methods=["DELETE"], content_types=account_api.ANY_CONTENT_TYPE)
 @rest
 def accounts_me_phone_delete() -> Response:
-    return account_api.phone_unlink(app.current_request)
+    return account_api.phone_unlink(current_request())
 
 
 # --- Contact discovery ---------------------------------------------------------------------
@@ -92,7 +100,7 @@ def accounts_me_phone_delete() -> Response:
 @app.route("/v1/contacts/discover", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
 @rest
 def contacts_discover() -> Response:
-    return account_api.contacts_discover(app.current_request)
+    return account_api.contacts_discover(current_request())
 
 
 # --- XML-RPC account assistant (Linphone) --------------------------------------------------
@@ -101,12 +109,12 @@ def contacts_discover() -> Response:
 @app.route("/wizard.php", methods=["POST"], content_types=XMLRPC_CONTENT_TYPES)
 def xmlrpc_wizard() -> Response:
     # The path the Linphone apps' public assistant used; some builds hard-code it.
-    return xmlrpc_handle(app.current_request)
+    return xmlrpc_handle(current_request())
 
 
 @app.route("/v1/xmlrpc", methods=["POST"], content_types=XMLRPC_CONTENT_TYPES)
 def xmlrpc_v1() -> Response:
-    return xmlrpc_handle(app.current_request)
+    return xmlrpc_handle(current_request())
 
 
 # --- Functions called by the SIP edge -------------------------------------------------------

@@ -15,7 +15,6 @@ import zlib
 from collections.abc import Callable
 
 SIZES = (10, 100, 1000, 5000)
-USERS_PERCENT = 30
 ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
     "AWS_SECRET_ACCESS_KEY": "bench",

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.bodies import ENV, is_user, list_body, seed
 
@@ -160,7 +161,7 @@ def keyed_queries() -> None:
             return [found]
         return sorted(found.values(), key=lambda item: item.range_key)
 
-    def keyed_query(self: Table, *args: object, **kwargs: object) -> object:
+    def keyed_query(self: Table, *args: Any, **kwargs: Any) -> Any:
         bound = signature.bind(self, *args, **kwargs).arguments
         if bound.get("index_name") or bound.get("hash_key") is None:
             return query(self, *args, **kwargs)

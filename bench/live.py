@@ -19,8 +19,6 @@ Digest is skipped through trusted-proxy mode: it costs one round trip at subscri
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import os
 import re
 import secrets
@@ -31,8 +29,12 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bench.bodies import ENV as BODIES_ENV
+
+if TYPE_CHECKING:
+    from devstack.edge_thread import EdgeThread
 
 ENV = {
     **BODIES_ENV,
@@ -174,37 +176,6 @@ class Phone:
         self.sock.close()
 
 
-class EdgeRunner:
-    """The edge in a thread with its own event loop, as `make run` has it in-process."""
-
-    def __init__(self, **overrides: object) -> None:
-        from chalicelib import settings
-        from sip_edge import server
-
-        cfg = dataclasses.replace(
-            settings.get(), sip_host="127.0.0.1", sip_port=0, edge_id="bench-live", **overrides
-        )
-        self.loop = asyncio.new_event_loop()
-        ready = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.running = self.loop.run_until_complete(server.start(cfg))
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, name="edge", daemon=True)
-        self.thread.start()
-        assert ready.wait(30), "edge did not start"
-        self.address = ("127.0.0.1", self.running.transports.ports["udp"])
-        self.interval = cfg.notify_min_interval
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.running.stop(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
 def sms_code(e164: str) -> str:
     """The code of the last SMS moto's SNS received for `e164`."""
     from moto.core import DEFAULT_ACCOUNT_ID
@@ -247,10 +218,11 @@ def run(argv: list[str]) -> None:
 
     # Outside Lambda nothing flushes metrics but Powertools itself, every 100 values, as EMF
     # lines on stdout amid the tables; this bench does not read them.
-    metrics.add_metric = lambda **_: None
+    metrics.add_metric = lambda **_: None  # type: ignore[method-assign]
     with mock_aws():
         from chalicelib import accounts, tables
         from chalicelib.aws import client
+        from devstack.edge_thread import EdgeThread
         from devstack.streams import StreamReplayer
 
         tables.create_all(client("dynamodb"))
@@ -260,7 +232,7 @@ def run(argv: list[str]) -> None:
             phone_e164="+33611111111",
         )
         stop_replayer = StreamReplayer().start()
-        edge = EdgeRunner()
+        edge = EdgeThread(sip_host="127.0.0.1", sip_port=0, edge_id="bench-live")
         try:
             # The burst first, while the tables are small: each moto transaction copies the
             # tables it touches, so sign-ups slow down as they grow (not measured in latency).
@@ -271,12 +243,12 @@ def run(argv: list[str]) -> None:
             stop_replayer()
 
 
-def latency(edge: EdgeRunner, count: int) -> None:
+def latency(edge: EdgeThread, count: int) -> None:
     numbers = [f"+336100{i:05d}" for i in range(count)]
     phone = Phone(edge.address)
     assert phone.subscribe([number_uri(n) for n in numbers]) == 200
     assert phone.wait(lambda: bool(phone.notifies), 10), "no full-state NOTIFY"
-    phone.quiet(edge.interval + 0.5)
+    phone.quiet(edge.cfg.notify_min_interval + 0.5)
     samples, confirms, missing = [], [], 0
     for e164 in numbers:
         uri = number_uri(e164)
@@ -291,7 +263,7 @@ def latency(edge: EdgeRunner, count: int) -> None:
         # The NOTIFY may even beat confirm's return (it writes the account, then the code).
         samples.append(max(0.0, got.at - confirmed))
         # Quiet period: the next sign-up starts once this update's throttle window closed.
-        time.sleep(max(0.0, got.at + edge.interval + 0.1 - time.perf_counter()))
+        time.sleep(max(0.0, got.at + edge.cfg.notify_min_interval + 0.1 - time.perf_counter()))
     phone.close()
     print("\n### Sign-up confirm → partial NOTIFY (one subscribed phone, one sign-up at a time)\n")
     print("| sign-ups | NOTIFY received | p50 ms | p95 ms | max ms | confirm p50 ms |")
@@ -301,22 +273,23 @@ def latency(edge: EdgeRunner, count: int) -> None:
         f"{percentile(samples, 95) * 1000:.0f} | {max(samples) * 1000:.0f} | "
         f"{statistics.median(confirms) * 1000:.0f} |"
     )
+    interval = edge.cfg.notify_min_interval
     print(
-        f"\nThrottle NOTIFY_MIN_INTERVAL = {edge.interval:g} s; each sign-up waited for the "
+        f"\nThrottle NOTIFY_MIN_INTERVAL = {interval:g} s; each sign-up waited for the "
         "previous update's window to close (the first change after a quiet period goes out at "
-        f"once; a change inside the window would wait up to {edge.interval:g} s more)."
+        f"once; a change inside the window would wait up to {interval:g} s more)."
         + (f" {missing} sign-up(s) got no NOTIFY within 15 s." if missing else ""),
         flush=True,
     )
 
 
-def burst(edge: EdgeRunner, count: int) -> None:
+def burst(edge: EdgeThread, count: int) -> None:
     numbers = [f"+336200{i:05d}" for i in range(count)]
     wanted = {number_uri(n) for n in numbers}
     phone = Phone(edge.address)
     assert phone.subscribe(sorted(wanted)) == 200
     assert phone.wait(lambda: bool(phone.notifies), 30), "no full-state NOTIFY"
-    phone.quiet(edge.interval + 0.5)
+    phone.quiet(edge.cfg.notify_min_interval + 0.5)
     first = len(phone.notifies)
     started = time.perf_counter()
     for e164 in numbers:
@@ -330,10 +303,10 @@ def burst(edge: EdgeRunner, count: int) -> None:
         return wanted <= seen
 
     complete = phone.wait(all_seen, 120)
-    phone.quiet(2 * edge.interval + 0.5)
+    phone.quiet(2 * edge.cfg.notify_min_interval + 0.5)
     phone.close()
     notifies = phone.notifies[first:]
-    report_burst(edge.interval, count, signed, notifies, complete)
+    report_burst(edge.cfg.notify_min_interval, count, signed, notifies, complete)
 
 
 def report_burst(

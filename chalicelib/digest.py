@@ -2,7 +2,8 @@
 
 The two protocols use the same computation; only the transport of the parameters differs.
 Stored credentials are HA1 = H(username:realm:password) in MD5 and SHA-256 hex; nonces are
-stateless: a timestamp and an HMAC over it, so any instance can check any other's nonce.
+stateless: a timestamp and an HMAC over it, so any instance can check any other's nonce. The
+same keyed hash names every secret the tables keep without holding it (`keyed_hash`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ _QUOTED = r'"(?:[\t !#-\[\]-~\x80-\U0010ffff]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
 _TOKEN_RE = re.compile(_TOKEN)
 _AUTH_PARAM_RE = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})[ \t]*")
 _TOKEN68_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
+
+
+def keyed_hash(key: str, message: str | bytes, *, length: int = 64) -> str:
+    """Hex HMAC-SHA256 of `message` under `key`, cut to `length` hex digits.
+
+    Phone-index keys, code ids and MACs, request fingerprints, rate-limit buckets and nonces
+    are all this; a stored value changes if this does."""
+    data = message.encode() if isinstance(message, str) else message
+    return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()[:length]
 
 
 def h(algorithm: str, data: str) -> str:
@@ -134,12 +144,11 @@ class Nonces:
     """Stateless nonces: `<timestamp hex>.<random>.<hmac>` valid for `ttl` seconds."""
 
     def __init__(self, key: str, ttl: int) -> None:
-        self._key = key.encode()
+        self._key = key
         self._ttl = ttl
 
     def _mac(self, stamp: str, salt: str, realm: str) -> str:
-        msg = f"{stamp}.{salt}.{realm}".encode()
-        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+        return keyed_hash(self._key, f"{stamp}.{salt}.{realm}", length=32)
 
     def make(self, realm: str, now: float | None = None) -> str:
         stamp = format(int(now if now is not None else clock.now()), "x")

@@ -1,4 +1,5 @@
-"""DynamoDB access patterns shared by the domain modules: concurrent BatchGetItem with retries."""
+"""DynamoDB access patterns shared by the domain modules: concurrent BatchGetItem with retries,
+and telling a write refused by its condition from a real failure."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 from chalicelib.aws import client
 from chalicelib.tables import TableSpec
@@ -39,6 +41,12 @@ class CallCounter:
     def retry(self) -> None:
         with self._lock:
             self.unprocessed_retries += 1
+
+
+def condition_failed(exc: ClientError) -> bool:
+    """Whether a single-item write was refused because its ConditionExpression did not hold
+    (the expected outcome of a lost race or a stale version, not an error)."""
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 `IdSource` is any callable answering a token of lowercase letters; the default draws from the OS
 CSPRNG in bulk (building a body needs hundreds of tokens, one `secrets` call per character would
-cost milliseconds). Golden tests inject `SequentialIds`.
+cost milliseconds). Golden tests inject predictable ones.
 """
 
 from __future__ import annotations
@@ -36,18 +36,6 @@ class RandomIds:
             start = self._used
             self._used += length
         return self._pool[start : start + length]
-
-
-class SequentialIds:
-    """Predictable tokens for golden files: "a0000001", "a0000002", ... padded to `length`."""
-
-    def __init__(self) -> None:
-        self._n = 0
-
-    def __call__(self, length: int) -> str:
-        self._n += 1
-        digits = str(self._n)
-        return "a" + digits.rjust(max(length - 1, len(digits)), "0")
 
 
 random_ids = RandomIds()

@@ -66,45 +66,18 @@ def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
 
 def start_sip_edge(host: str) -> Callable[[], None]:
     """The SIP edge on SIP_PORT (UDP and TCP), calling the functions in-process."""
-    import asyncio
     import os
 
-    from sip_edge import server
+    from devstack.edge_thread import EdgeThread
 
     os.environ.setdefault("SIP_HOST", host)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    holder: dict[str, server.RunningEdge] = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def boot() -> None:
-            holder["edge"] = await server.start()
-            started.set()
-
-        try:
-            loop.run_until_complete(boot())
-        except OSError as exc:
-            print(f"SIP edge could not start: {exc}", file=sys.stderr, flush=True)
-            started.set()
-            return
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="sip-edge", daemon=True)
-    thread.start()
-    started.wait(15)
-    if "edge" in holder:
-        ports = holder["edge"].transports.ports
-        print(f"SIP edge             sip:{host}:{ports['udp']} (UDP and TCP)", flush=True)
-
-    def stop_edge() -> None:
-        if "edge" in holder:
-            asyncio.run_coroutine_threadsafe(holder["edge"].stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-
-    return stop_edge
+    try:
+        edge = EdgeThread(sip_host=os.environ["SIP_HOST"])
+    except OSError as exc:
+        print(f"SIP edge could not start: {exc}", file=sys.stderr, flush=True)
+        return lambda: None
+    print(f"SIP edge             sip:{host}:{edge.ports['udp']} (UDP and TCP)", flush=True)
+    return edge.stop
 
 
 def start_stream_replayer() -> Callable[[], None]:

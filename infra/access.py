@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chalicelib import tables
+from chalicelib.tables import TableSpec
 
 READ = "read"
 WRITE = "write"  # read + write: every writer here also reads what it writes
@@ -34,12 +35,12 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 class Access:
     """The permissions of one function beyond logs and the secret."""
 
-    tables: tuple[tuple[tables.TableSpec, str], ...] = ()
+    tables: tuple[tuple[TableSpec, str], ...] = ()
     sms: bool = False  # sns:Publish to phone numbers (never to a topic)
     edge_queues: bool = False  # sqs:SendMessage to the edges' queues (live updates)
     doc: str = ""
 
-    def level(self, spec: tables.TableSpec) -> str | None:
+    def level(self, spec: TableSpec) -> str | None:
         return next((lvl for s, lvl in self.tables if s is spec), None)
 
 

@@ -4,7 +4,7 @@ back through (so none of them imports `Edge`), and `Reject`, how they stop a req
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from chalicelib import errors, settings
@@ -18,7 +18,9 @@ from sip_edge.sip.transaction import ServerTransaction
 class Reject(Exception):
     """Answer the current request with `status` (and headers) and stop handling it."""
 
-    def __init__(self, status: int, reason: str | None = None, headers: list[tuple[str, str]] = ()):
+    def __init__(
+        self, status: int, reason: str | None = None, headers: Iterable[tuple[str, str]] = ()
+    ):
         super().__init__(reason or REASON_PHRASES.get(status, ""))
         self.status = status
         self.reason = reason

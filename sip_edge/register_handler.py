@@ -32,7 +32,7 @@ class RegisterHandler:
             "contacts": [
                 {
                     "uri": c.uri.raw,
-                    "expires": int(c.param("expires")) if c.param("expires") else None,
+                    "expires": int(e) if (e := c.param("expires")) else None,
                     "instance": c.param("+sip.instance"),
                     "params": "".join(
                         f";{k}" if v is None else f";{k}={v}"

@@ -98,7 +98,10 @@ class _Stream(asyncio.Protocol):
         self.owner.deliver(event, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.peer is not None and self.owner.connections.pop(self.peer.connection or 0, None):
+        if (
+            self.peer is not None
+            and self.owner.connections.pop(self.peer.connection or 0, None) is not None
+        ):
             self.owner.handler.on_connection_lost(self.peer)
 
 

@@ -1,20 +1,17 @@
-"""Helpers shared by the account, sign-up and discovery tests: the SMS moto received, a REST
-client, authentication headers, and DynamoDB-like atomicity for moto under threads."""
+"""Helpers shared by the account, sign-up and discovery tests: the SMS moto received, REST
+requests and authentication headers, and moving past the SMS interval."""
 
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import re
-import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from chalice.test import Client
 
-from chalicelib import clock, digest
+from chalicelib import digest, settings
+from tests.conftest import advance_clock
 
 H_JSON = {"Content-Type": "application/json"}
 PASSWORD = "correct horse"
@@ -34,17 +31,6 @@ def last_code(e164: str) -> str:
     texts = [text for number, text in sent_sms() if number == e164]
     assert texts, f"no SMS sent to {e164}"
     return re.findall(r"\d{4,10}", texts[-1])[-1]
-
-
-@pytest.fixture(name="api")
-def api_fixture(aws: None) -> Iterator[Client]:
-    """The Chalice app behind chalice.test.Client, on in-process moto, clock at now."""
-    from app import app
-
-    clock.reset()
-    with Client(app) as c:
-        yield c
-    clock.reset()
 
 
 def post(client: Client, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:
@@ -106,36 +92,11 @@ def sign_up(
     return r.json_body
 
 
+def expire_codes() -> None:
+    """Move past the lifetime of every code sent so far."""
+    advance_clock(settings.get().code_ttl_seconds + 1)
+
+
 def pass_interval() -> None:
     """Move past the per-number SMS interval (the 24 h and hourly logs still count)."""
-    clock.advance(61)
-
-
-@pytest.fixture
-def atomic_moto(aws: None) -> Iterator[None]:
-    """Serialize moto's DynamoDB operations as DynamoDB itself does per item and transaction.
-
-    moto checks conditions and writes in separate Python steps (and restores a whole table
-    copy when a transaction fails), so concurrent threads could interleave inside one
-    operation; real DynamoDB never does. The application code still runs concurrently."""
-    from moto.dynamodb.models import DynamoDBBackend
-
-    lock = threading.RLock()
-    names = ("put_item", "update_item", "delete_item", "get_item", "transact_write_items")
-    originals = {name: getattr(DynamoDBBackend, name) for name in names}
-
-    def locked(method: Any) -> Any:
-        @functools.wraps(method)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with lock:
-                return method(*args, **kwargs)
-
-        return wrapper
-
-    for name, method in originals.items():
-        setattr(DynamoDBBackend, name, locked(method))
-    try:
-        yield
-    finally:
-        for name, method in originals.items():
-            setattr(DynamoDBBackend, name, method)
+    advance_clock(settings.get().sms_per_number_interval + 1)

@@ -1,14 +1,19 @@
-"""Shared fixtures: moto as the AWS stand-in (in-process, or as a server for subprocesses)."""
+"""Shared fixtures: moto as the AWS stand-in (in-process, or as a server for subprocesses), the
+domain clock, the REST app behind chalice.test.Client, and DynamoDB-like atomicity for moto."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from chalice.test import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -34,6 +39,21 @@ for _k, _v in TEST_ENV.items():
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
 
+@pytest.fixture(autouse=True)
+def _real_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts on the real time; `advance_clock` moves the domain clock from there."""
+    from chalicelib import clock
+
+    monkeypatch.setattr(clock, "offset", 0.0)
+
+
+def advance_clock(seconds: float) -> None:
+    """Move the domain clock forward: codes expire, rate windows slide."""
+    from chalicelib import clock
+
+    clock.offset += seconds
+
+
 def reset_caches() -> None:
     from chalicelib import aws, settings
 
@@ -55,6 +75,45 @@ def aws() -> Iterator[None]:
         tables.create_all(client("dynamodb"))
         yield
     reset_caches()
+
+
+@pytest.fixture
+def api(aws: None) -> Iterator[Client]:
+    """The Chalice app behind chalice.test.Client, on in-process moto."""
+    from app import app
+
+    with Client(app) as c:
+        yield c
+
+
+@pytest.fixture
+def atomic_moto(aws: None) -> Iterator[None]:
+    """Serialize moto's DynamoDB operations as DynamoDB itself does per item and transaction.
+
+    moto checks conditions and writes in separate Python steps (and restores a whole table
+    copy when a transaction fails), so concurrent threads could interleave inside one
+    operation; real DynamoDB never does. The application code still runs concurrently."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    names = ("put_item", "update_item", "delete_item", "get_item", "transact_write_items")
+    originals = {name: getattr(DynamoDBBackend, name) for name in names}
+
+    def locked(method: Any) -> Any:
+        @functools.wraps(method)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return wrapper
+
+    for name, method in originals.items():
+        setattr(DynamoDBBackend, name, locked(method))
+    try:
+        yield
+    finally:
+        for name, method in originals.items():
+            setattr(DynamoDBBackend, name, method)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:

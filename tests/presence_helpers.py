@@ -12,7 +12,7 @@ from email.message import Message
 
 from lxml import etree
 
-from chalicelib import tables
+from chalicelib import safe_xml, tables
 from chalicelib.accounts import phone
 from tests.conftest import INTEROP
 
@@ -148,9 +148,21 @@ def parse_body(content_type: str, body: bytes, content_encoding: str | None) -> 
     for sub, raw in zip(msg.get_payload(), raw_parts, strict=True):
         head, _, payload = raw.lstrip(b"\r\n").partition(b"\r\n\r\n")
         payload = payload.removesuffix(b"\r\n")
-        parser = etree.XMLParser(resolve_entities=False, no_network=True)
-        parts.append(ParsedPart(head, sub, payload, etree.fromstring(payload, parser)))
+        root = etree.fromstring(payload, safe_xml.parser())
+        parts.append(ParsedPart(head, sub, payload, root))
     return ParsedBody(content_type, boundary, start, plain, parts)
+
+
+class SequentialIds:
+    """Predictable tokens for golden files: "a0000001", "a0000002", ... padded to `length`."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def __call__(self, length: int) -> str:
+        self._n += 1
+        digits = str(self._n)
+        return "a" + digits.rjust(max(length - 1, len(digits)), "0")
 
 
 UNQUOTED_LAST_BOUNDARY = re.compile(

@@ -10,7 +10,6 @@ import pytest
 from chalicelib import accounts, digest, tables
 from chalicelib.accounts import phone, phone_index
 from chalicelib.errors import DomainError
-from tests.accounts_support import atomic_moto  # noqa: F401
 
 A = "+33612345678"
 B = "+33698765432"
@@ -161,10 +160,10 @@ def test_discoverable_follows_in_the_index(aws):
     accounts.create("alice", creds("alice"), phone_e164=A)
     acc = accounts.update("alice@example.org", discoverable=False)
     assert acc.discoverable is False and index_item(A)["discoverable"] is False
-    assert phone_index.lookup([A]) == {}
+    assert phone_index.find([A]) == {}
     accounts.update("alice@example.org", discoverable=True)
     assert index_item(A)["discoverable"] is True
-    assert phone_index.lookup([A])[A].aor == "alice@example.org"
+    assert phone_index.find([A])[A].aor == "alice@example.org"
 
 
 def test_disabled_accounts_are_hidden_but_keep_their_choice(aws):

@@ -33,7 +33,7 @@ def test_create_without_phone_then_with(aws, capsys):
         "FR",
     )
     assert status == 0 and json.loads(out)["phone"] == A
-    assert phone_index.lookup([A])[A].aor == "bob@example.org"
+    assert phone_index.find([A])[A].aor == "bob@example.org"
 
 
 def test_create_asks_the_password_when_none_given(aws, capsys, monkeypatch):
@@ -85,9 +85,9 @@ def test_disable_enable_delete(aws, capsys):
     run(capsys, "create", "alice", "--password", "correct horse", "--phone", A)
     status, out, _ = run(capsys, "disable", "alice")
     assert status == 0 and json.loads(out)["disabled"] is True
-    assert phone_index.lookup([A]) == {}
+    assert phone_index.find([A]) == {}
     status, out, _ = run(capsys, "enable", "alice@example.org")
-    assert json.loads(out)["disabled"] is False and phone_index.lookup([A])
+    assert json.loads(out)["disabled"] is False and phone_index.find([A])
     assert run(capsys, "delete", "alice")[0] == 2  # needs --yes
     assert run(capsys, "delete", "alice", "--yes")[0] == 0
     assert accounts.get_by_username("alice") is None

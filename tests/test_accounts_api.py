@@ -10,7 +10,6 @@ import pytest
 from chalicelib import accounts, clock, digest, settings
 from tests.accounts_support import (
     PASSWORD,
-    api_fixture,  # noqa: F401
     basic,
     challenges,
     digest_header,
@@ -94,7 +93,7 @@ def test_digest_stale_nonce_is_401_with_stale_true(api):
     sign_up(api, A, "alice")
     challenge = challenges(api.http.get(ME))[0]
     nonces = digest.Nonces(settings.get().nonce_key, settings.get().nonce_ttl_seconds)
-    old = nonces.make("example.org", now=clock.now() - 3600)
+    old = nonces.make("example.org", now=clock.now() - settings.get().nonce_ttl_seconds - 1)
     stale_challenge = challenge.replace(digest.parse_params(challenge)["nonce"], old)
     r = api.http.get(ME, headers=digest_header(stale_challenge, "alice", PASSWORD, "GET", ME))
     assert_error(r, 401, "unauthorized")
@@ -175,7 +174,9 @@ def test_delete_frees_the_username_and_the_number(api):
 
 def link(api, user: str, e164: str) -> None:
     r = post(api, ME + "/phone", {"phone": e164}, basic(user))
-    assert r.status_code == 202 and r.json_body == {"expires_in": 600}, r.body
+    assert r.status_code == 202 and r.json_body == {
+        "expires_in": settings.get().code_ttl_seconds
+    }, r.body
     r = post(api, ME + "/phone/confirm", {"code": last_code(e164)}, basic(user))
     assert r.status_code == 200, r.body
 

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.ids import SequentialIds
 from chalicelib.presence import multipart, notify, pidf
 from chalicelib.presence.notify import BodyOptions, ResourceState, User
 from tests.presence_helpers import (
@@ -26,6 +25,7 @@ from tests.presence_helpers import (
     RPID,
     UNQUOTED_LAST_BOUNDARY,
     ParsedBody,
+    SequentialIds,
     cid_of,
     parse_body,
     sip_message,
@@ -34,6 +34,8 @@ from tests.presence_helpers import (
 GOLDEN = Path(__file__).parent / "golden"
 LIST_URI = "sip:rls@example.org"
 NOW = datetime(2026, 11, 26, 8, 32, 52, tzinfo=UTC)
+#: A user with no live binding: still a user (the contact stays), shown offline.
+OFFLINE = pidf.PresenceStatus(basic="closed", activities=())
 
 
 def fixture_states() -> list[ResourceState]:
@@ -204,7 +206,7 @@ def test_status_object_shapes_the_pidf():
     states = [
         ResourceState("sip:a@example.org", User("sip:a@example.org", status)),
         ResourceState("sip:b@example.org", User("sip:b@example.org", pidf.ONLINE)),
-        ResourceState("sip:c@example.org", User("sip:c@example.org", pidf.OFFLINE)),
+        ResourceState("sip:c@example.org", User("sip:c@example.org", OFFLINE)),
     ]
     p = parsed(build_one(states, "rfc"))
     a, b, c = (p.pidf_for(cid_of(part.message)) for part in p.parts[1:])
@@ -283,20 +285,22 @@ def test_first_notify_is_always_full_state_and_empty_lists_still_get_one():
     assert p.rlmi.get("fullState") == "true" and p.uris() == [] and len(p.parts) == 1
 
 
+def partial(resources: list[ResourceState], *, version: int, **kw) -> list[notify.NotifyBody]:
+    return notify.build(
+        LIST_URI, resources, version=version, full_state=False, options=options(**kw)
+    )
+
+
 def test_partial_bodies_for_live_updates():
     became_user = ResourceState(FIXTURE_ENTRIES[0], User("sip:nina@example.org"))
     gone = ResourceState(FIXTURE_ENTRIES[1])
-    (nb,) = notify.build_partial(LIST_URI, [became_user, gone], version=4, options=options())
+    (nb,) = partial([became_user, gone], version=4)
     p = parsed(nb)
     assert (p.rlmi.get("version"), p.rlmi.get("fullState")) == ("4", "false")
     assert p.users() == {FIXTURE_ENTRIES[0]: "sip:nina@example.org"}
     assert p.resources()[1].find(f"{RLMI}instance") is None
-    assert notify.build_partial(LIST_URI, [], version=4, options=options()) == []
-    with pytest.raises(ValueError):
-        notify.build_partial(LIST_URI, [gone], version=0, options=options())
-    (term,) = notify.build_partial(
-        LIST_URI, [gone], version=5, options=options(non_user="terminated")
-    )
+    assert partial([], version=4) == []
+    (term,) = partial([gone], version=5, non_user="terminated")
     inst = parsed(term).resources()[0].find(f"{RLMI}instance")
     assert (inst.get("state"), inst.get("reason"), inst.get("cid")) == (
         "terminated",

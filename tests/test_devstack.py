@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from chalicelib import settings
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +59,9 @@ def test_make_run_serves_rest_and_sip_and_stops_on_ctrl_c(stack):
     api = ports["API_PORT"]
     with urllib.request.urlopen(f"http://127.0.0.1:{api}/v1/health", timeout=10) as answer:
         assert json.loads(answer.read()) == {"status": "ok"}
-    assert post(api, "/v1/signup/phone", {"phone": "+33612345678"}) == {"expires_in": 600}
+    assert post(api, "/v1/signup/phone", {"phone": "+33612345678"}) == {
+        "expires_in": settings.get().code_ttl_seconds
+    }
     deadline = time.monotonic() + 10
     code = None
     while code is None and time.monotonic() < deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import digest
+from chalicelib.accounts import phone
 
 # RFC 7616 §3.9.1: user Mufasa, password "Circle of Life", realm http-auth@example.org.
 NONCE = "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v"
@@ -122,3 +123,19 @@ def test_one_parser_refuses_a_repeated_parameter_over_http_and_sip() -> None:
             "nc": "00000001",
         }
     )
+
+
+def test_keyed_hash_is_hmac_sha256_so_stored_values_never_change():
+    # RFC 4231 test case 2; stored keys (phone index, codes, buckets) depend on this.
+    jefe = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    assert digest.keyed_hash("Jefe", "what do ya want for nothing?") == jefe
+    assert digest.keyed_hash("Jefe", b"what do ya want for nothing?", length=32) == jefe[:32]
+    # The phone index key of a number under the development key, as stored before the helper.
+    assert phone.phone_hash("+33612345678") == (
+        "56f932626fd6eabf7a460525745c819929ee6c9297e8926e0dc8f3981dac68cc"
+    )
+
+
+def test_a_non_digest_scheme_keeps_its_token68() -> None:
+    cred = digest.parse_credentials("Basic Zm9vOmJhcg==")
+    assert not cred.is_digest and cred.token68 == "Zm9vOmJhcg==" and cred.params == {}

@@ -19,12 +19,12 @@ def test_lookup_chunks_and_filters(aws):
     for i, n in enumerate(numbers[:300]):
         _put(n, f"u{i}@example.org", discoverable=i % 10 != 0)
     counter = dynamo.CallCounter()
-    found = phone_index.lookup(numbers, counter=counter)
+    found = phone_index.find(numbers, counter=counter)
     assert counter.calls == 10
     assert len(found) == 270
     assert found[numbers[1]].sip_uri == "sip:u1@example.org"
     assert numbers[0] not in found
-    assert numbers[0] in phone_index.lookup(numbers[:1], only_discoverable=False)
+    assert numbers[0] in phone_index.find(numbers[:1], only_discoverable=False)
 
 
 def test_unprocessed_keys_are_retried(aws):
@@ -40,6 +40,6 @@ def test_unprocessed_keys_are_retried(aws):
 
     with mock.patch.object(dynamo.client("dynamodb"), "batch_get_item", side_effect=flaky):
         counter = dynamo.CallCounter()
-        found = phone_index.lookup(["+33612345678"], counter=counter)
+        found = phone_index.find(["+33612345678"], counter=counter)
     assert counter.calls == 2 and counter.unprocessed_retries == 1
     assert found["+33612345678"].aor == "bob@example.org"

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from chalicelib import dynamo, tables
+from chalicelib import dynamo, settings, tables
 from chalicelib.accounts import phone
 from chalicelib.api import presence_lookup
 from chalicelib.presence import resolve as presence
@@ -22,8 +22,6 @@ from tests.presence_helpers import (
     seed_fixture_users,
     sip_message,
 )
-
-DOMAINS = frozenset({"example.org", "alias.example.net"})
 
 
 @pytest.mark.parametrize(
@@ -63,8 +61,14 @@ DOMAINS = frozenset({"example.org", "alias.example.net"})
         ("tel:*21#", None, presence.NOTHING),
     ],
 )
-def test_classify(uri, region, target):
-    assert presence.classify(uri, region, DOMAINS) == target
+def test_classify(uri, region, target, monkeypatch):
+    monkeypatch.setenv("SIP_EXTRA_DOMAINS", "alias.example.net")
+    settings.get.cache_clear()
+    try:
+        used = region or settings.get().default_region.upper()
+        assert presence.classify_all([uri], region=region) == ([target], used)
+    finally:
+        settings.get.cache_clear()
 
 
 @pytest.fixture

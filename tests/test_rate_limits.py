@@ -1,5 +1,6 @@
-"""Anti-abuse limits on SMS codes: per number (60 s, 3 per 24 h), per source IP (10 per hour),
-country allow-list, global daily cap; each 429 with Retry-After; an SNS failure burns nothing."""
+"""Anti-abuse limits on SMS codes, read from settings (defaults: per number 60 s apart and 3 per
+24 h, per source IP 10 per hour), country allow-list, global daily cap; each 429 with
+Retry-After; an SNS failure burns nothing."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from botocore.exceptions import ClientError
 
 from chalicelib import clock, settings
 from chalicelib.accounts import rate_limits, sms, verification
+from chalicelib.accounts.rate_limits import DAY, HOUR
 from chalicelib.errors import DomainError
-from tests.accounts_support import atomic_moto, last_code, sent_sms  # noqa: F401
+from tests.accounts_support import last_code, pass_interval, sent_sms
+from tests.conftest import advance_clock
 
 A = "+33612345678"
 
@@ -20,12 +23,9 @@ NOON = 1_800_014_400  # a UTC noon: far from midnight, so windows are easy to re
 
 
 @pytest.fixture(autouse=True)
-def _clock(monkeypatch):
+def _frozen_clock(monkeypatch):
     # Frozen: on a loaded machine a second may pass between a request and its Retry-After.
-    clock.reset()
     monkeypatch.setattr(clock, "time", type("FrozenTime", (), {"time": staticmethod(lambda: NOON)}))
-    yield
-    clock.reset()
 
 
 def send(e164: str = A, ip: str = "192.0.2.1") -> int:
@@ -39,39 +39,40 @@ def refused(e164: str = A, ip: str = "192.0.2.1") -> DomainError:
     return e.value
 
 
-def test_one_sms_per_number_per_60_seconds(aws):
+def test_one_sms_per_number_per_interval(aws):
+    interval = settings.get().sms_per_number_interval
     send()
-    clock.advance(20)
+    advance_clock(20)
     err = refused()
-    assert err.headers["Retry-After"] == "40"
+    assert err.headers["Retry-After"] == str(interval - 20)
     assert "phone" in err.message
-    clock.advance(40)
+    advance_clock(interval - 20)
     send()
 
 
-def test_three_sms_per_number_per_24_hours(aws):
-    send()
-    clock.advance(3600)
-    send()
-    clock.advance(3600)
-    send()
-    clock.advance(3600)
+def test_daily_sms_per_number_per_24_hours(aws):
+    daily = settings.get().sms_per_number_daily
+    for _ in range(daily):
+        send()
+        advance_clock(HOUR)
     err = refused()
-    # The oldest of the three leaves the window 24 h after it was sent.
-    assert err.headers["Retry-After"] == str(86400 - 3 * 3600)
-    clock.advance(86400 - 3 * 3600)
+    # The oldest of them leaves the window 24 h after it was sent.
+    assert err.headers["Retry-After"] == str(DAY - daily * HOUR)
+    advance_clock(DAY - daily * HOUR)
     send()
 
 
-def test_ten_code_requests_per_source_ip_per_hour(aws):
-    numbers = [f"+336123456{i:02d}" for i in range(11)]
-    for i, n in enumerate(numbers[:10]):
+def test_code_requests_per_source_ip_per_hour(aws):
+    per_ip = settings.get().code_requests_per_ip_hourly
+    step = 60  # seconds between requests, for distinct send times
+    numbers = [f"+336123456{i:02d}" for i in range(per_ip + 1)]
+    for i, n in enumerate(numbers[:per_ip]):
         send(n)
-        clock.advance(60 if i < 9 else 0)
-    err = refused(numbers[10])
+        advance_clock(step if i < per_ip - 1 else 0)
+    err = refused(numbers[per_ip])
     assert "source address" in err.message
-    assert err.headers["Retry-After"] == str(3600 - 9 * 60)
-    send(numbers[10], ip="198.51.100.7")  # another address has its own allowance
+    assert err.headers["Retry-After"] == str(HOUR - (per_ip - 1) * step)
+    send(numbers[per_ip], ip="198.51.100.7")  # another address has its own allowance
 
 
 def test_global_daily_cap_until_utc_midnight(aws, monkeypatch):
@@ -80,9 +81,10 @@ def test_global_daily_cap_until_utc_midnight(aws, monkeypatch):
     send("+33612345601", ip="192.0.2.1")
     send("+33612345602", ip="192.0.2.2")
     err = refused("+33612345603", ip="192.0.2.3")
-    assert err.headers["Retry-After"] == str(43200)
+    until_midnight = DAY - NOON % DAY
+    assert err.headers["Retry-After"] == str(until_midnight)
     assert "daily" in err.message
-    clock.advance(43200)
+    advance_clock(until_midnight)
     send("+33612345603", ip="192.0.2.3")
 
 
@@ -90,7 +92,7 @@ def test_a_refusal_reserves_nothing(aws, monkeypatch):
     monkeypatch.setenv("SMS_GLOBAL_DAILY", "1")
     settings.get.cache_clear()
     send("+33612345601")
-    for _ in range(12):
+    for _ in range(settings.get().code_requests_per_ip_hourly + 2):
         refused("+33612345602")  # refused by the global cap: no IP or number quota taken
     monkeypatch.setenv("SMS_GLOBAL_DAILY", "100")
     settings.get.cache_clear()
@@ -145,7 +147,7 @@ def sms_publish_error(monkeypatch):
 def test_sns_failure_is_503_and_burns_no_quota(aws, monkeypatch):
     send()
     first = last_code(A)
-    clock.advance(61)
+    pass_interval()
     with monkeypatch.context() as m:
         sms_publish_error(m)
         for _ in range(5):
@@ -154,13 +156,13 @@ def test_sns_failure_is_503_and_burns_no_quota(aws, monkeypatch):
             assert e.value.code == "sms_unavailable" and e.value.http_status == 503
             assert e.value.headers["Retry-After"]
     # The earlier code is still the valid one and the failed sends cost nothing: two more
-    # SMS fit in the day (3 per number), and none waits for the 60 s interval.
+    # SMS fit in the day (3 per number), and none waits for the per-number interval.
     claim = verification.consume(verification.SIGNUP, A, first, e164=A, fingerprint="f")
     assert claim.replay is None
     send()
-    clock.advance(61)
+    pass_interval()
     send()
-    clock.advance(61)
+    pass_interval()
     refused()
 
 

@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import accounts, clock, digest
+from chalicelib import accounts, digest, settings
 from chalicelib.accounts import linking, signup
 from chalicelib.api import sip_auth
 from chalicelib.errors import DomainError
-from tests.accounts_support import PASSWORD, last_code
+from tests.accounts_support import PASSWORD, last_code, pass_interval
+from tests.conftest import advance_clock
 
 A = "+33612345678"
 B = "+33698765432"
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    clock.reset()
-    yield
-    clock.reset()
 
 
 def test_signup_from_an_md5_ha1(aws):
@@ -39,7 +33,7 @@ def test_signup_from_an_md5_ha1(aws):
 def test_recovery_from_a_sha256_ha1(aws):
     signup.request_code(A, source_ip="192.0.2.1")
     signup.confirm(A, last_code(A), password=PASSWORD)
-    clock.advance(61)
+    pass_interval()
     signup.request_code(A, source_ip="192.0.2.1")
     ha1 = digest.ha1("SHA-256", A, "example.org", "new password")
     result = signup.confirm(A, last_code(A), ha1=ha1, algorithm="SHA-256")
@@ -66,7 +60,10 @@ def test_credentials_are_checked_before_the_code_is_used(aws, kwargs):
 
 def test_linking_without_http(aws):
     alice = accounts.create("alice", accounts.credentials_from_password("alice", PASSWORD))
-    assert linking.request(alice, "06 12 34 56 78", default_region="FR", source_ip="x") == 600
+    assert (
+        linking.request(alice, "06 12 34 56 78", default_region="FR", source_ip="x")
+        == settings.get().code_ttl_seconds
+    )
     linked = linking.confirm(alice, last_code(A))
     assert linked.phone == A
     with pytest.raises(DomainError) as e:
@@ -80,7 +77,7 @@ def test_a_deleted_accounts_link_code_does_not_serve_its_namesake(aws):
     linking.request(alice, A, source_ip="x")
     code = last_code(A)
     accounts.delete(alice.aor)
-    clock.advance(2)
+    advance_clock(2)
     again = accounts.create("alice", accounts.credentials_from_password("alice", "other pw!"))
     with pytest.raises(DomainError) as e:
         linking.confirm(again, code)

@@ -7,7 +7,7 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.accounts_support import api_fixture, basic, sign_up  # noqa: F401
+from tests.accounts_support import basic, sign_up
 
 ROUTES = [
     ("POST", "/v1/signup/phone", False),

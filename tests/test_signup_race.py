@@ -9,7 +9,7 @@ import pytest
 from chalicelib import accounts
 from chalicelib.accounts import signup
 from chalicelib.errors import DomainError
-from tests.accounts_support import PASSWORD, atomic_moto, last_code  # noqa: F401
+from tests.accounts_support import PASSWORD, last_code
 
 A = "+33612345678"
 B = "+33698765432"

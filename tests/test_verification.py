@@ -8,20 +8,14 @@ import threading
 
 import pytest
 
-from chalicelib import clock, settings, tables
+from chalicelib import settings, tables
 from chalicelib.accounts import verification
 from chalicelib.errors import DomainError
-from tests.accounts_support import atomic_moto, last_code, pass_interval, sent_sms  # noqa: F401
+from tests.accounts_support import expire_codes, last_code, pass_interval, sent_sms
+from tests.conftest import advance_clock
 
 A = "+33612345678"
 FP = "fingerprint-1"
-
-
-@pytest.fixture(autouse=True)
-def _clock():
-    clock.reset()
-    yield
-    clock.reset()
 
 
 def send(subject: str | None = None, e164: str = A, purpose: str = verification.SIGNUP) -> str:
@@ -53,7 +47,7 @@ def test_code_is_4_digits_sent_as_sms_and_stored_only_as_hmac(aws):
     item = code_item()
     assert code not in {str(v) for v in item.values()}
     assert item["code_id"].startswith("signup:") and A not in item["code_id"]
-    assert int(item["expires_at"]) - int(item["created_at"]) == 600
+    assert int(item["expires_at"]) - int(item["created_at"]) == settings.get().code_ttl_seconds
     assert item["subject"] == "alice"
 
 
@@ -103,7 +97,7 @@ def test_link_code_is_bound_to_its_subject(aws):
 
 def test_code_expires_after_ten_minutes(aws):
     code = send()
-    clock.advance(601)
+    expire_codes()
     with pytest.raises(DomainError) as e:
         consume(code)
     assert e.value.code == "code_expired" and e.value.http_status == 410
@@ -111,7 +105,7 @@ def test_code_expires_after_ten_minutes(aws):
 
 def test_code_still_valid_just_before_expiry(aws):
     code = send()
-    clock.advance(590)
+    advance_clock(settings.get().code_ttl_seconds - 10)
     assert consume(code).replay is None
 
 
@@ -163,7 +157,7 @@ def test_retry_with_same_fingerprint_replays_the_answer(aws):
     with pytest.raises(DomainError) as e:
         consume(wrong(code))
     assert e.value.code == "code_expired"
-    clock.advance(601)
+    expire_codes()
     with pytest.raises(DomainError) as e:
         consume(code)
     assert e.value.code == "code_expired"

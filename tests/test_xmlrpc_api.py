@@ -10,10 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib import accounts, clock, digest, settings
+from chalicelib import accounts, digest, settings
 from chalicelib.accounts import sms, verification
+from chalicelib.accounts.rate_limits import HOUR
 from chalicelib.errors import DomainError
-from tests.accounts_support import api_fixture, last_code, post, sent_sms  # noqa: F401
+from tests.accounts_support import last_code, pass_interval, post, sent_sms
+from tests.conftest import advance_clock
 from tests.edge.conftest import EdgeThread
 from tests.edge.sipclient import SipClient
 from tests.xmlrpc_support import (
@@ -126,7 +128,7 @@ def test_captures_replayed_in_sign_up_order(api, fixed_code):
     assert replay(api, "is_phone_number_used") == s("OK_ALIAS")
     assert replay(api, "link_phone_number_with_account") == s("ERROR_ALIAS_ALREADY_IN_USE")
     assert replay(api, "create_phone_account") == s("ERROR_ALIAS_ALREADY_IN_USE")
-    clock.advance(61)  # the per-number SMS interval
+    pass_interval()
     assert replay(api, "recover_phone_account") == s("bob")
     assert replay(api, "recover_account_from_confirmation_key") == Answer(
         struct=[("password", CAPTURED_HA1), ("algorithm", "SHA-256")]
@@ -323,7 +325,7 @@ def test_is_phone_number_used_is_rate_limited_per_number(api):
         assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("ERROR_ALIAS_DOESNT_EXIST")
     assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("ERROR_MAX_SMS_EXCEEDED")
     assert call(api, "is_phone_number_used", OTHER, DOMAIN) == s("ERROR_ALIAS_DOESNT_EXIST")
-    clock.advance(3601)
+    advance_clock(HOUR + 1)
     assert call(api, "is_phone_number_used", PHONE, DOMAIN) == s("ERROR_ALIAS_DOESNT_EXIST")
 
 

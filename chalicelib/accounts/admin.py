@@ -29,7 +29,7 @@ CSV_COLUMNS = ("username", "password", "ha1", "algorithm", "phone", "discoverabl
 
 def _aor(name: str) -> str:
     # "alice" or "alice@domain": the operator may paste either.
-    return name if "@" in name else accounts.aor_of(name)
+    return name if "@" in name else accounts.aor_for(name)
 
 
 def create_account(

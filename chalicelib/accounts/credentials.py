@@ -26,9 +26,8 @@ class Credentials:
 
     def fingerprint(self) -> str:
         """A keyed digest of these credentials, to tell a retried request from a different one."""
-        key = settings.get().code_hash_key.encode()
-        data = f"{self.ha1_md5 or ''}:{self.ha1_sha256 or ''}".encode()
-        return hmac.new(key, data, "sha256").hexdigest()
+        data = f"{self.ha1_md5 or ''}:{self.ha1_sha256 or ''}"
+        return digest.keyed_hash(settings.get().code_hash_key, data)
 
 
 def credentials_from_password(

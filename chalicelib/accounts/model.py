@@ -95,7 +95,8 @@ def domain() -> str:
     return settings.get().sip_domain.lower()
 
 
-def aor_of(username: str, domain_name: str | None = None) -> str:
+def aor_for(username: str, domain_name: str | None = None) -> str:
+    """The address of record of the account named `username`."""
     return f"{username}@{domain_name or domain()}"
 
 

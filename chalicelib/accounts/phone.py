@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import phonenumbers
 
 from chalicelib import settings
+from chalicelib.digest import keyed_hash
 from chalicelib.errors import DomainError
 
 
@@ -65,5 +63,4 @@ def mask(e164: str) -> str:
 
 def phone_hash(e164: str) -> str:
     """The PhoneIndex partition key: hex HMAC-SHA256(phone hash key, E.164)."""
-    key = settings.get().phone_hash_key.encode()
-    return hmac.new(key, e164.encode(), hashlib.sha256).hexdigest()
+    return keyed_hash(settings.get().phone_hash_key, e164)

@@ -42,7 +42,7 @@ def entries(
     return found
 
 
-def lookup(
+def find(
     e164_numbers: Iterable[str],
     *,
     counter: dynamo.CallCounter | None = None,

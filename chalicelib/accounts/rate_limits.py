@@ -8,8 +8,6 @@ SMS is sent and released if it could not be sent, so a failed send burns nothing
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import random
 import secrets
 import time
@@ -21,6 +19,7 @@ from botocore.exceptions import ClientError
 from chalicelib import clock, dynamo, settings, tables
 from chalicelib.accounts import phone
 from chalicelib.aws import client
+from chalicelib.digest import keyed_hash
 from chalicelib.errors import DomainError, rate_limited
 
 DAY = 86400
@@ -34,10 +33,6 @@ class Reservation:
 
     bucket: str
     token: str | None
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def reserve_in_window(
@@ -88,7 +83,7 @@ def reserve_in_window(
             client("dynamodb").put_item(TableName=table, Item=dynamo.to_item(new_item), **condition)
             return Reservation(bucket, token)
         except ClientError as exc:
-            if not _conditional_failed(exc):
+            if not dynamo.condition_failed(exc):
                 raise
             time.sleep(random.uniform(0, 0.005 * 2**attempt))  # another request won the race
     raise rate_limited(f"{what}: too many concurrent requests", 1)
@@ -111,7 +106,7 @@ def reserve_in_day(bucket: str, *, limit: int, what: str) -> Reservation:
             },
         )
     except ClientError as exc:
-        if not _conditional_failed(exc):
+        if not dynamo.condition_failed(exc):
             raise
         raise rate_limited(f"{what}: daily limit reached", day_start + DAY - now) from None
     return Reservation(f"{bucket}:{day_start}", None)
@@ -138,7 +133,7 @@ def release(reservation: Reservation) -> None:
             TableName=tables.RATE_LIMITS.name(), Key={"bucket": {"S": reservation.bucket}}, **update
         )
     except ClientError as exc:
-        if not _conditional_failed(exc):
+        if not dynamo.condition_failed(exc):
             raise
 
 
@@ -152,8 +147,7 @@ def _span(seconds: int) -> str:
 
 def _ip_key(source_ip: str) -> str:
     # Keyed hash: the limits table holds no plain address.
-    key = settings.get().code_hash_key.encode()
-    return hmac.new(key, source_ip.encode(), hashlib.sha256).hexdigest()[:32]
+    return keyed_hash(settings.get().code_hash_key, source_ip, length=32)
 
 
 def reserve_sms(e164: str, source_ip: str) -> list[Reservation]:
@@ -191,7 +185,7 @@ def reserve_lookup(key: str, source_ip: str) -> list[Reservation]:
     account, asked from `source_ip`: the Linphone assistant's is_phone_number_used and kin.
     429 (nothing reserved) past the per-IP or the per-key hourly limit."""
     s = settings.get()
-    digest = hmac.new(s.code_hash_key.encode(), key.encode(), hashlib.sha256).hexdigest()[:32]
+    digest = keyed_hash(s.code_hash_key, key, length=32)
     taken: list[Reservation] = []
     try:
         taken.append(

@@ -7,14 +7,12 @@ account, or signs in to the account that already has the number (recovery: new c
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib import accounts, settings
+from chalicelib import accounts, digest, settings
 from chalicelib.accounts import phone, verification
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger, metrics
@@ -68,12 +66,11 @@ def request_code(
 
 def _fingerprint(password: object, ha1: object, algorithm: object) -> str:
     # Independent of the username, which is only known once the code is used.
-    key = settings.get().code_hash_key.encode()
     if password is not None:
         material = "password:" + str(password)
     else:
         material = f"ha1:{str(algorithm).upper()}:{str(ha1).lower()}"
-    return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
+    return digest.keyed_hash(settings.get().code_hash_key, material)
 
 
 def _credentials(
@@ -191,8 +188,7 @@ def prove_number(phone_raw: object, code: object) -> accounts.Account:
     the codes of `verification.consume`, 404 `not_found` (no account has the number; the code
     stays usable) and 403 `account_disabled`."""
     e164 = phone.parse(phone_raw)
-    key = settings.get().code_hash_key.encode()
-    fingerprint = hmac.new(key, b"prove-number", hashlib.sha256).hexdigest()
+    fingerprint = digest.keyed_hash(settings.get().code_hash_key, "prove-number")
     claim = verification.consume(
         verification.SIGNUP, e164, code, e164=e164, fingerprint=fingerprint
     )

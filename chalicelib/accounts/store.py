@@ -21,7 +21,7 @@ from chalicelib.accounts.credentials import Credentials, check_password
 from chalicelib.accounts.model import (
     LEGACY_USERNAME_RE,
     Account,
-    aor_of,
+    aor_for,
     domain,
     validate_username,
 )
@@ -44,7 +44,7 @@ def get(aor: str) -> Account | None:
 
 
 def get_by_username(username: str) -> Account | None:
-    return get(aor_of(username))
+    return get(aor_for(username))
 
 
 def require(aor: str) -> Account:

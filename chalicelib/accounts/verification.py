@@ -9,7 +9,6 @@ answer of the request that used it is kept with it, so a retry gets the same ans
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -19,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, dynamo, settings, tables
+from chalicelib import clock, digest, dynamo, settings, tables
 from chalicelib.accounts import phone, rate_limits, sms
 from chalicelib.aws import client
 from chalicelib.errors import DomainError
@@ -28,7 +27,6 @@ from chalicelib.observability import logger, metrics
 SIGNUP = "signup"
 LINK = "link"
 PURPOSES = frozenset({SIGNUP, LINK})
-MAX_CODE_LENGTH = 10
 
 
 @dataclass(frozen=True)
@@ -53,8 +51,8 @@ class Pending:
     payload: dict[str, str]  # what the requester asked to keep with the code (see `send`)
 
 
-def _key() -> bytes:
-    return settings.get().code_hash_key.encode()
+def _key() -> str:
+    return settings.get().code_hash_key
 
 
 def code_id(purpose: str, lookup: str) -> str:
@@ -62,12 +60,11 @@ def code_id(purpose: str, lookup: str) -> str:
     for sign-up, the account for a link)."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
-    return f"{purpose}:{hmac.new(_key(), lookup.encode(), hashlib.sha256).hexdigest()}"
+    return f"{purpose}:{digest.keyed_hash(_key(), lookup)}"
 
 
 def _mac(cid: str, e164: str, subject: str | None, code: str) -> str:
-    message = "|".join((cid, e164, subject or "", code)).encode()
-    return hmac.new(_key(), message, hashlib.sha256).hexdigest()
+    return digest.keyed_hash(_key(), "|".join((cid, e164, subject or "", code)))
 
 
 def new_code() -> str:
@@ -263,7 +260,7 @@ def _try_use(item: dict[str, Any], mac: str, fingerprint: str, now: int) -> Clai
             ),
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if dynamo.condition_failed(exc):
             return None
         raise
     return Claim(item["code_id"], item["purpose"], item["phone"], item.get("subject"), token)
@@ -283,7 +280,7 @@ def _count_wrong_try(item: dict[str, Any]) -> int | None:
             ReturnValues="ALL_NEW",
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if dynamo.condition_failed(exc):
             return None
         raise
     new = dynamo.from_item(answer["Attributes"])
@@ -305,7 +302,7 @@ def complete(claim: Claim, answer: dict[str, Any]) -> None:
         )
     except ClientError as exc:
         # Replaced by a new request meanwhile: the old answer has no one left to serve.
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        if not dynamo.condition_failed(exc):
             raise
 
 
@@ -321,5 +318,5 @@ def release(claim: Claim) -> None:
             ExpressionAttributeValues={":token": {"S": claim.token}},
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+        if not dynamo.condition_failed(exc):
             raise

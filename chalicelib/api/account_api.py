@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import Any
 
 from chalice import Response
@@ -42,11 +42,11 @@ def _scoped(view: Callable[[Request], Response]) -> Callable[[Request], Response
     return wrapper
 
 
-def _body(request: Request, *, required: set[str], optional: set[str] = frozenset()) -> dict:
+def _body(request: Request, *, required: Set[str], optional: Set[str] = frozenset()) -> dict:
     content_type = http_api.media_type(request)
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise DomainError("unsupported_media_type", "send the body as application/json")
-    return http_api.json_body(request.raw_body, required=required, optional=optional)
+    return http_api.json_body(http_api.body_bytes(request), required=required, optional=optional)
 
 
 def _json(body: dict[str, Any] | list[Any], status: int = 200) -> Response:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import Any
 
 from chalice import Response
@@ -26,6 +26,12 @@ def media_type(request: Request) -> str:
     return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
 
 
+def body_bytes(request: Request) -> bytes:
+    """The request body as bytes (chalice's `raw_body` is typed `str | bytes`)."""
+    raw = request.raw_body
+    return raw.encode() if isinstance(raw, str) else raw
+
+
 def error_response(exc: DomainError) -> Response:
     return Response(
         body=exc.to_json(),
@@ -35,7 +41,7 @@ def error_response(exc: DomainError) -> Response:
 
 
 def json_body(
-    raw: bytes | None, *, required: set[str], optional: set[str] = frozenset()
+    raw: bytes | None, *, required: Set[str], optional: Set[str] = frozenset()
 ) -> dict[str, Any]:
     """Parse a JSON object body, rejecting oversized, malformed and unknown-field bodies."""
     raw = raw or b""
@@ -56,13 +62,6 @@ def json_body(
     if missing:
         raise DomainError("missing_field", f"missing field(s): {', '.join(sorted(missing))}")
     return data
-
-
-def string_field(data: dict[str, Any], name: str, *, max_len: int = 256) -> str:
-    value = data.get(name)
-    if not isinstance(value, str) or not value or len(value) > max_len:
-        raise DomainError("invalid_field", f"{name}: expected a non-empty string")
-    return value
 
 
 def rest(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -106,7 +106,9 @@ def _single_body(
     }
 
 
-def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None) -> dict[str, Any]:
+def build_answer(
+    payload: dict[str, Any], *, options: notify.BodyOptions | None = None
+) -> dict[str, Any]:
     """Run one lookup; raises DomainError (see `handle` for the JSON error form)."""
     if not isinstance(payload, dict):
         raise DomainError("invalid_json", "payload must be a JSON object")
@@ -147,17 +149,17 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
         max_bytes=max_bytes,
     )
     # The mutual-contacts rule decides how much each user's status says (live_status).
-    status_of, fingerprints, rechecks = live_status.status_function(subscriber, resolved)
+    seen = live_status.statuses_for(subscriber, resolved)
     if single:
         if len(resolved) != 1:
             raise DomainError("list_malformed", "a single-resource lookup takes one entry")
-        body = _single_body(resolved[0], deflate, options, status_of)
+        body = _single_body(resolved[0], deflate, options, seen.status_of)
         bodies = [{**body, "version": version}]
         next_version = version + 1
     else:
         built = notify.build(
             list_uri,
-            presence.states(resolved, status_of),
+            presence.states(resolved, seen.status_of),
             version=version,
             full_state=full_state,
             options=options,
@@ -181,7 +183,11 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
         "version": next_version,
         "entries": list(rl.entries),
         "resources": [
-            {**r.to_json(), "status": fingerprints.get(r.uri), "recheck_at": rechecks.get(r.uri)}
+            {
+                **r.to_json(),
+                "status": seen.fingerprints.get(r.uri),
+                "recheck_at": seen.rechecks.get(r.uri),
+            }
             for r in resolved
         ],
         "region": used_region,
@@ -198,7 +204,7 @@ def lookup(payload: dict[str, Any], *, options: notify.BodyOptions | None = None
 def handle(payload: dict[str, Any]) -> dict[str, Any]:
     """The Lambda entry point: every DomainError becomes `{"error": {...}}`, never a crash."""
     try:
-        answer = lookup(payload)
+        answer = build_answer(payload)
     except DomainError as exc:
         logger.info("presence_lookup refused", extra={"code": exc.code})
         return exc.to_function_answer()

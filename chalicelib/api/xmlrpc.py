@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from chalicelib import safe_xml
+
 #: Fault codes of the "specification for fault code interoperability" (xmlrpc-epi).
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -39,20 +41,6 @@ class XmlRpcFault(Exception):
 class MethodCall:
     name: str
     params: list[str]
-
-
-def _parser() -> etree.XMLParser:
-    # A new parser per call: lxml parsers are not thread-safe, and chalice local is threaded.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
 
 
 def _text_only(element: etree._Element, what: str) -> str:
@@ -84,7 +72,7 @@ def parse_call(body: bytes, *, max_bytes: int) -> MethodCall:
     if not body.strip():
         raise XmlRpcFault(PARSE_ERROR, "empty body")
     try:
-        root = etree.fromstring(body, parser=_parser())
+        root = etree.fromstring(body, parser=safe_xml.parser())
     except etree.XMLSyntaxError as exc:
         raise XmlRpcFault(PARSE_ERROR, f"not well-formed XML: {exc.msg}") from None
     docinfo = root.getroottree().docinfo

@@ -18,7 +18,7 @@ from chalice.app import Request
 
 from chalicelib import accounts, digest, settings
 from chalicelib.accounts import linking, phone, rate_limits, signup, verification
-from chalicelib.api.http_api import media_type, source_ip
+from chalicelib.api.http_api import body_bytes, media_type, source_ip
 from chalicelib.api.xmlrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -340,6 +340,6 @@ def handle(request: Request) -> Response:
     if content_type and content_type not in XML_CONTENT_TYPES:
         body = fault_response(INVALID_REQUEST, "send the call as text/xml")
     else:
-        body = call(request.raw_body or b"", Caller(source_ip(request)))
+        body = call(body_bytes(request), Caller(source_ip(request)))
     flush_metrics()
     return Response(body=body, status_code=200, headers={"Content-Type": "text/xml; charset=utf-8"})

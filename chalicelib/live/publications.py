@@ -13,7 +13,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from lxml import etree
 
-from chalicelib import clock, settings, tables
+from chalicelib import clock, safe_xml, settings, tables
 from chalicelib.errors import DomainError
 from chalicelib.presence import pidf
 
@@ -31,10 +31,6 @@ class Publication:
     status: pidf.PresenceStatus
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
-
-
 def parse_pidf(body: bytes, aor: str) -> pidf.PresenceStatus:
     """The status a PIDF publishes for `aor`; DomainError when it is not ours or not PIDF."""
     if len(body) > settings.get().publish_max_body_bytes:
@@ -42,7 +38,7 @@ def parse_pidf(body: bytes, aor: str) -> pidf.PresenceStatus:
     if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
         raise DomainError("publication_invalid", "DTDs and entities are not allowed")
     try:
-        root = etree.fromstring(body, _parser())
+        root = etree.fromstring(body, safe_xml.parser())
     except etree.XMLSyntaxError as exc:
         raise DomainError("publication_invalid", f"not well-formed XML: {exc}") from None
     if root.tag != f"{{{pidf.NS}}}presence":
@@ -130,7 +126,11 @@ def publish(
         if previous is not None:
             table.delete_item(Key={"aor": aor, "etag": if_match})
         return {"etag": if_match or "", "expires": 0}
-    status = _status_of(previous["status"]) if previous and not body else parse_pidf(body, aor)
+    if body:
+        status = parse_pidf(body, aor)
+    else:
+        assert previous is not None  # no body is a refresh: the checks above found `previous`
+        status = _status_of(previous["status"])
     etag = secrets.token_urlsafe(12)  # RFC 3903 §6: a new tag for every successful PUBLISH
     table.put_item(
         Item={

@@ -85,10 +85,6 @@ def bindings(aor: str, now: float | None = None) -> list[Binding]:
     return sorted(live, key=lambda b: b.uri)
 
 
-def is_online(aor: str, now: float | None = None) -> bool:
-    return bool(bindings(aor, now))
-
-
 def register(
     aor: str,
     contacts: list[ContactRequest],

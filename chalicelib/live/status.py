@@ -7,7 +7,8 @@ open, the SIP address and `<rpid:away/>`, the timestamp being the time of the NO
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from chalicelib import accounts, clock
 from chalicelib.live import publications, registrar, subscriptions
@@ -48,30 +49,41 @@ def detailed(aor: str, now: float) -> tuple[pidf.PresenceStatus, int | None]:
     return pidf.USER_DEFAULT, None
 
 
-def status_function(
-    subscriber: str, resolved: list[Resolved], now: float | None = None
-) -> tuple[Callable[[Resolved], pidf.PresenceStatus], dict[str, str], dict[str, int]]:
-    """A `status_of` for `presence.states`; per user URI, a fingerprint of what it says and,
-    for mutual contacts, when to look again (their registration or publication lapses)."""
-    now = clock.now() if now is None else now
-    aors = {r.contact.removeprefix("sip:").lower() for r in resolved if r.contact}
-    mutual = mutual_contacts(subscriber, aors)
-    details = {aor: detailed(aor, now) for aor in mutual}
+def contact_aor(r: Resolved) -> str:
+    """The AOR of a resolved user's SIP URI ("" for an entry that is not a user)."""
+    return (r.contact or "").removeprefix("sip:").lower()
 
-    def aor_of(r: Resolved) -> str:
-        return (r.contact or "").removeprefix("sip:").lower()
 
-    def status_of(r: Resolved) -> pidf.PresenceStatus:
-        found = details.get(aor_of(r))
+@dataclass(frozen=True)
+class Statuses:
+    """What one watcher may learn about the users of its list.
+
+    `detailed` holds, per AOR, the status of each mutual contact and when it lapses (None: it
+    does not); everyone else is `USER_DEFAULT`. Per entry URI of a user, `fingerprints` says
+    what its status shows, and `rechecks` when to look again (a registration or publication
+    lapses)."""
+
+    detailed: dict[str, tuple[pidf.PresenceStatus, int | None]]
+    fingerprints: dict[str, str]
+    rechecks: dict[str, int]
+
+    def status_of(self, r: Resolved) -> pidf.PresenceStatus:
+        """A `status_of` for `presence.states`."""
+        found = self.detailed.get(contact_aor(r))
         return found[0] if found else pidf.USER_DEFAULT
 
-    fingerprints: dict[str, str] = {}
-    rechecks: dict[str, int] = {}
+
+def statuses_for(subscriber: str, resolved: list[Resolved], now: float | None = None) -> Statuses:
+    """The statuses `subscriber` may see of the users among `resolved`."""
+    now = clock.now() if now is None else now
+    aors = {contact_aor(r) for r in resolved if r.contact}
+    details = {aor: detailed(aor, now) for aor in mutual_contacts(subscriber, aors)}
+    view = Statuses(details, {}, {})
     for r in resolved:
         if r.contact:
-            status = status_of(r)
-            fingerprints[r.uri] = repr((status.basic, status.activities, status.notes))
-            until = details.get(aor_of(r), (None, None))[1]
+            status = view.status_of(r)
+            view.fingerprints[r.uri] = repr((status.basic, status.activities, status.notes))
+            until = details.get(contact_aor(r), (None, None))[1]
             if until is not None:
-                rechecks[r.uri] = until
-    return status_of, fingerprints, rechecks
+                view.rechecks[r.uri] = until
+    return view

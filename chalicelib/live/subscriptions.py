@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
 from chalicelib import clock, dynamo, tables
 from chalicelib.presence.watched import Watched, watched_keys
@@ -139,7 +140,9 @@ def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any
             },
             ReturnValues="UPDATED_OLD",
         )["Attributes"]
-    except table.meta.client.exceptions.ConditionalCheckFailedException:
+    except ClientError as exc:
+        if not dynamo.condition_failed(exc):
+            raise
         return False
     if int(before.get("expires_at", 0)) == expires_at:
         return True  # a new version after a NOTIFY, not a refresh: the pointer stands
@@ -158,8 +161,10 @@ def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any
                     ":s": sub_id,
                 },
             )
-        except table.meta.client.exceptions.ConditionalCheckFailedException:
-            pass  # a newer dialog of the same phone owns the watcher now
+        except ClientError as exc:
+            # Refused when a newer dialog of the same phone owns the watcher now: it stands.
+            if not dynamo.condition_failed(exc):
+                raise
     return True
 
 

@@ -71,17 +71,6 @@ def part_bytes(part: Part, profile: Profile, boundary: str) -> bytes:
     ).encode("ascii") + part.payload
 
 
-def render(parts: Sequence[Part], profile: Profile, boundary: str) -> tuple[str, bytes]:
-    """(Content-Type, body) of a multipart/related whose root is `parts[0]`."""
-    body = CRLF.join(part_bytes(p, profile, boundary) for p in parts)
-    body += f"\r\n--{boundary}--\r\n".encode("ascii")
-    return profile.content_type(_root_type(parts[0]), parts[0].cid, boundary), body
-
-
-def _root_type(part: Part) -> str:
-    return part.content_type.split(";", 1)[0].strip()
-
-
 def new_boundary(ids: IdSource) -> str:
     return ids(BOUNDARY_LENGTH)
 

@@ -263,17 +263,3 @@ def build(
         )
         start = end
     return bodies
-
-
-def build_partial(
-    list_uri: str,
-    resources: Sequence[ResourceState],
-    *,
-    version: int,
-    options: BodyOptions | None = None,
-) -> list[NotifyBody]:
-    """Partial-state bodies (`fullState="false"`) announcing just `resources`, e.g. a number
-    that became a user or stopped being one. Empty when there is nothing to say."""
-    if version == 0:
-        raise ValueError("version 0 must be a full-state NOTIFY")
-    return build(list_uri, resources, version=version, full_state=False, options=options)

@@ -102,8 +102,6 @@ class PresenceStatus:
 USER_DEFAULT = PresenceStatus()
 #: Registered, nothing published.
 ONLINE = PresenceStatus(activities=())
-#: A user with no live binding: still a user (the contact stays), shown offline.
-OFFLINE = PresenceStatus(basic="closed", activities=())
 
 
 def document(

@@ -144,18 +144,9 @@ def _e164(digits: str, region: str | None) -> str | None:
     return phone.try_parse(digits, region)
 
 
-def classify(uri: str, region: str | None = None, domains: frozenset[str] | None = None) -> Target:
-    """What one entry names. `region` reads national numbers (None: the default region)."""
-    parsed = _parse(uri, domains if domains is not None else settings.get().domains)
-    if isinstance(parsed, Target):
-        return parsed
-    e164 = _e164(parsed.digits, parsed.region or region or settings.get().default_region)
-    return Target(Kind.PHONE, e164) if e164 else NOTHING
-
-
 def subscriber_region(subscriber: str, counter: dynamo.CallCounter | None = None) -> str:
     """The region of the subscriber's own number, else the configured default region."""
-    aor = aor_of(subscriber)
+    aor = parse_aor(subscriber)
     if aor:
         items = dynamo.batch_get(tables.ACCOUNTS, [aor], counter=counter, projection="aor, phone")
         number = items.get(aor, {}).get("phone")
@@ -165,7 +156,7 @@ def subscriber_region(subscriber: str, counter: dynamo.CallCounter | None = None
     return settings.get().default_region.upper()
 
 
-def aor_of(subscriber: str) -> str | None:
+def parse_aor(subscriber: str) -> str | None:
     """ "sip:alice@example.org", "<sip:alice@example.org>" or "alice@example.org" -> AOR."""
     text = subscriber.strip().strip("<>")
     if ":" in text.split("@", 1)[0]:
@@ -217,7 +208,7 @@ def _users_of(items: dict[str, dict[str, Any]]) -> dict[str, str]:
     }
 
 
-def lookup(
+def find_users(
     targets: Iterable[Target], counter: dynamo.CallCounter | None = None
 ) -> dict[Target, str]:
     """{target: the account's SIP URI} for the targets that are users.
@@ -256,7 +247,7 @@ def resolve(
     targets, used_region = classify_all(
         entries, subscriber=subscriber, region=region, counter=counter
     )
-    users = lookup(targets, counter)
+    users = find_users(targets, counter)
     resolved = [Resolved(uri, t, users.get(t)) for uri, t in zip(entries, targets, strict=True)]
     return resolved, used_region
 
@@ -292,7 +283,7 @@ def resolve_numbers(
         e164 = _e164(raw, region) if isinstance(raw, str) else None
         if e164:
             given[raw] = e164
-    found = phone_index.lookup(set(given.values()), counter=counter)
+    found = phone_index.find(set(given.values()), counter=counter)
     return [
         NumberMatch(raw, e164, found[e164].sip_uri) for raw, e164 in given.items() if e164 in found
     ]

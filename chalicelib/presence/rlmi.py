@@ -60,8 +60,3 @@ def head(list_uri: str, version: int, full_state: bool) -> str:
 
 
 TAIL = "</list>"
-
-
-def document(list_uri: str, version: int, full_state: bool, resources: list[str]) -> str:
-    """A whole RLMI document from `resource()` fragments."""
-    return head(list_uri, version, full_state) + "".join(resources) + TAIL

@@ -7,6 +7,7 @@ Existing keys are never replaced: a new PHONE_HASH_KEY would orphan every phone 
 import json
 import secrets
 import urllib.request
+from typing import Any
 
 import boto3
 
@@ -29,7 +30,7 @@ def respond(event: dict, status: str, reason: str = "") -> None:
     urllib.request.urlopen(request, timeout=10).read()
 
 
-def fill(secret_id: str, client: object) -> list[str]:
+def fill(secret_id: str, client: Any) -> list[str]:
     """Add the missing keys; answer the names added."""
     current = json.loads(client.get_secret_value(SecretId=secret_id)["SecretString"] or "{}")
     missing = [k for k in KEYS if not current.get(k)]

@@ -111,14 +111,15 @@ def _split_head(head: bytes, limits: ParserLimits) -> tuple[str, Headers, dict[s
         name, colon, value = line.partition(":")
         name = name.rstrip(_STRIP)
         key = name.lower()
-        canon = names.get(key)
-        if canon is None:
+        known = names.get(key)
+        if known is None:
             if not colon or not _TOKEN_FULL.match(name):
                 raise ParseError("Malformed header line")
             canon = name
         elif not colon:
             raise ParseError("Malformed header line")
         else:
+            canon = known
             key = _LOWER.get(canon) or canon.lower()
         if key in SINGLE_HEADERS:
             counts[key] = counts.get(key, 0) + 1

@@ -406,8 +406,8 @@ class TransactionLayer:
             if isinstance(tx, ServerTransaction):
                 if self.server.get(tx.key) is tx:
                     del self.server[tx.key]
-            elif self.client.get(tx.key) is tx:  # type: ignore[arg-type]
-                del self.client[tx.key]  # type: ignore[arg-type]
+            elif self.client.get(tx.key) is tx:
+                del self.client[tx.key]
         else:
             deadline = tx.next_deadline
             if deadline is not None:

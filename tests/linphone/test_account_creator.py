@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chalicelib import accounts, clock
+from chalicelib import accounts
 from tests.accounts_support import last_code
 from tests.conftest import free_port
 from tests.edge.conftest import EdgeThread
@@ -34,7 +34,6 @@ def xmlrpc_url(aws: None) -> Iterator[str]:
 
     from app import app
 
-    clock.reset()
     port = free_port()
     config = Config.create(chalice_stage="local")
     # create_local_server turns the app object into a local one, once per process only.

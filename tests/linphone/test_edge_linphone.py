@@ -13,7 +13,6 @@ import pytest
 from chalice.test import Client
 
 from tests.accounts_support import (
-    api_fixture,  # noqa: F401  (the `api` fixture: chalice.test.Client on app.app)
     basic,
     sign_up,
 )

@@ -15,7 +15,6 @@ from chalice.test import Client
 
 from devstack.streams import StreamReplayer
 from tests.accounts_support import (
-    api_fixture,  # noqa: F401  (the `api` fixture: chalice.test.Client on app.app)
     basic,
     sign_up,
 )

@@ -102,10 +102,11 @@ def test_linphone_applies_a_partial_notify_announcing_a_new_user(
     sub, tag = active_subscription(client, peer)
     answer = lookup(sub)
     send(client, peer, sub, tag, answer["bodies"][0])
-    (partial,) = notify.build_partial(
+    (partial,) = notify.build(
         "sip:rls@example.org",
         [ResourceState(ENTRIES[0], User("sip:nina@example.org"))],
         version=answer["version"],
+        full_state=False,
         options=notify.BodyOptions(deflate=True),
     )
     send(
@@ -135,10 +136,11 @@ def test_a_partial_notify_cannot_take_a_user_back_a_full_state_one_does(
     answer = lookup(sub)
     send(client, peer, sub, tag, answer["bodies"][0])
     bob = ENTRIES[1]
-    (partial,) = notify.build_partial(
+    (partial,) = notify.build(
         "sip:rls@example.org",
         [ResourceState(bob)],
         version=1,
+        full_state=False,
         options=notify.BodyOptions(non_user=non_user),
     )
     mark = client.mark()
