@@ -31,6 +31,9 @@ _.body_b64
 _.saved
 _.deleted
 _.list_b64
+_.subscription_ids  # Revocation: read by the edge's SubscriptionService.revoke
+_.credentials_replaced  # SignupResult: serialised by to_json (asdict) for the REST answer
+_.sessions_ended  # SignupResult: likewise
 
 # sip_edge ----------------------------------------------------------------------------------
 # asyncio protocol callbacks, called by the event loop.

@@ -203,3 +203,15 @@ class LiveUpdate(TypedDict):
 
     subscription_id: str
     uris: list[str]
+
+
+class Revocation(TypedDict):
+    """One SQS message to an edge: end the dialogs `subscription_ids` of `subscriber` (an AOR,
+    compared without case) with a final NOTIFY `Subscription-State: terminated;reason=<reason>`.
+    Sent when the account is disabled or deleted ("rejected") or its credentials replaced
+    ("deactivated": only the dialogs made before, listed here)."""
+
+    kind: Literal["revoke"]
+    subscriber: str
+    reason: str
+    subscription_ids: list[str]

@@ -29,6 +29,7 @@ CATALOGUE: dict[str, ErrorKind] = {
     "unsupported_media_type": ErrorKind(415, 415, "Unsupported Media Type"),
     "body_too_large": ErrorKind(413, 413, "Request Entity Too Large"),
     "region_not_allowed": ErrorKind(403, 403, "Forbidden"),
+    "sms_not_allowed": ErrorKind(403, 403, "Forbidden"),
     "rate_limited": ErrorKind(429, 503, "Service Unavailable"),
     "code_mismatch": ErrorKind(400, 403, "Forbidden"),
     "code_expired": ErrorKind(410, 403, "Forbidden"),
@@ -109,12 +110,15 @@ XMLRPC_ANSWERS: dict[str, str] = {
     "phone_already_linked": "ERROR_ALIAS_ALREADY_IN_USE",
     "sms_unavailable": "ERROR_CANNOT_SEND_SMS",
     "region_not_allowed": "ERROR_CANNOT_SEND_SMS",  # the SDK shows "invalid phone number"
+    "sms_not_allowed": "ERROR_CANNOT_SEND_SMS",
     "rate_limited": "ERROR_MAX_SMS_EXCEEDED",
     "unsupported_algorithm": "ERROR_ALGO_NOT_SUPPORTED",
     "code_mismatch": "ERROR_KEY_DOESNT_MATCH",
     "code_expired": "ERROR_KEY_DOESNT_MATCH",  # the SDK's only word for a code to ask again
-    "code_not_found": "ERROR_ACCOUNT_DOESNT_EXIST",  # nothing pending: not created yet
-    "code_used": "ERROR_ACCOUNT_ALREADY_ACTIVATED",
+    # Every way a code can fail is the same word: no answer tells whether a code is pending,
+    # was used (an account was just made) or is merely wrong.
+    "code_not_found": "ERROR_KEY_DOESNT_MATCH",
+    "code_used": "ERROR_KEY_DOESNT_MATCH",
     "not_found": "ERROR_ACCOUNT_DOESNT_EXIST",
     "no_phone": "ERROR_ALIAS_DOESNT_EXIST",
     "account_disabled": "ERROR_ACCOUNT_DISABLED",

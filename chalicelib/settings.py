@@ -46,6 +46,17 @@ class Settings:
     code_length: int = _setting("CODE_LENGTH", 4, "Digits in an SMS code.")
     code_ttl_seconds: int = _setting("CODE_TTL_SECONDS", 600, "Lifetime of an SMS code.")
     code_max_attempts: int = _setting("CODE_MAX_ATTEMPTS", 5, "Wrong tries before a code dies.")
+    code_failures_per_number: int = _setting(
+        "CODE_FAILURES_PER_NUMBER",
+        9,
+        "Wrong code answers one number may take, across all its codes, per"
+        " CODE_FAILURE_WINDOW; past it no code is sent to or checked for it (429).",
+    )
+    code_failure_window: int = _setting(
+        "CODE_FAILURE_WINDOW",
+        30 * 86400,
+        "Sliding window (seconds) of CODE_FAILURES_PER_NUMBER.",
+    )
     sms_template: str = _setting(
         "SMS_TEMPLATE", "Your verification code is {code}", "SMS text; {code} is replaced."
     )
@@ -58,7 +69,31 @@ class Settings:
     sms_per_number_interval: int = _setting(
         "SMS_PER_NUMBER_INTERVAL", 60, "Seconds between two SMS to one number."
     )
-    sms_per_number_daily: int = _setting("SMS_PER_NUMBER_DAILY", 3, "SMS per number per 24 h.")
+    sms_per_number_daily: int = _setting(
+        "SMS_PER_NUMBER_DAILY", 3, "Sign-up and recovery SMS per number per 24 h."
+    )
+    sms_number_types: tuple[str, ...] = _setting(
+        "SMS_NUMBER_TYPES",
+        ("MOBILE", "FIXED_LINE_OR_MOBILE"),
+        "phonenumbers number types (comma-separated) that may receive a code; others get 403.",
+    )
+    sms_per_prefix_daily: int = _setting(
+        "SMS_PER_PREFIX_DAILY",
+        50,
+        "SMS per 24 h to one destination prefix (the number without its last 4 digits).",
+    )
+    sms_per_ip_daily: int = _setting(
+        "SMS_PER_IP_DAILY", 20, "Code requests per source IP per 24 h (with the hourly limit)."
+    )
+    link_sms_per_number_daily: int = _setting(
+        "LINK_SMS_PER_NUMBER_DAILY",
+        2,
+        "Link SMS per number per 24 h, a budget of their own: link requests never use up"
+        " the number's sign-up and recovery SMS.",
+    )
+    link_requests_per_account_daily: int = _setting(
+        "LINK_REQUESTS_PER_ACCOUNT_DAILY", 3, "Link code requests per account per 24 h."
+    )
     code_requests_per_ip_hourly: int = _setting(
         "CODE_REQUESTS_PER_IP_HOURLY", 10, "Code requests per source IP per hour."
     )
@@ -75,20 +110,11 @@ class Settings:
     xmlrpc_max_body_bytes: int = _setting(
         "XMLRPC_MAX_BODY_BYTES", 16384, "Largest XML-RPC request body; larger gets a fault."
     )
-    xmlrpc_phone_used_mode: str = _setting(
-        "XMLRPC_PHONE_USED_MODE",
-        "answer",
-        "answer: is_phone_number_used tells whether a number has an account (and"
-        " create_phone_account refuses a used number up front); hide: always not used.",
-    )
     xmlrpc_lookups_per_ip_hourly: int = _setting(
         "XMLRPC_LOOKUPS_PER_IP_HOURLY",
         30,
-        "Account lookups (is_phone_number_used, get_phone_number_for_account,"
-        " recover_phone_account) per source IP per hour.",
-    )
-    xmlrpc_lookups_per_number_hourly: int = _setting(
-        "XMLRPC_LOOKUPS_PER_NUMBER_HOURLY", 10, "Lookups of one number (or username) per hour."
+        "Calls per source IP per hour of the XML-RPC methods that send no SMS"
+        " (is_phone_number_used, get_phone_number_for_account, is_account_activated).",
     )
     # Resource lists and NOTIFY bodies.
     list_max_inflated_bytes: int = _setting(
@@ -213,8 +239,6 @@ class Settings:
     nonce_ttl_seconds: int = _setting("NONCE_TTL_SECONDS", 300, "Lifetime of a digest nonce.")
 
     def __post_init__(self) -> None:
-        if self.xmlrpc_phone_used_mode not in {"answer", "hide"}:
-            raise RuntimeError("XMLRPC_PHONE_USED_MODE must be answer or hide")
         if self.stage in DEPLOYED_STAGES:
             for name in ("phone_hash_key", "code_hash_key", "nonce_key"):
                 if getattr(self, name) == DEV_KEY:

@@ -161,7 +161,12 @@ SUBSCRIPTIONS = TableSpec(
     hash_key="subscription_id",
     ttl_attribute="expires_at",
     # Read at an edge's restart only, then each item is fetched whole: keys are enough.
-    indexes=(Index("by_edge", "edge_id", "subscription_id", projection="KEYS_ONLY"),),
+    # by_subscriber: an account's dialogs, to end them when it is disabled, deleted or
+    # recovered (watcher pointers carry the subscriber too; readers skip them).
+    indexes=(
+        Index("by_edge", "edge_id", "subscription_id", projection="KEYS_ONLY"),
+        Index("by_subscriber", "subscriber", "subscription_id", projection="KEYS_ONLY"),
+    ),
     doc="Live SUBSCRIBE dialogs with their list, version and owning edge.",
 )
 WATCHERS = TableSpec(

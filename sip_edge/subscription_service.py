@@ -74,11 +74,39 @@ class SubscriptionService:
                 await asyncio.sleep(1)
                 continue
             for change in changes:
+                if change.get("kind") == "revoke":
+                    self.revoke(change)
+                    continue
                 dialog = self.dialogs.get(change.get("subscription_id", ""))
                 if dialog is None or dialog.terminated:
                     continue  # gone, or owned by another edge: nothing to do
                 known = set(dialog.entries)
                 dialog.dirty.update(u for u in change.get("uris", []) if u in known)
+
+    # --- revocation: an account disabled, deleted or recovered ------------------------------
+
+    def revoke(self, message: dict[str, Any]) -> int:
+        """End the dialogs a `revoke` message lists (edge_contract.Revocation), each with a
+        final NOTIFY `Subscription-State: terminated;reason=...`, at once (no throttle). Only
+        dialogs of the subscriber it names are touched. Answers how many end."""
+        subscriber = str(message.get("subscriber") or "").lower()
+        reason = message.get("reason")
+        reason = reason if reason in ("rejected", "deactivated") else "rejected"
+        ended = 0
+        for sub_id in message.get("subscription_ids") or []:
+            dialog = self.dialogs.get(str(sub_id))
+            if (
+                dialog is None
+                or dialog.terminated
+                or sub_id in self._ending
+                or dialog.subscriber.lower() != subscriber
+            ):
+                continue
+            self._ending.add(dialog.subscription_id)
+            self.edge.spawn(self._end(dialog, reason))
+            ended += 1
+        self.edge.stats["revoked"] = self.edge.stats.get("revoked", 0) + ended
+        return ended
 
     def on_connection_lost(self, peer: Peer) -> None:
         """Dialogs over a closed stream can no longer be notified: RFC 5626 flow failure."""

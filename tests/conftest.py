@@ -47,6 +47,19 @@ def _real_time(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clock, "offset", 0.0)
 
 
+#: A UTC noon: far from midnight, so daily windows are easy to reason about.
+NOON = 1_800_014_400
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The domain clock stands still (only `advance_clock` moves it): on a loaded machine a
+    second may otherwise pass between a request and the answer a test compares it with."""
+    from chalicelib import clock
+
+    monkeypatch.setattr(clock, "time", type("FrozenTime", (), {"time": staticmethod(lambda: NOON)}))
+
+
 def advance_clock(seconds: float) -> None:
     """Move the domain clock forward: codes expire, rate windows slide."""
     from chalicelib import clock

@@ -19,7 +19,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_create_without_phone_then_with(aws, capsys):
     status, out, _ = run(capsys, "create", "Legacy.User", "--password", "correct horse")
-    assert status == 0 and json.loads(out)["sip_uri"] == "sip:Legacy.User@example.org"
+    assert status == 0 and json.loads(out)["sip_uri"] == "sip:legacy.user@example.org"
     assert accounts.authenticate_password("Legacy.User", "correct horse")
     status, out, _ = run(
         capsys,

@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib import accounts, clock, digest, settings
 from tests.accounts_support import (
+    H_JSON,
     PASSWORD,
     basic,
     challenges,
@@ -129,9 +130,13 @@ def test_disabled_account_is_403(api):
 
 def test_patch_discoverable_and_password(api):
     sign_up(api, A, "alice")
-    r = api.http.patch(ME, headers={**basic("alice")}, body=json.dumps({"discoverable": False}))
+    r = api.http.patch(
+        ME, headers={**basic("alice"), **H_JSON}, body=json.dumps({"discoverable": False})
+    )
     assert r.status_code == 200 and r.json_body["discoverable"] is False
-    r = api.http.patch(ME, headers=basic("alice"), body=json.dumps({"password": "brand new pw"}))
+    r = api.http.patch(
+        ME, headers={**basic("alice"), **H_JSON}, body=json.dumps({"password": "brand new pw"})
+    )
     assert r.status_code == 200
     assert_error(api.http.get(ME, headers=basic("alice")), 401, "unauthorized")
     assert api.http.get(ME, headers=basic("alice", "brand new pw")).status_code == 200
@@ -151,7 +156,7 @@ def test_bad_patches(api):
     sign_up(api, A, "alice")
     for body, code in BAD_PATCHES:
         raw = body if isinstance(body, str) else json.dumps(body)
-        r = api.http.patch(ME, headers=basic("alice"), body=raw)
+        r = api.http.patch(ME, headers={**basic("alice"), **H_JSON}, body=raw)
         assert (r.status_code, r.json_body["error"]["code"]) == (400, code), body
 
 
@@ -269,7 +274,9 @@ def test_discover_lists_discoverable_accounts_only(api):
     sign_up(api, A, "alice")
     sign_up(api, B, "bob")
     sign_up(api, C, "carol")
-    api.http.patch(ME, headers=basic("carol"), body=json.dumps({"discoverable": False}))
+    api.http.patch(
+        ME, headers={**basic("carol"), **H_JSON}, body=json.dumps({"discoverable": False})
+    )
     phones = ["06 98 76 54 32", "+32 470 12 34 56", "not a number", "+33600000000", "0612345678"]
     r = discover(api, "alice", {"phones": phones})
     assert r.status_code == 200

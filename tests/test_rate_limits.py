@@ -9,23 +9,19 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, settings
+from chalicelib import settings
 from chalicelib.accounts import rate_limits, sms, verification
 from chalicelib.accounts.rate_limits import DAY, HOUR
 from chalicelib.errors import DomainError
 from tests.accounts_support import last_code, pass_interval, sent_sms
-from tests.conftest import advance_clock
+from tests.conftest import NOON, advance_clock
 
 A = "+33612345678"
 
 
-NOON = 1_800_014_400  # a UTC noon: far from midnight, so windows are easy to reason about
-
-
 @pytest.fixture(autouse=True)
-def _frozen_clock(monkeypatch):
-    # Frozen: on a loaded machine a second may pass between a request and its Retry-After.
-    monkeypatch.setattr(clock, "time", type("FrozenTime", (), {"time": staticmethod(lambda: NOON)}))
+def _frozen(frozen_clock):
+    """Retry-After values are compared to the second."""
 
 
 def send(e164: str = A, ip: str = "192.0.2.1") -> int:

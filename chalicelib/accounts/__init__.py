@@ -21,6 +21,7 @@ from chalicelib.accounts.model import (
     Account,
     aor_for,
     domain,
+    fold,
     validate_password,
     validate_username,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "delete",
     "domain",
     "find_by_phone",
+    "fold",
     "get",
     "get_by_username",
     "link_phone",

@@ -65,11 +65,25 @@ def import_csv(
     rows: Iterable[dict[str, str]], *, region: str | None = None, out: TextIO | None = None
 ) -> tuple[int, int]:
     """Create an account per row (columns CSV_COLUMNS; password or ha1); report each failure
-    with its line and go on. Answers (created, failed)."""
+    with its line and go on. Answers (created, failed). Usernames are one identity whatever
+    their case: a row whose username folds to one met earlier is refused naming that line."""
     out = out or sys.stderr
     created = failed = 0
+    seen: dict[str, tuple[int, str]] = {}  # folded username -> (line, username as written)
     for line, row in enumerate(rows, start=2):  # line 1 is the header
         row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        name = row.get("username", "")
+        earlier = seen.get(accounts.fold(name)) if name else None
+        if earlier is not None:
+            failed += 1
+            print(
+                f"line {line}: {name!r}: username_taken: the same username as line "
+                f"{earlier[0]} ({earlier[1]!r}) once case is ignored",
+                file=out,
+            )
+            continue
+        if name:
+            seen[accounts.fold(name)] = (line, name)
         try:
             create_account(
                 row.get("username", ""),
@@ -83,7 +97,12 @@ def import_csv(
             created += 1
         except DomainError as exc:
             failed += 1
-            print(f"line {line}: {row.get('username', '')!r}: {exc.code}: {exc.message}", file=out)
+            message = exc.message
+            if exc.code == "username_taken":
+                existing = accounts.get_by_username(name)
+                if existing is not None:
+                    message += f" by the existing account {existing.username!r}"
+            print(f"line {line}: {name!r}: {exc.code}: {message}", file=out)
     return created, failed
 
 

@@ -11,7 +11,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from chalicelib import accounts
 from chalicelib.accounts import phone, verification
 from chalicelib.errors import DomainError
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import logger, metrics, pseudonym
 
 
 def _subject(account: accounts.Account) -> str:
@@ -27,10 +27,12 @@ def request(
     default_region: object = None,
     source_ip: str = "unknown",
 ) -> int:
-    """Send a code to the number to link it to `account`; answer the code's lifetime.
+    """Send a code to the number to link it to `account` (signed in); answer its lifetime.
 
     The region of national numbers is `default_region`, else the account's own number's.
-    Raises 400, 403 (country), 409 `phone_already_linked` (already this account's), 429, 503."""
+    Link SMS come from budgets of their own (per number, per account), so they never use up
+    the number's recovery SMS. Raises 400, 403 (country, number type), 409
+    `phone_already_linked` (already this account's), 429, 503."""
     region = (
         phone.valid_region(default_region)
         if default_region is not None
@@ -40,7 +42,40 @@ def request(
     if account.phone == e164:
         raise DomainError("phone_already_linked", "phone: already linked to this account")
     return verification.send(
-        verification.LINK, account.aor, e164, _subject(account), source_ip=source_ip
+        verification.LINK,
+        account.aor,
+        e164,
+        _subject(account),
+        source_ip=source_ip,
+        owner="account",
+        authenticated=True,
+        account=account.aor,
+    )
+
+
+def request_unauthenticated(username: str, phone_raw: object, *, source_ip: str) -> int:
+    """A link request that names an account without proving it (the Linphone assistant's
+    link_phone_number_with_account). It answers and costs the same whether the account
+    exists or not, and whether the number is already its own: the limits (per source, per
+    number, per named account) are spent the same and a pending code is recorded the same,
+    but the SMS goes out only for an enabled account that the number is not linked to yet.
+    It cannot replace a pending link code asked for another number, nor spend the number's
+    recovery SMS. The activation needs the account's HA1."""
+    e164 = phone.parse(phone_raw)
+    accounts.validate_username(username, legacy=True)
+    aor = accounts.aor_for(username)
+    account = accounts.get(aor)
+    real = account is not None and not account.disabled and account.phone != e164
+    subject = _subject(account) if real and account is not None else f"{aor}#none"
+    return verification.send(
+        verification.LINK,
+        aor,
+        e164,
+        subject,
+        source_ip=source_ip,
+        owner=f"number|{e164}",
+        account=aor,
+        deliver=real,
     )
 
 
@@ -72,7 +107,11 @@ def confirm(
     metrics.add_metric(name="Links", unit=MetricUnit.Count, value=1)
     logger.info(
         "number linked",
-        extra={"phone": phone.mask(claim.phone), "aor": linked.aor, "moved": bool(moved_from)},
+        extra={
+            "phone": pseudonym(claim.phone),
+            "aor": pseudonym(linked.aor),
+            "moved": bool(moved_from),
+        },
     )
     return linked
 
@@ -81,5 +120,5 @@ def unlink(account: accounts.Account) -> accounts.Account:
     """Remove the account's number (404 `no_phone` if none), freeing it for others."""
     updated = accounts.unlink_phone(account.aor)
     metrics.add_metric(name="Unlinks", unit=MetricUnit.Count, value=1)
-    logger.info("number unlinked", extra={"aor": account.aor})
+    logger.info("number unlinked", extra={"aor": pseudonym(account.aor)})
     return updated

@@ -31,10 +31,16 @@ class Account:
     created_at: int = 0  # epoch seconds, like every time stored in DynamoDB here
     updated_at: int = 0
     version: int = 0  # optimistic concurrency: every write is conditioned on it and bumps it
+    # When the account's sessions were last revoked (recovery, new password), in epoch
+    # milliseconds: the stream of that change ends the SIP dialogs and registrations made
+    # before it.
+    revoked_at: int = 0
 
     @property
     def aor(self) -> str:
-        return f"{self.username}@{self.domain}"
+        """The address of record, and the item key: the username folded to lower case, so
+        that `Bob` and `bob` are one identity (lookups fold the same way)."""
+        return aor_for(self.username, self.domain)
 
     @property
     def sip_uri(self) -> str:
@@ -66,6 +72,7 @@ class Account:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "version": self.version,
+            "revoked_at": self.revoked_at,
         }
         for name in ("ha1_md5", "ha1_sha256", "phone"):
             if getattr(self, name):
@@ -85,6 +92,7 @@ class Account:
             created_at=int(item.get("created_at", 0)),
             updated_at=int(item.get("updated_at", 0)),
             version=int(item.get("version", 0)),
+            revoked_at=int(item.get("revoked_at", 0)),
         )
 
 
@@ -95,9 +103,15 @@ def domain() -> str:
     return settings.get().sip_domain.lower()
 
 
+def fold(username: str) -> str:
+    """The stored fold of a username: what makes two usernames one identity. Usernames are
+    ASCII (see the patterns above), so lower-casing is the whole fold."""
+    return username.lower()
+
+
 def aor_for(username: str, domain_name: str | None = None) -> str:
-    """The address of record of the account named `username`."""
-    return f"{username}@{domain_name or domain()}"
+    """The address of record of the account named `username` (folded: one identity per name)."""
+    return f"{fold(username)}@{(domain_name or domain()).lower()}"
 
 
 def validate_username(raw: object, *, legacy: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""Phone numbers: parsing to E.164 with `phonenumbers`, masking for logs, and the PhoneIndex key."""
+"""Phone numbers: parsing to E.164 with `phonenumbers`, their type, and the PhoneIndex key."""
 
 from __future__ import annotations
 
@@ -47,18 +47,26 @@ def region_of(e164: str) -> str | None:
         return None
 
 
+_TYPE_NAMES = {
+    value: name for name, value in vars(phonenumbers.PhoneNumberType).items() if name.isupper()
+}
+
+
+def number_type(e164: str) -> str:
+    """phonenumbers' type of a valid E.164 number: MOBILE, FIXED_LINE_OR_MOBILE, PREMIUM_RATE,
+    PERSONAL_NUMBER, PAGER, SHARED_COST, VOIP, FIXED_LINE, ... (UNKNOWN if unparseable)."""
+    try:
+        kind = phonenumbers.number_type(phonenumbers.parse(e164, None))
+    except phonenumbers.NumberParseException:
+        return "UNKNOWN"
+    return _TYPE_NAMES.get(kind, "UNKNOWN")
+
+
 def valid_region(region: object) -> str:
     """Check a `default_region` field: a two-letter region phonenumbers knows."""
     if not isinstance(region, str) or region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         raise DomainError("invalid_field", "default_region: expected an ISO 3166 region like FR")
     return region.upper()
-
-
-def mask(e164: str) -> str:
-    """A number safe to log: country prefix and last two digits only."""
-    if len(e164) <= 5:
-        return "***"
-    return e164[:3] + "*" * (len(e164) - 5) + e164[-2:]
 
 
 def phone_hash(e164: str) -> str:

@@ -150,29 +150,73 @@ def _ip_key(source_ip: str) -> str:
     return keyed_hash(settings.get().code_hash_key, source_ip, length=32)
 
 
-def reserve_sms(e164: str, source_ip: str) -> list[Reservation]:
+def window_wait(bucket: str, *, limit: int, window: int) -> int:
+    """Seconds until `bucket` (a `reserve_in_window` log) has room again; 0 if it has now."""
+    raw = client("dynamodb").get_item(
+        TableName=tables.RATE_LIMITS.name(), Key={"bucket": {"S": bucket}}, ConsistentRead=True
+    )
+    now = clock.now_int()
+    item = dynamo.from_item(raw["Item"]) if "Item" in raw else {}
+    hits = sorted(int(v) for v in item.get("hits", {}).values() if int(v) > now - window)
+    if len(hits) < limit:
+        return 0
+    return max(1, hits[len(hits) - limit] + window - now)
+
+
+def _keyed(text: str) -> str:
+    return keyed_hash(settings.get().code_hash_key, text, length=32)
+
+
+def prefix_of(e164: str) -> str:
+    """The destination prefix of a number: without its last 4 digits, a block of 10,000
+    numbers (SMS pumping walks such blocks of premium or partner-operated numbers)."""
+    return e164[:-4]
+
+
+def failure_bucket(e164: str) -> str:
+    """The number's log of wrong code answers, across all its codes (`verification`)."""
+    return f"code-failures:{phone.phone_hash(e164)}"
+
+
+def reserve_sms(
+    e164: str, source_ip: str, *, link: bool = False, account: str | None = None
+) -> list[Reservation]:
     """Reserve one SMS to `e164` asked from `source_ip` under every limit, or raise 429 (with
-    nothing reserved). Order: source IP, number (interval, then 24 h), global daily cap."""
+    nothing reserved). Order: source IP (hour, day), account (link requests), number
+    (interval, then 24 h; link codes from a budget of their own, so that nobody can use up a
+    number's recovery SMS by asking to link it), destination prefix, global daily cap."""
     s = settings.get()
+    ip = _ip_key(source_ip)
+    wanted: list[tuple[str, int, int, int, str]] = [
+        (f"ip:{ip}", s.code_requests_per_ip_hourly, HOUR, 0, "source address"),
+        (f"ip-day:{ip}", s.sms_per_ip_daily, DAY, 0, "source address"),
+    ]
+    if account is not None:
+        wanted.append(
+            (f"link-account:{_keyed(account.lower())}", s.link_requests_per_account_daily, DAY,
+             0, "link requests of this account")
+        )  # fmt: skip
+    number = phone.phone_hash(e164)
+    if link:
+        wanted.append(
+            (f"link-phone:{number}", s.link_sms_per_number_daily, DAY,
+             s.sms_per_number_interval, "phone")
+        )  # fmt: skip
+    else:
+        wanted.append(
+            (f"phone:{number}", s.sms_per_number_daily, DAY, s.sms_per_number_interval, "phone")
+        )
+    wanted.append(
+        (f"prefix:{_keyed(prefix_of(e164))}", s.sms_per_prefix_daily, DAY, 0, "phone prefix")
+    )
     taken: list[Reservation] = []
     try:
-        taken.append(
-            reserve_in_window(
-                f"ip:{_ip_key(source_ip)}",
-                limit=s.code_requests_per_ip_hourly,
-                window=HOUR,
-                what="source address",
+        for bucket, limit, window, interval, what in wanted:
+            taken.append(
+                reserve_in_window(
+                    bucket, limit=limit, window=window, min_interval=interval, what=what
+                )
             )
-        )
-        taken.append(
-            reserve_in_window(
-                f"phone:{phone.phone_hash(e164)}",
-                limit=s.sms_per_number_daily,
-                window=DAY,
-                min_interval=s.sms_per_number_interval,
-                what="phone",
-            )
-        )
         taken.append(reserve_in_day("sms-global", limit=s.sms_global_daily, what="SMS service"))
     except DomainError:
         release_all(taken)
@@ -180,34 +224,16 @@ def reserve_sms(e164: str, source_ip: str) -> list[Reservation]:
     return taken
 
 
-def reserve_lookup(key: str, source_ip: str) -> list[Reservation]:
-    """Reserve one lookup that reveals whether `key` (an E.164 number, or "user:<name>") has an
-    account, asked from `source_ip`: the Linphone assistant's is_phone_number_used and kin.
-    429 (nothing reserved) past the per-IP or the per-key hourly limit."""
-    s = settings.get()
-    digest = keyed_hash(s.code_hash_key, key, length=32)
-    taken: list[Reservation] = []
-    try:
-        taken.append(
-            reserve_in_window(
-                f"lookup-ip:{_ip_key(source_ip)}",
-                limit=s.xmlrpc_lookups_per_ip_hourly,
-                window=HOUR,
-                what="source address",
-            )
-        )
-        taken.append(
-            reserve_in_window(
-                f"lookup:{digest}",
-                limit=s.xmlrpc_lookups_per_number_hourly,
-                window=HOUR,
-                what="lookups of this number",
-            )
-        )
-    except DomainError:
-        release_all(taken)
-        raise
-    return taken
+def reserve_call(source_ip: str) -> Reservation:
+    """Reserve one call of an XML-RPC method that sends no SMS, asked from `source_ip`; 429
+    past `XMLRPC_LOOKUPS_PER_IP_HOURLY`. These methods reveal nothing about accounts; the
+    limit keeps them from being a free amplifier of DynamoDB reads."""
+    return reserve_in_window(
+        f"lookup-ip:{_ip_key(source_ip)}",
+        limit=settings.get().xmlrpc_lookups_per_ip_hourly,
+        window=HOUR,
+        what="source address",
+    )
 
 
 def release_all(reservations: list[Reservation]) -> None:

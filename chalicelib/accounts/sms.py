@@ -5,10 +5,9 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import settings
-from chalicelib.accounts import phone
 from chalicelib.aws import client
 from chalicelib.errors import DomainError
-from chalicelib.observability import logger
+from chalicelib.observability import logger, pseudonym
 
 #: Seconds a client should wait before retrying after SNS refused or failed.
 RETRY_AFTER_FAILURE = 30
@@ -35,13 +34,11 @@ def send_code(e164: str, code: str) -> None:
         )
     except (ClientError, BotoCoreError) as exc:
         logger.warning(
-            "SMS not sent", extra={"phone": phone.mask(e164), "reason": type(exc).__name__}
+            "SMS not sent", extra={"phone": pseudonym(e164), "reason": type(exc).__name__}
         )
         raise DomainError(
             "sms_unavailable",
             "the SMS could not be sent; try again later",
             headers={"Retry-After": str(RETRY_AFTER_FAILURE)},
         ) from None
-    logger.info(
-        "SMS sent", extra={"phone": phone.mask(e164), "message_id": answer.get("MessageId")}
-    )
+    logger.info("SMS sent", extra={"phone": pseudonym(e164), "message_id": answer.get("MessageId")})

@@ -35,9 +35,10 @@ _MAX_OPTIMISTIC_TRIES = 5
 
 
 def get(aor: str) -> Account | None:
-    """The account of `username@domain` (consistent read), or None. The SIP edge's HA1 source."""
+    """The account of `username@domain` (consistent read), or None. The SIP edge's HA1 source.
+    The lookup folds the case like the key does: `Bob@d` and `bob@d` are one account."""
     item = client("dynamodb").get_item(
-        TableName=tables.ACCOUNTS.name(), Key={"aor": {"S": aor}}, ConsistentRead=True
+        TableName=tables.ACCOUNTS.name(), Key={"aor": {"S": aor.lower()}}, ConsistentRead=True
     )
     raw = item.get("Item")
     return Account.from_item(dynamo.from_item(raw)) if raw else None
@@ -183,6 +184,7 @@ def _mutate(
     """Read the account, let `change(current, draft)` build its new state (from `draft`, the
     current one with a new version) and extra transaction items, then write both conditioned
     on nothing having moved meanwhile; retry a few times if something did."""
+    aor = aor.lower()
     for attempt in range(_MAX_OPTIMISTIC_TRIES):
         current = require(aor)
         updated, extra = change(current, _next_version(current))
@@ -209,7 +211,9 @@ def create(
 ) -> Account:
     """Create an account, claiming its username and (optionally) its number atomically.
 
-    Raises `username_taken` or `phone_taken` (409) when another account holds either."""
+    Usernames are unique case-insensitively: the item key is the folded address of record,
+    so `bob` cannot be created beside `Bob`. Raises `username_taken` or `phone_taken` (409)
+    when another account holds either."""
     username = validate_username(username, legacy=legacy or username == phone_e164)
     if not credentials.ha1_md5 and not credentials.ha1_sha256:
         raise DomainError("invalid_field", "an account needs a password or an HA1")
@@ -236,7 +240,9 @@ def create(
             return account
         except _Cancelled as exc:
             if exc.failed_index == 0:
-                raise DomainError("username_taken", f"username: {username} is taken") from None
+                raise DomainError(
+                    "username_taken", f"username: {username} is taken (case is ignored)"
+                ) from None
             if exc.failed_index == 1:
                 raise DomainError("phone_taken", "phone: already linked to an account") from None
             _backoff(attempt)
@@ -260,9 +266,15 @@ def _index_items(before: Account, after: Account) -> list[dict[str, Any]]:
 
 
 def update(
-    aor: str, *, discoverable: bool | None = None, credentials: Credentials | None = None
+    aor: str,
+    *,
+    discoverable: bool | None = None,
+    credentials: Credentials | None = None,
+    revoke: bool = False,
 ) -> Account:
-    """Change discoverability and/or credentials (the index follows in the same transaction)."""
+    """Change discoverability and/or credentials (the index follows in the same transaction).
+    With `revoke`, the sessions made before (SIP dialogs, registrations) are ended: the
+    live-update stream handler sees `revoked_at` move."""
 
     def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
         after = draft
@@ -270,7 +282,12 @@ def update(
             after = replace(after, ha1_md5=credentials.ha1_md5, ha1_sha256=credentials.ha1_sha256)
         if discoverable is not None:
             after = replace(after, discoverable=discoverable)
-        if (after.ha1_md5, after.ha1_sha256, after.discoverable) == (
+        if revoke:
+            # Milliseconds: sessions made before this instant end, a new phone's a moment later
+            # (signed in with the new credentials) does not.
+            now_ms = int(clock.now() * 1000)
+            after = replace(after, revoked_at=max(now_ms, current.revoked_at + 1))
+        elif (after.ha1_md5, after.ha1_sha256, after.discoverable) == (
             current.ha1_md5,
             current.ha1_sha256,
             current.discoverable,
@@ -299,6 +316,7 @@ def link_phone(aor: str, e164: str) -> tuple[Account, str | None]:
 
     The caller has proven ownership of the number. Returns the account and the address of
     record the number was taken from (None if it was free or already ours)."""
+    aor = aor.lower()
     moved_from: list[str | None] = [None]
 
     def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
@@ -331,6 +349,7 @@ def link_phone(aor: str, e164: str) -> tuple[Account, str | None]:
 
 def unlink_phone(aor: str) -> Account:
     """Remove the account's number (404 `no_phone` when it has none); frees the number."""
+    aor = aor.lower()
 
     def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
         if not current.phone:
@@ -345,6 +364,7 @@ def unlink_phone(aor: str) -> Account:
 
 def delete(aor: str) -> None:
     """Delete the account, freeing its username and its number."""
+    aor = aor.lower()
     for attempt in range(_MAX_OPTIMISTIC_TRIES):
         current = require(aor)
         condition, values = _version_condition(current)

@@ -18,7 +18,7 @@ from chalicelib import accounts
 from chalicelib.accounts import linking, signup
 from chalicelib.api import http_api, http_auth
 from chalicelib.errors import DomainError
-from chalicelib.observability import flush_metrics, logger
+from chalicelib.observability import flush_metrics, logger, pseudonym
 from chalicelib.presence import discovery
 
 #: Routes accept any Content-Type so that a wrong one gets our 415 envelope, not Chalice's.
@@ -44,7 +44,10 @@ def _scoped(view: Callable[[Request], Response]) -> Callable[[Request], Response
 
 def _body(request: Request, *, required: Set[str], optional: Set[str] = frozenset()) -> dict:
     content_type = http_api.media_type(request)
-    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+    # Required, not merely checked when present: an HTML form or a "simple" cross-site fetch
+    # can only send text/plain, form or multipart bodies, so a web page cannot make its
+    # visitors' browsers ask for codes (a JSON type needs a CORS preflight, never granted).
+    if content_type != "application/json" and not content_type.endswith("+json"):
         raise DomainError("unsupported_media_type", "send the body as application/json")
     return http_api.json_body(http_api.body_bytes(request), required=required, optional=optional)
 
@@ -115,8 +118,15 @@ def me_patch(request: Request) -> Response:
         if "password" in data
         else None
     )
-    updated = accounts.update(caller.aor, discoverable=discoverable, credentials=credentials)
-    logger.info("account updated", extra={"aor": caller.aor, "fields": sorted(data)})
+    # A new password ends the sessions made with the old one (a user who changes it because
+    # it leaked expects the other party to be signed out).
+    updated = accounts.update(
+        caller.aor,
+        discoverable=discoverable,
+        credentials=credentials,
+        revoke=credentials is not None,
+    )
+    logger.info("account updated", extra={"aor": pseudonym(caller.aor), "fields": sorted(data)})
     return _json(updated.public())
 
 
@@ -124,7 +134,7 @@ def me_patch(request: Request) -> Response:
 def me_delete(request: Request) -> Response:
     caller = _caller(request)
     accounts.delete(caller.aor)
-    logger.info("account deleted", extra={"aor": caller.aor})
+    logger.info("account deleted", extra={"aor": pseudonym(caller.aor)})
     return _no_content()
 
 

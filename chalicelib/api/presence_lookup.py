@@ -17,7 +17,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib import dynamo, settings
+from chalicelib import accounts, dynamo, settings
 from chalicelib.accounts import phone
 from chalicelib.errors import DomainError
 from chalicelib.live import status as live_status
@@ -137,6 +137,11 @@ def build_answer(
     max_bytes = _positive(limits, "notify_max_bytes", cfg.notify_max_bytes, ceiling=None)
 
     rl = _read_list(payload, limits)
+    aor = presence.parse_aor(subscriber)
+    account = accounts.get(aor) if aor else None
+    if account is not None and account.disabled:
+        # A dialog made before the account was disabled learns nothing more.
+        raise DomainError("account_disabled", "the subscriber's account is disabled")
     counter = dynamo.CallCounter()
     resolved, used_region = presence.resolve(
         rl.entries, subscriber=subscriber, region=region, counter=counter

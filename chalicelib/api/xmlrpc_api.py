@@ -9,14 +9,13 @@ the SDK treats any other status as a failed request, and XML-RPC carries its own
 from __future__ import annotations
 
 import hmac
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from chalice import Response
 from chalice.app import Request
 
-from chalicelib import accounts, digest, settings
+from chalicelib import accounts, settings
 from chalicelib.accounts import linking, phone, rate_limits, signup, verification
 from chalicelib.api.http_api import body_bytes, media_type, source_ip
 from chalicelib.api.xmlrpc import (
@@ -33,7 +32,9 @@ from chalicelib.api.xmlrpc import (
 from chalicelib.errors import DomainError, xmlrpc_answer
 from chalicelib.observability import flush_metrics, logger
 
-#: Content types an XML-RPC body may be sent with (none at all is accepted too).
+#: Content types an XML-RPC body may be sent with. Neither is one a cross-site HTML form or a
+#: "simple" fetch can send, so a web page cannot make its visitors' browsers ask for codes;
+#: a request without a Content-Type is refused for the same reason.
 XML_CONTENT_TYPES = ("text/xml", "application/xml")
 #: Chalice matches the route's content types before the view runs; "*/*" lets a wrong one
 #: reach us and get a fault instead of Chalice's JSON 415.
@@ -41,6 +42,8 @@ ROUTE_CONTENT_TYPES = [*XML_CONTENT_TYPES, "*/*"]
 
 #: What is not a used number (the SDK: anything but OK_ACCOUNT / OK_ALIAS).
 NOT_USED = "ERROR_ALIAS_DOESNT_EXIST"
+#: get_phone_number_for_account's only answer: "not linked" and "username free" to the SDK.
+NOT_AN_ACCOUNT = "ERROR_ACCOUNT_DOESNT_EXIST"
 
 Answer = str | list[tuple[str, str]]
 
@@ -90,11 +93,12 @@ def _code(code: str) -> str:
     return code
 
 
-def _hide() -> bool:
-    return settings.get().xmlrpc_phone_used_mode == "hide"
-
-
 # --- Methods --------------------------------------------------------------------------------
+#
+# What a caller who has proven nothing can learn: nothing about any account. Every method that
+# takes no code and no HA1 answers the same for a taken and a free number or username, after
+# the rate limits and before any lookup; what differs (an SMS sent or not) only reaches the
+# number's owner.
 
 
 def create_phone_account(
@@ -107,31 +111,31 @@ def create_phone_account(
     lang: str,
     algo: str,
 ) -> Answer:
-    """Send a sign-up code; the credentials wait with the code until it is proven.
+    """Send a sign-up code; the HA1 waits with the code until it is proven (then is deleted).
 
-    With no HA1 (the app set no password) the account gets a random password at activation,
-    and activation answers its HA1."""
+    Whether the number or the username is taken is told only to the request that proves the
+    code (activate_phone_account). With no HA1 (the app set no password) the account gets a
+    random password at activation, and activation answers its HA1. A pending code asked with
+    other credentials is not replaced (ERROR_MAX_SMS_EXCEEDED until it expires)."""
     _domain(domain)
     algorithm = _algorithm(algo)
     e164 = phone.parse(phone_raw)
     wanted = _username_for(username, phone_raw, e164)
     if wanted is not None:
         wanted = accounts.validate_username(wanted)
-    final_username = wanted or e164
-    payload = {"username": final_username, "algorithm": algorithm}
+    payload: dict[str, str] = {}
     if ha1.strip():
         credentials = accounts.credentials_from_ha1(ha1.strip(), algorithm)
         payload["ha1"] = credentials.ha1_md5 or credentials.ha1_sha256 or ""
-    else:
-        payload["password"] = secrets.token_urlsafe(24)
-    if not _hide():
-        # Answer mode: the number's status is public anyway (is_phone_number_used), and the
-        # app expects to hear it here rather than after an SMS.
-        if accounts.find_by_phone(e164) is not None:
-            raise DomainError("phone_taken", "phone: already linked to an account")
-        if wanted is None and accounts.get_by_username(e164) is not None:
-            raise DomainError("username_taken", f"username: {e164} is taken")
-    signup.request_code(e164, username=wanted, source_ip=caller.source_ip, payload=payload)
+    owner = "|".join(("assistant", wanted or e164, algorithm, payload.get("ha1", "")))
+    signup.request_code(
+        e164,
+        username=wanted,
+        source_ip=caller.source_ip,
+        payload=payload or None,
+        owner=owner,
+        binding=signup.assistant_binding(algorithm),
+    )
     return "OK"
 
 
@@ -139,57 +143,33 @@ def activate_phone_account(
     caller: Caller, phone_raw: str, username: str, code: str, domain: str, algo: str
 ) -> Answer:
     """Prove the code: create the account (or recover the number's account of the same
-    username) and answer its HA1 in `algo` — only to the request that proved the code."""
+    username, with the new credentials) and answer its HA1 in `algo`, once. The username and
+    algorithm are part of the code: a wrong one is a wrong code (one try used)."""
     _domain(domain)
     algorithm = _algorithm(algo)
     e164 = phone.parse(phone_raw)
     code = _code(code)
-    pending = verification.peek(verification.SIGNUP, e164)
-    payload = pending.payload if pending is not None else {}
-    if pending is None or "username" not in payload:
-        raise DomainError("code_not_found", "no sign-up is pending for this number")
-    if pending.used:
-        # Never answer a used code again: tries on used codes are not counted, so a replay
-        # would let anyone brute-force the HA1 out of it.
-        raise DomainError("code_used", "the code was already used")
-    asked = _username_for(username, phone_raw, e164) or e164
-    if asked != payload["username"]:
-        raise DomainError("code_not_found", "no sign-up is pending for this username")
-    if "ha1" in payload:
-        if payload["algorithm"] != algorithm:
-            raise DomainError("unsupported_algorithm", f"the HA1 was given in {algorithm}")
-        signup.confirm(
-            e164,
-            code,
-            ha1=payload["ha1"],
-            algorithm=payload["algorithm"],
-            same_username_only=True,
-        )
-        return payload["ha1"]
-    result = signup.confirm(e164, code, password=payload["password"], same_username_only=True)
-    return digest.ha1(algorithm, result.username, accounts.domain(), payload["password"])
+    asked = _username_for(username, phone_raw, e164)
+    _result, ha1 = signup.confirm_assistant(e164, code, username=asked, algorithm=algorithm)
+    return ha1
 
 
 def is_phone_number_used(caller: Caller, phone_raw: str, domain: str) -> Answer:
-    """OK_ACCOUNT (the number is an account's username), OK_ALIAS (linked to an account) or
-    not used; rate-limited, and always "not used" in hide mode."""
+    """Always "not used" (after the rate limit): whether a number has an account is told only
+    to whoever proves the number."""
+    rate_limits.reserve_call(caller.source_ip)
     _domain(domain)
-    e164 = phone.parse(phone_raw)
-    if _hide():
-        return NOT_USED
-    rate_limits.reserve_lookup(e164, caller.source_ip)
-    account = accounts.find_by_phone(e164)
-    if account is None:
-        return NOT_USED
-    return "OK_ACCOUNT" if account.username == e164 else "OK_ALIAS"
+    phone.parse(phone_raw)
+    return NOT_USED
 
 
 def link_phone_number_with_account(
     caller: Caller, phone_raw: str, username: str, domain: str, lang: str
 ) -> Answer:
-    """Send a code binding this number to this account (proven later with the account's HA1)."""
+    """Send a code binding this number to this account (proven later with the account's HA1).
+    Answers OK whether or not the account exists or already has the number."""
     _domain(domain)
-    linking.request(_account(username), phone_raw, source_ip=caller.source_ip)
+    linking.request_unauthenticated(username, phone_raw, source_ip=caller.source_ip)
     return "OK"
 
 
@@ -220,64 +200,60 @@ def activate_phone_number_link(
 
 
 def get_phone_number_for_account(caller: Caller, username: str, domain: str) -> Answer:
-    """The account's number (masked in hide mode), ERROR_ALIAS_DOESNT_EXIST without one."""
+    """Always "no such account" (after the rate limit): an account's number is not told to a
+    caller who proved nothing. (The SDK reads it as "not linked", and, for its "does this
+    username exist" check, as "free": creation then goes on, and a taken username is told
+    once the code is proven.)"""
+    rate_limits.reserve_call(caller.source_ip)
     _domain(domain)
-    rate_limits.reserve_lookup("user:" + username, caller.source_ip)
-    account = _account(username)
-    if not account.phone:
-        raise DomainError("no_phone", "no number is linked to this account")
-    return phone.mask(account.phone) if _hide() else account.phone
+    return NOT_AN_ACCOUNT
 
 
 def is_account_activated(caller: Caller, username: str, domain: str, algo: str) -> Answer:
-    """OK for an existing, enabled account: accounts exist only once a code was proven."""
+    """Always OK (after the rate limit): accounts exist only once a code was proven, so an
+    existing account is activated, and the answer must not tell whether it exists."""
+    rate_limits.reserve_call(caller.source_ip)
     _domain(domain)
     _algorithm(algo)
-    _account(username)
     return "OK"
 
 
 def recover_phone_account(caller: Caller, phone_raw: str, domain: str, lang: str) -> Answer:
-    """Send a code to the number's account and answer its username (rate-limited lookup)."""
+    """Send a recovery code to the number and answer the number itself as the username:
+    the same for every number, taken or free, and the account's real username is never told
+    before the code is proven. (An account whose username is its number, as the assistant
+    makes them by default, recovers fully; see README.)"""
     _domain(domain)
     e164 = phone.parse(phone_raw)
-    rate_limits.reserve_lookup(e164, caller.source_ip)
-    account = accounts.find_by_phone(e164)
-    if account is None:
-        raise DomainError("not_found", "no account has this number")
-    if account.disabled:
-        raise DomainError("account_disabled", "the account is disabled")
-    signup.request_code(e164, source_ip=caller.source_ip)
-    return account.username
+    signup.request_code(
+        e164, source_ip=caller.source_ip, owner="assistant-recover", binding=signup.RECOVER
+    )
+    return e164
 
 
 def recover_account_from_confirmation_key(
     caller: Caller, username: str, code: str, domain: str, algo: str
 ) -> Answer:
-    """Prove the code sent to the account's number; answer {password: HA1, algorithm}.
-
-    The account keeps its credentials (other devices stay signed in); the HA1 is the one of
-    `algo` when the account has it, else the one it has."""
+    """Prove the code sent by recover_phone_account; the number's account gets new credentials
+    (a random password, never its existing HA1; its old sessions are ended) and the answer is
+    {password: their HA1 in `algo`, algorithm}. `username` is what recover_phone_account
+    answered (the number), or the account's username."""
+    rate_limits.reserve_call(caller.source_ip)
     _domain(domain)
     algorithm = _algorithm(algo)
-    account = _account(username)
-    if not account.phone:
-        raise DomainError("not_found", "no number is linked to this account")
     code = _code(code)
-    pending = verification.peek(verification.SIGNUP, account.phone)
-    if pending is None:
-        raise DomainError("code_not_found", "no code is pending for this account")
-    if pending.used:
-        raise DomainError("code_used", "the code was already used")
-    proven = signup.prove_number(account.phone, code)
-    if proven.aor != account.aor:
-        raise DomainError("not_found", "the number moved to another account")
-    ha1s = proven.ha1s()
-    chosen = algorithm if algorithm in ha1s else next(iter(ha1s), None)
-    if chosen is None:
-        raise DomainError("unsupported_algorithm", "the account has no HA1")
+    e164 = phone.try_parse(username, None) if username.strip().startswith("+") else None
+    if e164 is None:
+        try:
+            e164 = _account(username).phone
+        except DomainError:
+            e164 = None
+    if e164 is None:
+        # Nothing can be pending: the same answer as a wrong code.
+        raise DomainError("code_mismatch", "wrong code")
+    _result, ha1 = signup.recover_assistant(e164, code, algorithm=algorithm)
     # Member order matters: SDK 5.1 reads the struct's values by position (HA1, algorithm).
-    return [("password", ha1s[chosen]), ("algorithm", chosen)]
+    return [("password", ha1), ("algorithm", algorithm)]
 
 
 #: name -> handler; the argument count is the handler's (the SDK's argument order).
@@ -318,9 +294,8 @@ def call(body: bytes, caller: Caller) -> str:
         try:
             answer = handler(caller, *parsed.params)
         except DomainError as exc:
-            logger.info(
-                "xmlrpc refused", extra={"method": method, "code": exc.code, "why": exc.message}
-            )
+            # The code only: messages may name the number or the username.
+            logger.info("xmlrpc refused", extra={"method": method, "code": exc.code})
             return string_response(xmlrpc_answer(exc.code))
         logger.info("xmlrpc answered", extra={"method": method})
         if isinstance(answer, str):
@@ -337,7 +312,7 @@ def call(body: bytes, caller: Caller) -> str:
 def handle(request: Request) -> Response:
     """The route handler of POST /wizard.php and POST /v1/xmlrpc."""
     content_type = media_type(request)
-    if content_type and content_type not in XML_CONTENT_TYPES:
+    if content_type not in XML_CONTENT_TYPES:
         body = fault_response(INVALID_REQUEST, "send the call as text/xml")
     else:
         body = call(body_bytes(request), Caller(source_ip(request)))

@@ -13,7 +13,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib import clock, settings, tables
+from chalicelib import accounts, clock, settings, tables
 from chalicelib.errors import DomainError
 
 
@@ -132,6 +132,7 @@ def register(
             "expires_at": int(now) + expires,
             "call_id": call_id,
             "cseq": cseq,
+            "written_ms": int(clock.now() * 1000),  # which bindings a revocation ends
         }
         for name, value in (("instance", contact.instance), ("source", source)):
             if value:
@@ -143,6 +144,27 @@ def register(
     return bindings(aor, now)
 
 
+def remove_all(aor: str, *, before_ms: int | None = None) -> int:
+    """Delete the bindings of `aor` written before `before_ms` (epoch ms; all if None): its
+    account was disabled, deleted or its credentials replaced, and what was registered with
+    the old ones must not stay online. Answers how many."""
+    doomed = [
+        key
+        for key, item in _stored(aor).items()
+        if before_ms is None or int(item.get("written_ms", 0)) < before_ms
+    ]
+    with tables.table(tables.REGISTRATIONS).batch_writer() as batch:
+        for key in doomed:
+            batch.delete_item(Key={"aor": aor, "contact_key": key})
+    return len(doomed)
+
+
+def _refuse_disabled(aor: str) -> None:
+    account = accounts.get(aor)
+    if account is not None and account.disabled:
+        raise DomainError("account_disabled", "the account is disabled")
+
+
 def to_json(items: list[Binding], now: float | None = None) -> list[dict[str, Any]]:
     now = clock.now() if now is None else now
     return [{**asdict(b), "expires": b.expires_in(now)} for b in items]
@@ -152,6 +174,12 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
     """The `sip_registrar` function: {"op": "register"|"bindings", ...} -> {"bindings": [...]}."""
     aor = str(payload["aor"])
     now = clock.now()  # one instant for the write and the answer: no 599 for a 600
+    try:
+        # The edge authenticated the request a moment ago; the account may have been
+        # disabled since (or the edge trusts a proxy that does not know).
+        _refuse_disabled(aor)
+    except DomainError as exc:
+        return exc.to_function_answer()
     if payload.get("op") == "bindings":
         return {"bindings": to_json(bindings(aor, now), now)}
     contacts = [ContactRequest(**c) for c in payload.get("contacts", [])]

@@ -80,13 +80,14 @@ def save(
         Item={
             "subscription_id": sub_id,
             "edge_id": edge_id,
-            "subscriber": subscriber,
+            "subscriber": subscriber.lower(),  # the by_subscriber index, folded like AORs
             "watcher": watcher,
             "expires_at": expires_at,
             "version": version,
             "dialog": json.dumps(dialog),
             "entries": _pack(entries),
             "updated_at": int(now),
+            "created_ms": int(clock.now() * 1000),  # which dialogs a revocation ends
         }
     )
     wanted: dict[str, list[str]] = {}
@@ -219,6 +220,39 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
         if "LastEvaluatedKey" not in page:
             return out
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def of_subscriber(
+    subscriber: str, *, before_ms: int | None = None, now: float | None = None
+) -> list[dict[str, Any]]:
+    """The live subscriptions of one account made before `before_ms` (epoch ms; all if
+    None): [{subscription_id, edge_id}]."""
+    now = clock.now() if now is None else now
+    table = tables.table(tables.SUBSCRIPTIONS)
+    kwargs: dict[str, Any] = {
+        "IndexName": "by_subscriber",
+        "KeyConditionExpression": Key("subscriber").eq(subscriber.lower()),
+    }
+    ids: list[str] = []
+    while True:
+        page = table.query(**kwargs)
+        ids += [
+            i["subscription_id"]
+            for i in page["Items"]
+            if not i["subscription_id"].startswith(POINTER_PREFIX)
+        ]
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = dynamo.batch_get(
+        tables.SUBSCRIPTIONS, ids, projection="subscription_id, edge_id, expires_at, created_ms"
+    )
+    return [
+        {"subscription_id": i["subscription_id"], "edge_id": i["edge_id"]}
+        for i in items.values()
+        if int(i["expires_at"]) > now
+        and (before_ms is None or int(i.get("created_ms", 0)) < before_ms)
+    ]
 
 
 def watchers(

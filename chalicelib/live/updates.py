@@ -6,6 +6,10 @@ the edge that holds each dialog. Each edge gets, on its own SQS queue, the subsc
 resource URIs to look at again. The edge then asks `presence_lookup` for their current state and
 sends a partial NOTIFY only when something the phone sees changed; so a record replayed twice,
 out of order, or for a subscription that is gone changes nothing wrongly.
+
+An account disabled, deleted or whose sessions were revoked (recovery, new password) also has
+its registrations deleted and its own dialogs ended: each edge holding one gets a `revoke`
+message (`edge_contract.Revocation`) and sends the final NOTIFY.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from typing import Any
 
 from chalicelib import accounts, dynamo, edge_contract, tables
 from chalicelib.aws import client, region
-from chalicelib.live import subscriptions
-from chalicelib.observability import flush_metrics, logger, metrics
+from chalicelib.live import registrar, subscriptions
+from chalicelib.observability import flush_metrics, logger, metrics, pseudonym
 from chalicelib.presence import watched
 
 STREAMED = (tables.ACCOUNTS, tables.PHONE_INDEX, tables.REGISTRATIONS, tables.PUBLICATIONS)
@@ -83,12 +87,66 @@ def watch_keys(record: dict[str, Any]) -> set[str]:
     return set()
 
 
+def revocation(record: dict[str, Any]) -> tuple[str, str, int | None] | None:
+    """(AOR, reason, before_ms) when this record ends an account's sessions: deleted or
+    disabled ("rejected": do not subscribe again; every session), or its credentials replaced
+    by a recovery or a new password ("deactivated": the sessions made before then; new ones,
+    signed in with the new credentials, may already be running)."""
+    if _table_of(record) is not tables.ACCOUNTS:
+        return None
+    aor = _image(record, "Keys").get("aor")
+    old, new = _image(record, "OldImage"), _image(record, "NewImage")
+    event = record.get("eventName")
+    if not aor or event == "INSERT":
+        return None
+    if event == "REMOVE" or (new.get("disabled") and not old.get("disabled")):
+        return str(aor), "rejected", None
+    revoked_at = int(new.get("revoked_at", 0) or 0)
+    if revoked_at > int(old.get("revoked_at", 0) or 0):
+        return str(aor), "deactivated", revoked_at
+    return None
+
+
+def revoke(aor: str, reason: str, before_ms: int | None = None) -> int:
+    """End what an account had signed in: its registrations (deleted here; their stream then
+    tells its watchers it is offline) and its subscription dialogs (each holding edge gets a
+    `revoke` message and sends the final NOTIFY). Answers the messages sent."""
+    removed = registrar.remove_all(aor, before_ms=before_ms)
+    by_edge: dict[str, list[str]] = {}
+    for sub in subscriptions.of_subscriber(aor, before_ms=before_ms):
+        by_edge.setdefault(sub["edge_id"], []).append(sub["subscription_id"])
+    sent = 0
+    for edge_id, ids in by_edge.items():
+        message: edge_contract.Revocation = {
+            "kind": "revoke",
+            "subscriber": aor,
+            "reason": reason,
+            "subscription_ids": ids,
+        }
+        sent += _send(edge_id, [dict(message)])
+    edges = by_edge
+    metrics.add_metric(name="Revocations", unit="Count", value=1)
+    logger.info(
+        "sessions revoked",
+        extra={"aor": pseudonym(aor), "bindings": removed, "edges": len(edges), "reason": reason},
+    )
+    return sent
+
+
 def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, int]:
-    """The stream handler: tell each edge which of its subscriptions to look at again."""
+    """The stream handler: end revoked accounts' sessions, then tell each edge which of its
+    subscriptions to look at again."""
     keys: set[str] = set()
+    revoked = 0
     for record in records:
         keys |= watch_keys(record)
-    return _look_again(keys)
+        ended = revocation(record)
+        if ended is not None:
+            revoked += revoke(*ended)
+    answer = _look_again(keys)
+    if revoked and not keys:
+        flush_metrics()
+    return {"subscriptions": answer["subscriptions"], "messages": answer["messages"] + revoked}
 
 
 def subscription_saved(subscriber: str) -> dict[str, int]:
@@ -125,6 +183,7 @@ def _look_again(keys: set[str]) -> dict[str, int]:
 
 
 def _send(edge_id: str, changes: list[dict[str, Any]]) -> int:
+    """Queue messages for one edge (batches of 10); 0 when its queue is gone."""
     try:
         url = queue_url(edge_id)
     except client("sqs").exceptions.QueueDoesNotExist:

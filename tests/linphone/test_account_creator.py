@@ -1,6 +1,7 @@
 """The real Linphone SDK 5.1 `LinphoneAccountCreator` against our XML-RPC assistant: the
 Chalice app served over HTTP (chalice local, on moto), the SDK driven through lpclient.
-Create → activate → REGISTER at the SIP edge; link → activate link; recovery by number."""
+Create → activate → REGISTER at the SIP edge; link → activate link; recovery by number with
+new credentials. None of the unauthenticated calls tells the SDK anything about an account."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from collections.abc import Iterator
 import pytest
 
 from chalicelib import accounts
-from tests.accounts_support import last_code
+from tests.accounts_support import last_code, pass_interval
 from tests.conftest import free_port
 from tests.edge.conftest import EdgeThread
 from tests.linphone.client import LinphoneClient
+from tests.test_xmlrpc_api import register
+
+NOT_AN_ACCOUNT = "ERROR_ACCOUNT_DOESNT_EXIST"
 
 pytestmark = pytest.mark.linphone
 
@@ -76,17 +80,18 @@ def test_create_activate_then_register_at_the_edge(linphone_client_factory, xmlr
     activated = lp.creator_request("activate_account")
     assert activated["status"] == "AccountActivated"
     assert activated["ha1"] == sha256_ha1("kate") == accounts.get_by_username("kate").ha1_sha256
-    # The same request again: the SDK hears "already activated", and no HA1.
+    # The same request again: the code is gone, and no HA1 is given twice.
     again = lp.creator_request("activate_account")
     assert (again["status"], again["response"]) == (
-        "AccountAlreadyActivated",
-        "ERROR_ACCOUNT_ALREADY_ACTIVATED",
+        "WrongActivationCode",
+        "ERROR_KEY_DOESNT_MATCH",
     )
 
+    # Unauthenticated lookups tell nothing about the account, even to its own app.
     assert lp.creator_request("is_account_activated")["status"] == "AccountActivated"
-    assert lp.creator_request("is_alias_used")["status"] == "AliasExist"
+    assert lp.creator_request("is_alias_used")["status"] == "AliasNotExist"
     linked = lp.creator_request("is_account_linked")
-    assert (linked["status"], linked["response"]) == ("AccountLinked", "+33612345678")
+    assert (linked["status"], linked["response"]) == ("AccountNotLinked", NOT_AN_ACCOUNT)
 
     mark = lp.mark()
     lp.account(f"sip:kate@{DOMAIN}", PASSWORD, f"sip:127.0.0.1:{edge.address[1]};transport=udp")
@@ -97,7 +102,15 @@ def test_create_refusals_reach_the_sdk_as_its_statuses(linphone_client_factory, 
     accounts.create("taken", accounts.credentials_from_password("taken", PASSWORD))
     lp: LinphoneClient = linphone_client_factory()
     creator(lp, xmlrpc_url, username="taken", password=PASSWORD, phone=("612345678", "33"))
-    assert lp.creator_request("create_account")["status"] == "AccountExist"
+    # A taken username is told only to whoever proves the number, at activation.
+    assert lp.creator_request("create_account")["status"] == "AccountCreated"
+    lp.creator_set(code=last_code("+33612345678"))
+    refused = lp.creator_request("activate_account")
+    assert (refused["status"], refused["response"]) == (
+        "AccountNotActivated",
+        "ERROR_ACCOUNT_ALREADY_IN_USE",
+    )
+    pass_interval()  # the per-number SMS interval
     lp.creator_set(username="kate")
     assert lp.creator_request("create_account")["status"] == "AccountCreated"
     # A second SMS to the number within the interval: the SDK's "overused".
@@ -119,8 +132,6 @@ def test_link_then_activate_link(linphone_client_factory, xmlrpc_url):
     assert (done["status"], done["response"]) == ("AccountActivated", "OK")
 
     assert accounts.get_by_username("liam").phone == "+33622222222"
-    linked = lp.creator_request("is_account_linked")
-    assert (linked["status"], linked["response"]) == ("AccountLinked", "+33622222222")
 
 
 def test_link_with_a_wrong_password_is_not_linked(linphone_client_factory, xmlrpc_url):
@@ -133,15 +144,21 @@ def test_link_with_a_wrong_password_is_not_linked(linphone_client_factory, xmlrp
     assert accounts.get_by_username("liam").phone is None
 
 
-def test_recover_by_number_gives_the_sdk_the_accounts_ha1(linphone_client_factory, xmlrpc_url):
-    accounts.create(
-        "mona", accounts.credentials_from_password("mona", PASSWORD), phone_e164="+33633333333"
-    )
+def test_recover_by_number_gives_the_sdk_new_credentials(linphone_client_factory, xmlrpc_url, edge):
+    # The account as the 5.1 assistant makes it when the app sets no username: the number.
+    number = "+33633333333"
+    accounts.create(number, accounts.credentials_from_password(number, PASSWORD), phone_e164=number)
     lp: LinphoneClient = linphone_client_factory()
     creator(lp, xmlrpc_url, phone=("633333333", "33"))
     recovered = lp.creator_request("recover_account")
-    assert (recovered["status"], recovered["username"]) == ("RequestOk", "mona")
-    lp.creator_set(code=last_code("+33633333333"))
+    # The number comes back as the username: the same answer for every number, taken or free.
+    assert (recovered["status"], recovered["username"]) == ("RequestOk", number)
+    lp.creator_set(code=last_code(number))
     login = lp.creator_request("login_linphone_account")
     assert login["status"] == "RequestOk"
-    assert (login["ha1"], login["algorithm"]) == (sha256_ha1("mona"), "SHA-256")
+    account = accounts.get_by_username(number)
+    # New credentials, never the existing HA1; the old password is dead.
+    assert (login["ha1"], login["algorithm"]) == (account.ha1_sha256, "SHA-256")
+    assert login["ha1"] != sha256_ha1(number)
+    assert register(edge, number, ha1_hex=login["ha1"], algorithm="SHA-256") == 200
+    assert register(edge, number, password=PASSWORD, algorithm="SHA-256") == 401
