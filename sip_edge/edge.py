@@ -18,6 +18,7 @@ from chalicelib.observability import logger
 from chalicelib.subscriptions import subscription_id, watcher_id
 from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
 from sip_edge.functions import FunctionError, Functions
+from sip_edge.metrics import EdgeMetrics
 from sip_edge.queue import EdgeQueue
 from sip_edge.sip.message import (
     REASON_PHRASES,
@@ -102,6 +103,7 @@ class Edge:
         self._next_sweep = 0.0
         self.queue: EdgeQueue | None = queue
         self.stats: dict[str, int] = {"requests": 0, "notifies": 0, "notify_failures": 0}
+        self.metrics = EdgeMetrics(self.cfg.edge_metrics_interval)
 
     # --- addresses -----------------------------------------------------------------------
 
@@ -305,6 +307,7 @@ class Edge:
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", "smart-contacts-edge")
+        self.metrics.response(tx.request.method, response)
         self._run(self.transactions.respond(tx, response, self.clock()))
 
     async def _dispatch(
@@ -650,6 +653,7 @@ class Edge:
             )
             self.stats["notifies"] += 1
             status = await self.request(request, dialog.peer)
+        self.metrics.notify(200 <= status < 300)
         if 200 <= status < 300:
             return True
         self.stats["notify_failures"] += 1
