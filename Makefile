@@ -4,11 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test lint format bench package clean venv
+.PHONY: run test lint format bench package deploy teardown clean venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade 'pip<26.3'  # chalice 1.34 needs pip < 26.3
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*; touch $@
 
@@ -38,6 +38,19 @@ bench: $(STAMP)
 STAGES ?= dev prod
 package: $(STAMP)
 	$(PY) -m infra.build $(addprefix --stage ,$(STAGES))
+
+# The `chalice deploy` path: the infra stack (CloudFormation), then `chalice deploy --stage`.
+# With AWS_ENDPOINT_URL pointing at a moto server it is the offline rehearsal.
+#   make deploy STAGE=dev BUCKET=my-artefacts PARAMS="SipDomain=... EdgeImageTag=..."
+#   make teardown STAGE=dev [PURGE=1]   (PURGE also deletes the retained tables and secret)
+STAGE ?= dev
+deploy: $(STAMP)
+	$(PY) -m infra.deploy up --stage $(STAGE) $(if $(BUCKET),--bucket $(BUCKET)) \
+	  $(if $(DEPLOY_DIR),--workdir $(DEPLOY_DIR)) $(PARAMS)
+
+teardown: $(STAMP)
+	$(PY) -m infra.deploy down --stage $(STAGE) $(if $(DEPLOY_DIR),--workdir $(DEPLOY_DIR)) \
+	  $(if $(PURGE),--purge-data)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -229,6 +229,9 @@ class Settings:
     edge_queue_url: str = _setting(
         "EDGE_QUEUE_URL", "", "SQS queue of this edge; empty = created at start."
     )
+    edge_metrics_interval: float = _setting(
+        "EDGE_METRICS_INTERVAL", 60.0, "Seconds between two flushes of the edge's EMF metrics."
+    )
     notify_full_state_on_removal: str = _setting(
         "NOTIFY_FULL_STATE_ON_REMOVAL",
         "linphone",

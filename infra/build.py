@@ -4,7 +4,9 @@
 
 For each stage: `build/<stage>-merge.json` (this repo's CloudFormation), then
 `build/<stage>/sam.json` and `build/<stage>/deployment.zip` (what `aws cloudformation
-package/deploy` takes). cfn-lint runs on each packaged template; any error fails the build.
+package/deploy` takes). Also the other path's templates: `build/<stage>-infra.json` (the stack
+`make deploy` creates before `chalice deploy`) and `build/<stage>-rehearsal.json` (its variant
+for moto). cfn-lint runs on every template; any error fails the build.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from infra import template
+from infra import rehearsal, template
 
 ROOT = template.ROOT
 
@@ -28,6 +30,18 @@ def write_merge_template(stage: str, out: Path) -> Path:
     path = out / f"{stage}-merge.json"
     path.write_text(json.dumps(template.build(stage), indent=1, sort_keys=False) + "\n")
     return path
+
+
+def write_infra_templates(stage: str, out: Path) -> list[Path]:
+    """The `chalice deploy` path's stack, and the rehearsal's variant of it."""
+    out.mkdir(parents=True, exist_ok=True)
+    infra = template.build(stage, target="infra")
+    written = []
+    for name, body in (("infra", infra), ("rehearsal", rehearsal.variant(infra)[0])):
+        path = out / f"{stage}-{name}.json"
+        path.write_text(json.dumps(body, indent=1) + "\n")
+        written.append(path)
+    return written
 
 
 def chalice_package(stage: str, merge: Path, out: Path) -> Path:
@@ -90,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         sam = package(stage, args.out)
         built.append(sam)
+        built.extend(write_infra_templates(stage, args.out))
         zip_size = (sam.parent / "deployment.zip").stat().st_size
         print(
             f"{stage}: {sam.relative_to(ROOT) if sam.is_relative_to(ROOT) else sam} "

@@ -1,14 +1,22 @@
-"""Builds the CloudFormation that `chalice package --merge-template` folds into Chalice's own.
+"""Builds the CloudFormation of both deployment paths from one set of definitions.
 
 Everything is derived: the tables from `chalicelib.tables.ALL`, the functions and stream
 handlers from the Chalice app in `app.py`, each function's permissions from `infra.access`.
-Chalice's template supplies the functions and the REST API; this one adds the tables, the keys,
-the queues, the SIP edge (ECS Fargate behind an NLB), one IAM role per function, and alarms.
+
+- target "merge": what `chalice package --merge-template` folds into Chalice's own template;
+  Chalice's template supplies the functions and the REST API.
+- target "infra": the stack `chalice deploy` runs against (`infra/deploy.py`); the same
+  resources minus the functions, with outputs (roles, environment, streams) that the deploy
+  writes into the stage's Chalice config.
+
+Both add the tables, the keys, the queues, the SIP edge (ECS Fargate behind an NLB), one IAM
+role per function, alarms and the operator's dashboard.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +25,7 @@ from typing import Any
 from chalice.utils import to_cfn_resource_name
 
 from chalicelib import tables
+from chalicelib.observability import SERVICE
 from infra import access
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +51,34 @@ class Stage:
     container_insights: bool
     sms_spend_limit_usd: int
     lambda_errors_threshold: int  # errors per 5 minutes that page someone
+
+
+TARGETS = ("merge", "infra")
+#: The dimension Powertools puts on every EMF metric.
+SERVICE_DIMENSION = SERVICE
+#: How a stream handler's event source mapping retries (both paths; failures go to a queue).
+STREAM_EVENT_SETTINGS: dict[str, Any] = {
+    "MaximumRetryAttempts": 5,
+    "BisectBatchOnFunctionError": True,
+    "MaximumRecordAgeInSeconds": 3600,
+}
+#: The edge's per-request metric, with dimensions Method and Class (sip_edge/metrics.py).
+EDGE_REQUESTS_METRIC = "SipRequests"
+CHALICE_CONFIG = ROOT / ".chalice" / "config.json"
+
+
+def chalice_config() -> dict[str, Any]:
+    return json.loads(CHALICE_CONFIG.read_text())
+
+
+def metrics_namespace() -> str:
+    """The EMF namespace of the functions (and the edge): the Chalice config sets it."""
+    return chalice_config()["environment_variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+
+
+def env_output_id(name: str) -> str:
+    """Output id of one function environment variable (ids are alphanumeric only)."""
+    return "Env" + "".join(part.capitalize() for part in name.split("_"))
 
 
 STAGES: dict[str, Stage] = {
@@ -127,9 +164,11 @@ def deployed_name(function: str) -> dict[str, str]:
 
 
 def log_group_arn(function: str) -> dict[str, str]:
+    """The log group of the function deployed as `function` (Fn::Sub text)."""
     return sub(
         "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/"
-        "${AWS::StackName}-" + function + ":*"
+        + function
+        + ":*"
     )
 
 
@@ -177,9 +216,12 @@ def edge_slot_ids(stage: Stage) -> list[int]:
 
 
 class Builder:
-    def __init__(self, stage: Stage, functions: list[Function]) -> None:
+    def __init__(self, stage: Stage, functions: list[Function], target: str = "merge") -> None:
+        if target not in TARGETS:
+            raise ValueError(f"unknown target {target!r}; one of {TARGETS}")
         self.stage = stage
         self.functions = functions
+        self.target = target
         self.parameters: dict[str, Any] = {}
         self.conditions: dict[str, Any] = {}
         self.resources: dict[str, Any] = {}
@@ -194,11 +236,18 @@ class Builder:
         self._functions()
         self._edge()
         self._alarms()
+        self._dashboard()
         return {
             "AWSTemplateFormatVersion": "2010-09-09",
             "Description": (
-                f"Smart contact list ({self.stage.name}): Chalice functions and REST API, "
-                "DynamoDB tables, SIP edge on ECS Fargate behind a Network Load Balancer."
+                f"Smart contact list ({self.stage.name}): "
+                + (
+                    "Chalice functions and REST API, "
+                    if self.target == "merge"
+                    else "infrastructure of `chalice deploy` (function roles, "
+                )
+                + "DynamoDB tables, SIP edge on ECS Fargate behind a Network Load Balancer"
+                + (")." if self.target == "infra" else ".")
             ),
             "Parameters": self.parameters,
             "Conditions": self.conditions,
@@ -207,6 +256,26 @@ class Builder:
         }
 
     # Parameters an operator sets per deployment; everything else is fixed by the stage.
+    def lambda_name(self, fn: Function) -> str:
+        """The deployed name, for Fn::Sub. `chalice deploy` names its functions
+        "<app>-<stage>-<name>", which is "<stack>-<name>" (deploy.py names the stack so), except
+        the REST handler: "<app>-<stage>" alone."""
+        if self.target == "infra" and fn.kind == "api":
+            return "${AWS::StackName}"
+        return "${AWS::StackName}-" + fn.name
+
+    def function_name(self, fn: Function) -> Any:
+        # In the merge template the Ref orders alarms after the function.
+        return ref(fn.cfn) if self.target == "merge" else sub(self.lambda_name(fn))
+
+    def function_arn(self, fn: Function) -> Any:
+        if self.target == "merge":
+            return arn(fn.cfn)
+        return sub(
+            "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+            + self.lambda_name(fn)
+        )
+
     def _parameters(self) -> None:
         st = self.stage
         p = self.parameters
@@ -307,6 +376,10 @@ class Builder:
                 sub("${AWS::StackName}-" + spec.logical)
             )
             self.outputs[table_id(spec) + "Name"] = {"Value": ref(table_id(spec))}
+            if spec.stream:
+                self.outputs[table_id(spec) + "StreamArn"] = {
+                    "Value": {"Fn::GetAtt": [table_id(spec), "StreamArn"]}
+                }
 
     def _custom_function(self, logical: str, short: str, source: str, grants: list[Any]) -> None:
         """An inline (ZipFile) Lambda backing a custom resource, with its own role and logs."""
@@ -318,7 +391,7 @@ class Builder:
                     "Sid": "OwnLogs",
                     "Effect": "Allow",
                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": log_group_arn(short),
+                    "Resource": log_group_arn("${AWS::StackName}-" + short),
                 },
                 *grants,
             ],
@@ -430,6 +503,7 @@ class Builder:
                 "SqsManagedSseEnabled": True,
             },
         }
+        self.outputs["StreamFailuresQueueArn"] = {"Value": arn("StreamFailuresQueue")}
 
     def _function_statements(self, fn: Function) -> list[dict[str, Any]]:
         acc = fn.access
@@ -438,7 +512,7 @@ class Builder:
                 "Sid": "OwnLogs",
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": log_group_arn(fn.name),
+                "Resource": log_group_arn(self.lambda_name(fn)),
             },
             {
                 "Sid": "HmacKeys",
@@ -538,6 +612,14 @@ class Builder:
                 self._function_statements(fn),
                 f"Function {fn.name}: {fn.access.doc}",
             )
+            if self.target == "infra":
+                self.outputs[fn.cfn + "RoleArn"] = {"Value": arn(fn.cfn + "Role")}
+        if self.target == "infra":
+            # Chalice creates the functions; the deploy reads their environment from here.
+            for name, value in env.items():
+                self.outputs[env_output_id(name)] = {"Description": name, "Value": value}
+            return
+        for fn in self.functions:
             props: dict[str, Any] = {
                 "FunctionName": deployed_name(fn.name),
                 "Role": arn(fn.cfn + "Role"),
@@ -548,9 +630,7 @@ class Builder:
                     event_id: {
                         "Properties": {
                             "Stream": {"Fn::GetAtt": [table_id(spec), "StreamArn"]},
-                            "MaximumRetryAttempts": 5,
-                            "BisectBatchOnFunctionError": True,
-                            "MaximumRecordAgeInSeconds": 3600,
+                            **STREAM_EVENT_SETTINGS,
                             "DestinationConfig": {
                                 "OnFailure": {"Destination": arn("StreamFailuresQueue")}
                             },
@@ -790,7 +870,7 @@ class Builder:
                     "Sid": "InvokeEdgeFunctions",
                     "Effect": "Allow",
                     "Action": ["lambda:InvokeFunction"],
-                    "Resource": [arn(fn.cfn) for fn in edge_functions],
+                    "Resource": [self.function_arn(fn) for fn in edge_functions],
                 },
             )
         r[f"EdgeTaskRole{k}"] = role(
@@ -951,7 +1031,7 @@ class Builder:
         }
         self.outputs["AlarmTopicArn"] = {"Value": ref("AlarmTopic")}
         for fn in self.functions:
-            dims = [{"Name": "FunctionName", "Value": ref(fn.cfn)}]
+            dims = [{"Name": "FunctionName", "Value": self.function_name(fn)}]
             self._alarm(
                 fn.cfn + "ErrorsAlarm",
                 f"Lambda {fn.name}: errors",
@@ -1086,10 +1166,144 @@ class Builder:
             },
         )
 
+    # --- the operator's dashboard ----------------------------------------------------------
 
-def build(stage: str, app: Any | None = None) -> dict[str, Any]:
-    """The merge template for one stage (`dev` or `prod`)."""
+    def _dashboard(self) -> None:
+        """One page of the service: the edge, the functions, the tables, the streams, SMS."""
+        ns = metrics_namespace()
+        emf = ["service", SERVICE_DIMENSION]  # Powertools adds this dimension to every metric
+        fns = self.functions
+        stream_fns = [fn for fn in fns if fn.streams]
+        slots = edge_slot_ids(self.stage)
+        name = "${AWS::StackName}-"
+
+        def per_function(metric: str, stat: str, which: list[Function]) -> list[list[Any]]:
+            return [
+                ["AWS/Lambda", metric, "FunctionName", self.lambda_name(fn), {"stat": stat}]
+                for fn in which
+            ]
+
+        def per_table(metric: str) -> list[list[Any]]:
+            return [
+                ["AWS/DynamoDB", metric, "TableName", name + spec.logical, {"label": spec.logical}]
+                for spec in tables.ALL
+            ]
+
+        def per_service(metric: str) -> list[list[Any]]:
+            return [
+                ["AWS/ECS", metric, "ClusterName", name + "edge", "ServiceName", f"edge-{k}"]
+                for k in slots
+            ]
+
+        widgets: list[tuple[str, str, list[list[Any]]]] = [
+            # (title, default stat, metrics)
+            (
+                "SIP requests by method and response class (edge)",
+                "Sum",
+                [
+                    [
+                        {
+                            "id": "sip",
+                            "label": "",
+                            "expression": f"SEARCH('{{{ns},Class,Method,service}} "
+                            f"MetricName=\"{EDGE_REQUESTS_METRIC}\"', 'Sum', 60)",
+                        }
+                    ]
+                ],
+            ),
+            (
+                "NOTIFYs sent and failed (edge)",
+                "Sum",
+                [[ns, "NotifiesSent", *emf], [ns, "NotifyFailures", *emf]],
+            ),
+            (
+                "Lookups: entries, users found, DynamoDB calls",
+                "Sum",
+                [[ns, m, *emf] for m in ("EntriesLookedUp", "UsersFound", "LookupCalls")],
+            ),
+            (
+                "Sign-ups, SMS codes sent, live updates",
+                "Sum",
+                [[ns, m, *emf] for m in ("Signups", "CodesSent", "CodeFailures", "LiveUpdates")],
+            ),
+            (
+                "SMS spend this month (USD)",
+                "Maximum",
+                [["AWS/SNS", "SMSMonthToDateSpentUSD"]],
+            ),
+            (
+                "DynamoDB consumed read capacity per table",
+                "Sum",
+                per_table("ConsumedReadCapacityUnits"),
+            ),
+            (
+                "DynamoDB consumed write capacity per table",
+                "Sum",
+                per_table("ConsumedWriteCapacityUnits"),
+            ),
+            (
+                "DynamoDB throttled requests per table",
+                "Sum",
+                per_table("ReadThrottleEvents") + per_table("WriteThrottleEvents"),
+            ),
+            ("Lambda duration p99 (ms)", "p99", per_function("Duration", "p99", fns)),
+            ("Lambda errors", "Sum", per_function("Errors", "Sum", fns)),
+            ("Lambda throttles", "Sum", per_function("Throttles", "Sum", fns)),
+            (
+                "Stream iterator age (ms): how late live updates run",
+                "Maximum",
+                per_function("IteratorAge", "Maximum", stream_fns),
+            ),
+            (
+                "Edge queues: age of the oldest message (s)",
+                "Maximum",
+                [
+                    ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", name + f"edge-{k}"]
+                    for k in slots
+                ],
+            ),
+            ("Edge CPU (%)", "Maximum", per_service("CPUUtilization")),
+            ("Edge memory (%)", "Maximum", per_service("MemoryUtilization")),
+            (
+                "Edge: open TCP/TLS connections and live dialogs",
+                "Maximum",
+                [[ns, "OpenConnections", *emf], [ns, "Dialogs", *emf]],
+            ),
+        ]
+        body = {
+            "widgets": [
+                {
+                    "type": "metric",
+                    "x": (i % 2) * 12,
+                    "y": (i // 2) * 6,
+                    "width": 12,
+                    "height": 6,
+                    "properties": {
+                        "title": title,
+                        "region": "${AWS::Region}",
+                        "view": "timeSeries",
+                        "stacked": False,
+                        "period": 60,
+                        "stat": stat,
+                        "metrics": metrics,
+                    },
+                }
+                for i, (title, stat, metrics) in enumerate(widgets)
+            ]
+        }
+        self.resources["Dashboard"] = {
+            "Type": "AWS::CloudWatch::Dashboard",
+            "Properties": {
+                "DashboardName": sub("${AWS::StackName}"),
+                "DashboardBody": sub(json.dumps(body, separators=(",", ":"))),
+            },
+        }
+        self.outputs["DashboardName"] = {"Value": ref("Dashboard")}
+
+
+def build(stage: str, app: Any | None = None, target: str = "merge") -> dict[str, Any]:
+    """The template of one stage (`dev` or `prod`) for one target (`merge` or `infra`)."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; one of {sorted(STAGES)}")
     functions = functions_of(app if app is not None else load_app())
-    return Builder(STAGES[stage], functions).build()
+    return Builder(STAGES[stage], functions, target).build()

@@ -19,6 +19,7 @@ from sip_edge.dialog import Peer
 from sip_edge.digest_guard import DigestGuard
 from sip_edge.functions import FunctionError, Functions
 from sip_edge.handling import Reject
+from sip_edge.metrics import EdgeMetrics
 from sip_edge.publish_handler import PublishHandler
 from sip_edge.queue import EdgeQueue
 from sip_edge.register_handler import RegisterHandler
@@ -77,6 +78,7 @@ class Edge:
         self.digest_guard = DigestGuard(self, self.subscriptions.in_live_dialog)
         self.register_handler = RegisterHandler(self)
         self.publish_handler = PublishHandler(self)
+        self.metrics = EdgeMetrics(self.cfg.edge_metrics_interval)
 
     # --- addresses -----------------------------------------------------------------------
 
@@ -226,6 +228,7 @@ class Edge:
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
             response.headers.add("Server", self.cfg.sip_server_header)
+        self.metrics.response(tx.request.method, response)
         self._run(self.transactions.respond(tx, response, self.clock()))
 
     async def _dispatch(

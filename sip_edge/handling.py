@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from chalicelib import errors, settings
 from sip_edge.dialog import Peer
 from sip_edge.functions import Functions
+from sip_edge.metrics import EdgeMetrics
 from sip_edge.sip.message import Request, Response
 from sip_edge.sip.status import REASON_PHRASES
 from sip_edge.sip.transaction import ServerTransaction
@@ -46,6 +47,7 @@ class EdgeServices(Protocol):
     clock: Callable[[], float]
     edge_id: str
     stats: dict[str, int]
+    metrics: EdgeMetrics
 
     def contact(self, transport: str) -> str: ...
 

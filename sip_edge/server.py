@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
+import time
 from dataclasses import dataclass
 
 from chalicelib import settings
@@ -33,8 +34,17 @@ class RunningEdge:
     transports: Transports
     ticker: asyncio.Task[None]
 
+    def flush_metrics(self, force: bool = False) -> bool:
+        return self.edge.metrics.flush(
+            time.monotonic(),
+            connections=len(self.transports.connections),
+            dialogs=len(self.edge.subscriptions.dialogs),
+            force=force,
+        )
+
     async def stop(self) -> None:
         self.ticker.cancel()
+        self.flush_metrics(force=True)
         await self.edge.shutdown()
         await self.transports.close()
 
@@ -65,9 +75,11 @@ async def start(
             await asyncio.sleep(TICK_SECONDS)
             try:
                 edge.on_timer()
+                running.flush_metrics()
             except Exception:
                 logger.exception("timer processing failed")
 
+    # tick() first runs after this function's next await: `running` is bound by then.
     running = RunningEdge(edge, transports, asyncio.create_task(tick()))
     logger.info("SIP edge listening", extra={"ports": transports.ports, "edge": edge.edge_id})
     return running

@@ -375,6 +375,7 @@ class SubscriptionService:
                 request.headers.add("User-Agent", self.edge.cfg.sip_server_header)
             self.edge.stats["notifies"] += 1
             status = await self.edge.request(request, dialog.peer)
+        self.edge.metrics.notify(200 <= status < 300)
         if 200 <= status < 300:
             return True
         self.edge.stats["notify_failures"] += 1

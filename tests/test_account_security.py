@@ -250,7 +250,8 @@ def test_an_import_that_collides_is_refused_with_the_colliding_line(api):
         {"username": "dave", "password": "other password"},
         {"username": "CAROL", "password": "carol password"},
     ]
-    assert admin.import_csv(rows, out=out) == (1, 2)
+    result = admin.import_csv(rows, out=out)
+    assert (result.created, result.failed) == (1, 2)
     report = out.getvalue()
     assert "line 3: 'dave': username_taken: the same username as line 2 ('Dave')" in report
     assert "line 4: 'CAROL': username_taken" in report and "'Carol'" in report

@@ -1,9 +1,10 @@
-"""The operator command: create, import from CSV, show, disable, enable, delete."""
+"""The operator command: create, import from CSV, show, disable, enable, delete, stats."""
 
 from __future__ import annotations
 
 import io
 import json
+import time
 
 from chalicelib import accounts, digest
 from chalicelib.accounts import admin, phone_index
@@ -68,16 +69,21 @@ def test_import_csv_reports_each_failure_and_goes_on(aws, tmp_path, capsys):
     )
     status, _, err = run(capsys, "import-csv", str(path))
     assert status == 1
-    assert "line 4: 'imported3'" in err and "line 5: 'imported4': phone_taken" in err
-    assert "line 6: 'imported1': username_taken" in err and "2 created, 3 failed" in err
+    assert "line 4: 'imported3'" in err
+    # Twice in one file: caught before anything is written, and named by its first line.
+    assert "line 5: 'imported4': duplicate_phone: the same phone as line 2" in err
+    assert "line 6: 'imported1': username_taken: the same username as line 2" in err
+    assert "5 rows: 2 created, 3 failed" in err
     assert accounts.get_by_username("imported2").discoverable is False
     assert accounts.find_by_phone(A).username == "imported1"
+    assert accounts.get_by_username("imported4") is None
 
 
 def test_import_csv_reads_national_numbers_in_the_region(aws):
     rows = [{"Username ": "x.y", "Password": "correct horse", "phone": "0470 12 34 56"}]
     out = io.StringIO()
-    assert admin.import_csv(rows, region="BE", out=out) == (1, 0)
+    result = admin.import_csv(rows, region="BE", out=out)
+    assert (result.created, result.failed) == (1, 0)
     assert accounts.get_by_username("x.y").phone == "+32470123456" and out.getvalue() == ""
 
 
@@ -93,3 +99,100 @@ def test_disable_enable_delete(aws, capsys):
     assert accounts.get_by_username("alice") is None
     status, _, err = run(capsys, "show", "alice")
     assert status == 1 and "not_found" in err
+
+
+def test_import_never_leaves_half_an_account(aws, tmp_path, capsys):
+    # The number is taken by an existing account: the new account must not exist without it.
+    run(capsys, "create", "owner", "--password", "correct horse", "--phone", A)
+    path = tmp_path / "a.csv"
+    path.write_text(f"username,password,phone\nnewcomer,correct horse,{A}\n", encoding="utf-8")
+    status, _, err = run(capsys, "import-csv", str(path))
+    assert status == 1 and "line 2: 'newcomer': phone_taken" in err
+    assert accounts.get_by_username("newcomer") is None
+    assert accounts.find_by_phone(A).username == "owner"
+
+
+def test_import_reports_bad_lines_and_a_bad_header(aws, tmp_path, capsys):
+    path = tmp_path / "a.csv"
+    path.write_text(
+        "username,password\nok1,correct horse\nextra,correct horse,surplus\n,correct horse\n",
+        encoding="utf-8",
+    )
+    status, _, err = run(capsys, "import-csv", str(path))
+    assert status == 1
+    assert "line 3: '': invalid_line: more fields than the header" in err
+    assert "line 4: ''" in err and accounts.get_by_username("ok1")
+    path.write_text("name,password\nx,correct horse\n", encoding="utf-8")
+    status, _, err = run(capsys, "import-csv", str(path))
+    assert status == 1 and "line 1: the header must name" in err
+
+
+def test_import_check_writes_nothing(aws, tmp_path, capsys):
+    path = tmp_path / "a.csv"
+    path.write_text("username,password\nc1,correct horse\nbad name,x\n", encoding="utf-8")
+    status, out, err = run(capsys, "import-csv", str(path), "--check", "--json")
+    report = json.loads(out)
+    assert status == 1 and report["created"] == 1 and report["checked_only"]
+    assert [e["line"] for e in report["errors"]] == [3]
+    assert accounts.get_by_username("c1") is None
+
+
+def test_import_of_many_rows_shows_progress_and_a_summary(aws, tmp_path, capsys):
+    # In-process moto is not thread-safe: one writer here (DynamoDB itself takes --workers 8).
+    # moto copies the whole table on every transaction, so a big file is for a manual run.
+    rows = 200
+    path = tmp_path / "many.csv"
+    lines = ["username,password,phone"] + [
+        f"user{i},correct horse,+336{10000000 + i}" for i in range(rows)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    status, _, err = run(capsys, "import-csv", str(path), "--workers", "1")
+    assert status == 0, err[-2000:]
+    assert f"{rows}/{rows}" in err  # tqdm's bar reached the end
+    assert f"{rows} rows: {rows} created, 0 failed" in err
+    status, out, _ = run(capsys, "stats", "--json")
+    got = json.loads(out)
+    assert got["accounts"] == rows and got["linked_numbers"] == rows
+
+
+def test_stats_counts_accounts_numbers_discoverable_and_live_subscriptions(aws, capsys):
+    from chalicelib.live import subscriptions
+
+    run(capsys, "create", "s1", "--password", "correct horse", "--phone", A)
+    run(capsys, "create", "s2", "--password", "correct horse", "--hidden")
+    run(capsys, "create", "s3", "--password", "correct horse")
+    run(capsys, "disable", "s3")
+    now = int(time.time())
+    for sub_id, expires in (("live", now + 600), ("gone", now - 10)):
+        subscriptions.save(
+            sub_id,
+            edge_id="e1",
+            subscriber="s1@example.org",
+            expires_at=expires,
+            version=1,
+            dialog={},
+            entries=[],
+            watched=[],
+        )
+    status, out, _ = run(capsys, "stats", "--json")
+    assert status == 0
+    assert json.loads(out) == {
+        "accounts": 3,
+        "disabled": 1,
+        "with_number": 1,
+        "linked_numbers": 1,
+        "discoverable": 1,
+        "discoverable_share": round(1 / 3, 4),
+        "live_subscriptions": 1,
+    }
+    status, out, _ = run(capsys, "stats")
+    assert "live_subscriptions   1" in out
+
+
+def test_json_output_for_scripts(aws, capsys):
+    status, out, _ = run(capsys, "create", "j1", "--password", "correct horse", "--json")
+    assert status == 0 and json.loads(out)["sip_uri"] == "sip:j1@example.org"
+    status, out, _ = run(capsys, "show", "nobody", "--json")
+    assert status == 1 and json.loads(out)["error"]["code"] == "not_found"
+    status, out, _ = run(capsys, "delete", "j1", "--yes", "--json")
+    assert json.loads(out) == {"deleted": "j1@example.org"}

@@ -88,7 +88,14 @@ def test_package_outputs_template_and_zip(packaged):
 
 
 def test_cfn_lint_reports_no_errors(packaged):
-    lint = build.cfn_lint(list(packaged.values()))
+    # Both paths: the packaged merge templates, the infra stacks and the rehearsal variants.
+    others = [
+        sam.parent.parent / f"{stage}-{kind}.json"
+        for stage, sam in packaged.items()
+        for kind in ("infra", "rehearsal")
+    ]
+    assert all(path.exists() for path in others)
+    lint = build.cfn_lint([*packaged.values(), *others])
     # Bit 2 = errors, bit 1 = cfn-lint itself failed; warnings (4) and infos (8) are reported.
     assert not lint.returncode & 3, lint.stdout + lint.stderr
 
