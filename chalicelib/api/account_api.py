@@ -161,5 +161,9 @@ def phone_unlink(request: Request) -> Response:
 def contacts_discover(request: Request) -> Response:
     caller = _caller(request)
     data = _body(request, required={"phones"}, optional={"default_region"})
-    matches = discovery.discover(caller, data["phones"], default_region=data.get("default_region"))
-    return _json({"matches": matches})
+    found = discovery.discover(caller, data["phones"], default_region=data.get("default_region"))
+    response = _json(found.to_json())
+    if found.deferred:
+        # Over budget: what could be afforded is answered; the rest, once tokens are back.
+        response.headers["Retry-After"] = str(found.retry_after)
+    return response
