@@ -5,6 +5,8 @@
     python -m chalicelib.accounts.admin import-csv accounts.csv [--region FR]
     python -m chalicelib.accounts.admin show|disable|enable alice
     python -m chalicelib.accounts.admin delete alice --yes
+    python -m chalicelib.accounts.admin budget show alice
+    python -m chalicelib.accounts.admin budget grant alice 1000
 
 It uses the same settings (SIP_DOMAIN, TABLE_PREFIX, AWS_ENDPOINT_URL...) as the service.
 Operator imports accept existing SIP usernames (A-Z, '+', '~' too), unlike sign-up.
@@ -21,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from chalicelib import accounts
-from chalicelib.accounts import phone
+from chalicelib.accounts import discovery_budget, phone
 from chalicelib.errors import DomainError
 
 CSV_COLUMNS = ("username", "password", "ha1", "algorithm", "phone", "discoverable")
@@ -113,7 +115,23 @@ def _parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete an account, freeing its username and number")
     delete.add_argument("username")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+    budget = sub.add_parser("budget", help="show or grant an account's discovery tokens")
+    budget.add_argument("action", choices=["show", "grant"])
+    budget.add_argument("username")
+    budget.add_argument("tokens", nargs="?", type=int, help="tokens to add (grant)")
     return parser
+
+
+def _budget(action: str, username: str, tokens: int | None) -> int:
+    aor = accounts.require(_aor(username)).aor
+    if action == "show":
+        print(json.dumps(discovery_budget.show(aor), indent=2))
+        return 0
+    if tokens is None or tokens <= 0:
+        print("error: grant takes a positive number of tokens", file=sys.stderr)
+        return 1
+    print(json.dumps(discovery_budget.grant(aor, tokens), indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -151,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             accounts.delete(_aor(args.username))
             print(f"deleted {_aor(args.username)}")
+        elif args.command == "budget":
+            return _budget(args.action, args.username, args.tokens)
     except DomainError as exc:
         print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
         return 1
