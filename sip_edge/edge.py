@@ -384,8 +384,17 @@ class Edge:
                     continue
                 answer = await self.functions.call(
                     "sip_auth",
-                    {"method": request.method, "realm": self.realm, "params": cred.params},
+                    {
+                        "method": request.method,
+                        "realm": self.realm,
+                        "params": cred.params,
+                        "source": peer.host,
+                        "instance": next(
+                            (c.param("+sip.instance") for c in request.contacts or []), None
+                        ),
+                    },
                 )
+                self._raise_function_error(answer)  # auth_blocked: 403 with Retry-After
                 if answer.get("result") != "ok":
                     continue
                 self.nonce_counts.record(nonce_used, nc, self.clock())

@@ -63,7 +63,12 @@ def _request_path(request: Request) -> str:
 
 
 def _caller(request: Request) -> accounts.Account:
-    return http_auth.authenticate(request.headers, request.method, _request_path(request))
+    return http_auth.authenticate(
+        request.headers,
+        request.method,
+        _request_path(request),
+        source=http_api.client_ip(request),
+    )
 
 
 # --- Sign-up ------------------------------------------------------------------------------
