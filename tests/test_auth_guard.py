@@ -105,3 +105,16 @@ def test_without_a_trusted_proxy_the_forwarded_header_is_ignored(aws, api):
     for i in range(10):  # a client forging X-Forwarded-For gains nothing
         assert get_me(api, "alice", "wrong", f"203.0.113.{i}").status_code == 401
     assert get_me(api, "alice", GOOD, "203.0.113.200").status_code == 429
+
+
+def test_xmlrpc_ha1_checks_are_limited_too(alice, api):
+    from tests.xmlrpc_support import call, ha1
+
+    def link(key: str):
+        return call(api, "activate_phone_number_link", "+33612345678", "alice", "1234", key,
+                    "example.org", "SHA-256")  # fmt: skip
+
+    for _ in range(10):
+        assert link(ha1("SHA-256", "alice", "guess")).string == "ERROR_PASSWORD_DOESNT_MATCH"
+    # Right HA1, not checked: the assistant has no word for "wait", so a generic failure.
+    assert link(ha1("SHA-256", "alice", GOOD)).string == "ERROR_UNEXPECTED"

@@ -132,8 +132,11 @@ def test_a_flood_from_one_address_is_banned_while_another_subscribes(edge, alice
     assert sent >= 6000  # about 2,000 a second for 4 s
     assert guard_.banned(FLOODER, time.monotonic())
     assert not guard_.banned(SUBSCRIBER, time.monotonic())
-    assert guard_.stats["dropped"] >= sent - 400
-    assert edge.edge.stats["requests"] < 500  # the flood past the limit never reached it
+    # What the kernel delivered (a busy machine loses some datagrams) past the first window or
+    # two was dropped before parsing, and never reached the request handler.
+    received = edge.running.transports.stats["udp_in"]
+    assert guard_.stats["dropped"] >= received - 500 and received > 3000
+    assert edge.edge.stats["requests"] < 500
     assert rss_kib() - before < 50 * 1024
 
 
