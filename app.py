@@ -122,7 +122,13 @@ def xmlrpc_v1() -> Response:
 
 @app.lambda_function(name="sip_auth")
 def sip_auth(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return sip_auth_module.verify(event["method"], event["realm"], event["params"])
+    return sip_auth_module.verify(
+        event["method"],
+        event["realm"],
+        event["params"],
+        source=event.get("source"),
+        instance=event.get("instance"),
+    )
 
 
 @app.lambda_function(name="sip_registrar")

@@ -46,3 +46,5 @@ _.final_response  # ClientTransaction state, read by tests/sip/test_transaction.
 _.get_list  # Headers: read by tests/sip (RFC 4475 list headers) and kept as the list accessor
 _.opaque  # URI of a non-SIP scheme: read by tests/sip/test_rfc4475.py
 _.token68  # DigestCredentials of a non-Digest scheme (e.g. Basic): read by tests/test_digest.py
+_.charged  # discovery_budget.Charge: read by tests/test_discovery_budget.py (tokens taken)
+_.tracked  # FloodGuard: read by tests/edge/test_flood.py (memory stays bounded)

@@ -64,6 +64,8 @@ class SipAuthRequest(TypedDict):
     method: str
     realm: str
     params: dict[str, str]  # the parsed digest Authorization parameters
+    source: NotRequired[str]  # the address the request came from (password-guessing limits)
+    instance: NotRequired[str | None]  # the Contact's +sip.instance, when there is one
 
 
 class SipAuthAnswer(TypedDict):

@@ -40,6 +40,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "conflict": ErrorKind(409, 409, "Conflict"),
     "sms_unavailable": ErrorKind(503, 503, "Service Unavailable"),
     "unauthorized": ErrorKind(401, 401, "Unauthorized"),
+    # Password guessing (accounts.auth_guard): refused without checking, with Retry-After.
+    "auth_blocked": ErrorKind(429, 403, "Forbidden"),
     "forbidden": ErrorKind(403, 403, "Forbidden"),
     "account_disabled": ErrorKind(403, 403, "Forbidden"),
     "not_found": ErrorKind(404, 404, "Not Found"),

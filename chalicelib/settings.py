@@ -106,6 +106,62 @@ class Settings:
     discover_max_phones: int = _setting(
         "DISCOVER_MAX_PHONES", 5000, "Numbers in one contacts/discover call."
     )
+    # Abuse limits (README "Abuse limits"). Discovery: a token bucket per account, shared by
+    # REST discover and SUBSCRIBEs; a number the account was answered about before is free.
+    discovery_budget: int = _setting(
+        "DISCOVERY_BUDGET",
+        5000,
+        "Tokens of an account's discovery bucket (numbers not seen before).",
+    )
+    discovery_refill_per_day: int = _setting(
+        "DISCOVERY_REFILL_PER_DAY", 100, "Tokens added back to a discovery bucket per day."
+    )
+    discovery_known_max: int = _setting(
+        "DISCOVERY_KNOWN_MAX",
+        20000,
+        "Numbers remembered per account as already answered (4 bytes each; oldest forgotten).",
+    )
+    discovery_recheck_seconds: int = _setting(
+        "DISCOVERY_RECHECK_SECONDS",
+        300,
+        "How often a subscription asks again about numbers deferred for lack of tokens.",
+    )
+    # Password guessing: failure counters shared by REST, SIP digest and XML-RPC.
+    auth_pair_failures: int = _setting(
+        "AUTH_PAIR_FAILURES", 10, "Failed sign-ins of one account from one address per window."
+    )
+    auth_pair_window: int = _setting(
+        "AUTH_PAIR_WINDOW",
+        900,
+        "Seconds of the account+address window (then blocked till it ends).",
+    )
+    auth_source_failures: int = _setting(
+        "AUTH_SOURCE_FAILURES", 50, "Failed sign-ins from one address, any accounts, per window."
+    )
+    auth_source_window: int = _setting(
+        "AUTH_SOURCE_WINDOW", 900, "Seconds of the per-address window."
+    )
+    auth_account_failures: int = _setting(
+        "AUTH_ACCOUNT_FAILURES",
+        100,
+        "Failed sign-ins of one account, any addresses, per window; past it only addresses or"
+        " SIP instances that signed in before may try.",
+    )
+    auth_account_window: int = _setting(
+        "AUTH_ACCOUNT_WINDOW", 86400, "Seconds of the per-account window."
+    )
+    auth_known_days: int = _setting(
+        "AUTH_KNOWN_DAYS", 30, "Days an address or SIP instance stays known after a sign-in."
+    )
+    auth_known_max: int = _setting(
+        "AUTH_KNOWN_MAX", 20, "Known addresses and SIP instances kept per account (newest)."
+    )
+    http_trusted_proxies: tuple[str, ...] = _setting(
+        "HTTP_TRUSTED_PROXIES",
+        (),
+        "Proxy IPs in front of the REST API (comma-sep): the client is then the last"
+        " X-Forwarded-For address that is not one of them.",
+    )
     # XML-RPC account assistant of the Linphone apps (POST /wizard.php, POST /v1/xmlrpc).
     xmlrpc_max_body_bytes: int = _setting(
         "XMLRPC_MAX_BODY_BYTES", 16384, "Largest XML-RPC request body; larger gets a fault."
@@ -184,6 +240,21 @@ class Settings:
     )
     sip_max_message_bytes: int = _setting(
         "SIP_MAX_MESSAGE_BYTES", 294912, "Largest SIP message accepted (headers + body)."
+    )
+    sip_flood_requests: int = _setting(
+        "SIP_FLOOD_REQUESTS", 200, "Requests one address may send per flood window; more = ban."
+    )
+    sip_flood_window: float = _setting(
+        "SIP_FLOOD_WINDOW", 2.0, "Seconds of the per-address flood window."
+    )
+    sip_flood_ban: float = _setting(
+        "SIP_FLOOD_BAN", 60.0, "Seconds a flooding address is ignored (UDP) or refused (TCP/TLS)."
+    )
+    sip_flood_max_sources: int = _setting(
+        "SIP_FLOOD_MAX_SOURCES",
+        20000,
+        "Addresses one edge tracks for flooding (oldest forgotten): bounds memory under a"
+        " spoofed-source flood.",
     )
     sip_functions: str = _setting(
         "SIP_FUNCTIONS", "inprocess", "How the edge calls the functions: inprocess or lambda."

@@ -134,6 +134,12 @@ RATE_LIMITS = TableSpec(
     ttl_attribute="expires_at",
     doc="Fixed-window counters for anti-abuse limits, updated atomically.",
 )
+DISCOVERY_BUDGETS = TableSpec(
+    "DiscoveryBudgets",
+    hash_key="aor",
+    ttl_attribute="expires_at",
+    doc="Per account: discovery tokens left and the numbers already answered (4-byte HMACs).",
+)
 IDEMPOTENCY = TableSpec(
     "Idempotency",
     hash_key="id",
@@ -183,6 +189,7 @@ ALL: tuple[TableSpec, ...] = (
     PHONE_INDEX,
     VERIFICATION_CODES,
     RATE_LIMITS,
+    DISCOVERY_BUDGETS,
     IDEMPOTENCY,
     REGISTRATIONS,
     PUBLICATIONS,

@@ -54,13 +54,16 @@ FUNCTIONS: dict[str, Access] = {
             (T.PHONE_INDEX, WRITE),
             (T.VERIFICATION_CODES, WRITE),
             (T.RATE_LIMITS, WRITE),
+            (T.DISCOVERY_BUDGETS, WRITE),
         ),
         sms=True,
-        doc="REST API: sign-up, SMS codes, account changes, contact discovery.",
+        doc="REST API: sign-up, SMS codes, account changes, contact discovery (and its "
+        "budget), password-guessing counters.",
     ),
     "sip_auth": Access(
-        tables=((T.ACCOUNTS, READ),),
-        doc="Digest check against the account's HA1 (GetItem on Accounts).",
+        tables=((T.ACCOUNTS, READ), (T.RATE_LIMITS, WRITE)),
+        doc="Digest check against the account's HA1 (GetItem on Accounts), behind the "
+        "password-guessing counters (RateLimits).",
     ),
     "sip_registrar": Access(
         tables=((T.REGISTRATIONS, WRITE), (T.IDEMPOTENCY, WRITE)),
@@ -75,9 +78,10 @@ FUNCTIONS: dict[str, Access] = {
             (T.PUBLICATIONS, READ),
             (T.SUBSCRIPTIONS, READ),
             (T.WATCHERS, READ),
+            (T.DISCOVERY_BUDGETS, WRITE),
         ),
         doc="Resolves a list: PhoneIndex BatchGetItem, status from bindings and publications, "
-        "the mutual-contact rule from the watchers index.",
+        "the mutual-contact rule from the watchers index; new numbers take discovery tokens.",
     ),
     "sip_subscriptions": Access(
         tables=((T.SUBSCRIPTIONS, WRITE), (T.WATCHERS, WRITE), (T.ACCOUNTS, READ)),

@@ -1129,6 +1129,29 @@ class Builder:
                 "Threshold": 1,
             },
         )
+        # Abuse limits (issue 11): the service's own EMF metrics (chalicelib.observability).
+        for logical, metric, description, threshold in (
+            (
+                "DiscoveryBudgetDryAlarm",
+                "DiscoveryBudgetDry",
+                "Accounts ran out of discovery tokens (a scraper, or a huge address book)",
+                10,
+            ),
+            ("AuthBlockedAlarm", "AuthBlocked", "Sign-ins refused for password guessing", 100),
+            ("SipFloodBansAlarm", "SipFloodBans", "SIP edge banned flooding addresses", 5),
+        ):
+            self._alarm(
+                logical,
+                description,
+                {
+                    "Namespace": "SmartContacts",
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "service", "Value": "smart-contacts"}],
+                    "Statistic": "Sum",
+                    "Period": 300,
+                    "Threshold": threshold,
+                },
+            )
         for k in edge_slot_ids(self.stage):
             self._alarm(
                 f"EdgeQueue{k}AgeAlarm",

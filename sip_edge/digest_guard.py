@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from chalicelib import digest
 from sip_edge.dialog import Peer
-from sip_edge.handling import EdgeServices, Reject
+from sip_edge.handling import EdgeServices, Reject, raise_function_error
 from sip_edge.sip.message import Request
 from sip_edge.sip.values import NameAddr
 
@@ -66,8 +66,18 @@ class DigestGuard:
                     continue
                 answer = await edge.functions.call(
                     "sip_auth",
-                    {"method": request.method, "realm": self.realm, "params": cred.params},
+                    {
+                        "method": request.method,
+                        "realm": self.realm,
+                        "params": cred.params,
+                        # Password-guessing limits count per account, source and device.
+                        "source": peer.host,
+                        "instance": next(
+                            (c.param("+sip.instance") for c in request.contacts or []), None
+                        ),
+                    },
                 )
+                raise_function_error(answer)  # auth_blocked: 403 with Retry-After
                 if answer.get("result") != "ok":
                     continue
                 self.nonce_counts.record(nonce_used, nc, edge.clock())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from chalicelib import settings
 from chalicelib.observability import logger
 from sip_edge.edge import Edge
+from sip_edge.flood import FloodGuard
 from sip_edge.functions import Functions, from_settings
 from sip_edge.queue import EdgeQueue
 from sip_edge.sip.parser import ParserLimits
@@ -64,6 +65,7 @@ async def start(
         max_connections=cfg.sip_max_connections,
         idle_timeout=cfg.sip_idle_timeout,
         partial_timeout=cfg.sip_partial_timeout,
+        flood=FloodGuard.from_settings(cfg),
     )
     context = tls_context(cfg)
     await transports.start(cfg.sip_host, cfg.sip_port, cfg.sip_tls_port, context)

@@ -304,6 +304,9 @@ class SubscriptionService:
             changed = [
                 r for r in result["resources"] if dialog.last_states.get(r["uri"]) != _state(r)
             ]
+            for r in result["resources"]:  # numbers still past the budget: ask again later
+                if r.get("recheck_at"):
+                    dialog.rechecks[r["uri"]] = float(r["recheck_at"])
             if not changed:
                 return  # a replayed or stale change: the phone already knows this
             # A resource with no last state (a dialog resumed after a restart) may have been

@@ -15,6 +15,7 @@ import time
 from typing import Protocol
 
 from sip_edge.dialog import Peer
+from sip_edge.flood import FloodGuard
 from sip_edge.sip.message import Request, Response, error_response
 from sip_edge.sip.parser import KeepAlive, ParseError, ParserLimits, StreamParser, parse_datagram
 
@@ -36,6 +37,10 @@ class _Udp(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         peer = Peer("udp", addr[0], addr[1])
         self.owner.stats["udp_in"] += 1
+        flood = self.owner.flood  # responses (to our NOTIFYs) pass; requests are counted
+        if flood and not data.startswith(b"SIP/2.0 "):
+            if not flood.admit(addr[0], time.monotonic()):
+                return
         try:
             message = parse_datagram(data, self.owner.limits)
         except ParseError as err:
@@ -63,7 +68,8 @@ class _Stream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
-        if len(self.owner.connections) >= self.owner.max_connections:
+        banned = self.owner.flood and self.owner.flood.banned(host, time.monotonic())
+        if banned or len(self.owner.connections) >= self.owner.max_connections:
             self.owner.stats["refused_connections"] += 1
             transport.close()
             return
@@ -91,6 +97,12 @@ class _Stream(asyncio.Protocol):
 
     def _dispatch(self, event: Request | Response | KeepAlive) -> None:
         assert self.peer is not None and self.transport is not None
+        if self.transport.is_closing():
+            return  # closed for flooding: the rest of what it sent is dropped
+        flood, now = self.owner.flood, time.monotonic()
+        if flood and isinstance(event, Request) and not flood.admit(self.peer.host, now):
+            self.transport.close()  # a flooding stream is closed, and refused while banned
+            return
         if isinstance(event, KeepAlive):
             if event.reply:
                 self.transport.write(event.reply)
@@ -116,8 +128,10 @@ class Transports:
         max_connections: int,
         idle_timeout: float,
         partial_timeout: float,
+        flood: FloodGuard | None = None,
     ) -> None:
         self.handler = handler
+        self.flood = flood
         self.limits = limits
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout

@@ -369,6 +369,9 @@ def test_alarms_cover_functions_tables_and_sms(templates, functions):
             names = {m["MetricStat"]["Metric"]["MetricName"] for m in metrics if "MetricStat" in m}
             assert names == {"ReadThrottleEvents", "WriteThrottleEvents"}
         assert alarms["SmsSpendAlarm"]["Properties"]["MetricName"] == "SMSMonthToDateSpentUSD"
+        for name in ("DiscoveryBudgetDry", "AuthBlocked", "SipFloodBans"):
+            props = alarms[name + "Alarm"]["Properties"]
+            assert (props["Namespace"], props["MetricName"]) == ("SmartContacts", name)
         for alarm in alarms.values():
             assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}]
 

@@ -7,6 +7,8 @@
     python -m chalicelib.accounts.admin show|disable|enable alice
     python -m chalicelib.accounts.admin delete alice --yes
     python -m chalicelib.accounts.admin stats
+    python -m chalicelib.accounts.admin budget show alice
+    python -m chalicelib.accounts.admin budget grant alice 1000
 
 Every command takes `--json` (machine-readable output on stdout). It uses the same settings
 (SIP_DOMAIN, TABLE_PREFIX, AWS_ENDPOINT_URL...) as the service. Operator imports accept
@@ -31,7 +33,7 @@ from typing import Any, TextIO
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import accounts, clock, tables
-from chalicelib.accounts import phone
+from chalicelib.accounts import discovery_budget, phone
 from chalicelib.errors import DomainError
 
 CSV_COLUMNS = ("username", "password", "ha1", "algorithm", "phone", "discoverable")
@@ -307,6 +309,10 @@ def _parser() -> argparse.ArgumentParser:
     delete.add_argument("username")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
     command("stats", help="accounts, linked numbers, discoverable share, live subscriptions")
+    budget = command("budget", help="show or grant an account's discovery tokens")
+    budget.add_argument("action", choices=["show", "grant"])
+    budget.add_argument("username")
+    budget.add_argument("tokens", nargs="?", type=int, help="tokens to add (grant)")
     return parser
 
 
@@ -329,6 +335,18 @@ def _import(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(result)))
     print(result.summary(), file=sys.stderr)
     return 1 if result.failed else 0
+
+
+def _budget(action: str, username: str, tokens: int | None) -> int:
+    aor = accounts.require(_aor(username)).aor
+    if action == "show":
+        print(json.dumps(discovery_budget.show(aor), indent=2))
+        return 0
+    if tokens is None or tokens <= 0:
+        print("error: grant takes a positive number of tokens", file=sys.stderr)
+        return 1
+    print(json.dumps(discovery_budget.grant(aor, tokens), indent=2))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -367,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "stats":
             data = stats()
             emit(data, "\n".join(f"{k:20} {v}" for k, v in data.items()))
+        elif args.command == "budget":
+            return _budget(args.action, args.username, args.tokens)
     except DomainError as exc:
         if args.json:
             print(json.dumps({"error": {"code": exc.code, "message": exc.message}}))

@@ -66,7 +66,12 @@ def _request_path(request: Request) -> str:
 
 
 def _caller(request: Request) -> accounts.Account:
-    return http_auth.authenticate(request.headers, request.method, _request_path(request))
+    return http_auth.authenticate(
+        request.headers,
+        request.method,
+        _request_path(request),
+        source=http_api.client_ip(request),
+    )
 
 
 # --- Sign-up ------------------------------------------------------------------------------
@@ -171,5 +176,9 @@ def phone_unlink(request: Request) -> Response:
 def contacts_discover(request: Request) -> Response:
     caller = _caller(request)
     data = _body(request, required={"phones"}, optional={"default_region"})
-    matches = discovery.discover(caller, data["phones"], default_region=data.get("default_region"))
-    return _json({"matches": matches})
+    found = discovery.discover(caller, data["phones"], default_region=data.get("default_region"))
+    response = _json(found.to_json())
+    if found.deferred:
+        # Over budget: what could be afforded is answered; the rest, once tokens are back.
+        response.headers["Retry-After"] = str(found.retry_after)
+    return response

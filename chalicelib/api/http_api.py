@@ -21,6 +21,23 @@ def source_ip(request: Request) -> str:
     return str(identity.get("sourceIp") or "unknown")
 
 
+def client_ip(request: Request) -> str:
+    """The client's address for abuse limits: the source address, unless it is one of
+    HTTP_TRUSTED_PROXIES; then the last X-Forwarded-For address that is not (each proxy
+    appends the address it saw, so earlier entries may be forged by the client)."""
+    seen = source_ip(request)
+    trusted = settings.get().http_trusted_proxies
+    if seen not in trusted:
+        return seen
+    forwarded = [
+        a.strip() for a in (request.headers.get("x-forwarded-for") or "").split(",") if a.strip()
+    ]
+    for address in reversed(forwarded):
+        if address not in trusted:
+            return address
+    return seen
+
+
 def media_type(request: Request) -> str:
     """The request's Content-Type without parameters, lower-case ("" when absent)."""
     return (request.headers.get("content-type") or "").split(";")[0].strip().lower()

@@ -2,7 +2,8 @@
 both checked against the stored HA1s, realm = the SIP domain, stateless nonces.
 
 Failures answer 401 with one challenge per scheme (Digest SHA-256 first, the preferred one,
-then Digest MD5, then Basic); a disabled account answers 403.
+then Digest MD5, then Basic); a disabled account answers 403. Password checks sit behind the
+password-guessing limits (`accounts.auth_guard`): past them, 429 with Retry-After, unchecked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from chalicelib import accounts, digest, settings
+from chalicelib.accounts import auth_guard
 from chalicelib.errors import DomainError
 
 #: Longest Authorization header considered (a Digest one is a few hundred bytes).
@@ -45,8 +47,11 @@ def unauthorized(message: str, *, stale: bool = False) -> DomainError:
     )
 
 
-def authenticate(headers: Mapping[str, str], method: str, path: str) -> accounts.Account:
-    """The account the request's Authorization header proves, or raise 401/403.
+def authenticate(
+    headers: Mapping[str, str], method: str, path: str, *, source: str | None = None
+) -> accounts.Account:
+    """The account the request's Authorization header proves, or raise 401/403 (429 past the
+    password-guessing limits for this account and `source`, the client's address).
 
     `path` is the request path as the client sent it (a Digest `uri` must name it)."""
     value = headers.get("authorization") or ""
@@ -56,9 +61,9 @@ def authenticate(headers: Mapping[str, str], method: str, path: str) -> accounts
         raise unauthorized("authorization header too large")
     scheme = value.split(" ", 1)[0].lower()
     if scheme == "basic":
-        account = _basic(value)
+        account = _basic(value, source)
     elif scheme == "digest":
-        account = _digest(value, method, path)
+        account = _digest(value, method, path, source)
     else:
         raise unauthorized("unsupported authentication scheme")
     if account.disabled:
@@ -66,7 +71,11 @@ def authenticate(headers: Mapping[str, str], method: str, path: str) -> accounts
     return account
 
 
-def _basic(value: str) -> accounts.Account:
+def _attempt(username: str, source: str | None) -> auth_guard.Attempt:
+    return auth_guard.Attempt(accounts.aor_for(username), source)
+
+
+def _basic(value: str, source: str | None) -> accounts.Account:
     try:
         decoded = base64.b64decode(value.split(" ", 1)[1].strip(), validate=True).decode("utf-8")
     except (IndexError, binascii.Error, UnicodeDecodeError):
@@ -74,7 +83,9 @@ def _basic(value: str) -> accounts.Account:
     username, sep, password = decoded.partition(":")
     if not sep:
         raise unauthorized("malformed Basic credentials")
-    account = accounts.authenticate_password(username, password)
+    account = auth_guard.guarded(
+        _attempt(username, source), lambda: accounts.authenticate_password(username, password)
+    )
     if account is None:
         raise unauthorized("wrong username or password")
     return account
@@ -87,7 +98,7 @@ def _uri_matches(uri: str, path: str) -> bool:
     return bool(path) and (signed == path or signed.endswith(path))
 
 
-def _digest(value: str, method: str, path: str) -> accounts.Account:
+def _digest(value: str, method: str, path: str, source: str | None) -> accounts.Account:
     params = digest.parse_params(value)
     required = ("username", "realm", "nonce", "uri", "response")
     if not params or any(not params.get(name) for name in required):
@@ -102,12 +113,17 @@ def _digest(value: str, method: str, path: str) -> accounts.Account:
         raise unauthorized("unknown nonce")
     if not _uri_matches(params["uri"], path):
         raise unauthorized("digest uri does not match the request")
-    account = (
-        accounts.get_by_username(params["username"])
-        if accounts.LEGACY_USERNAME_RE.fullmatch(params["username"])
-        else None
-    )
-    if account is None or not digest.verify(params, method, account.ha1s()):
+
+    def check() -> accounts.Account | None:
+        account = (
+            accounts.get_by_username(params["username"])
+            if accounts.LEGACY_USERNAME_RE.fullmatch(params["username"])
+            else None
+        )
+        return account if account and digest.verify(params, method, account.ha1s()) else None
+
+    account = auth_guard.guarded(_attempt(params["username"], source), check)
+    if account is None:
         raise unauthorized("wrong username or password")
     if state == "stale":
         # Right credentials, old nonce: the client retries with a fresh one, no prompt.

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib import accounts, dynamo, settings
-from chalicelib.accounts import phone
+from chalicelib import accounts, clock, dynamo, settings
+from chalicelib.accounts import discovery_budget, phone
 from chalicelib.errors import DomainError
 from chalicelib.live import status as live_status
 from chalicelib.observability import flush_metrics, logger, metrics
@@ -106,6 +106,35 @@ def _single_body(
     }
 
 
+def _resolve_within_budget(
+    entries: Sequence[str], subscriber: str, region: str | None, counter: dynamo.CallCounter
+) -> tuple[list[presence.Resolved], str, set[str], int]:
+    """Resolve the entries the subscriber's discovery budget pays for (account URIs are free;
+    numbers seen before too); the others stay unresolved. Answers the resolved entries, the
+    region used, the URIs deferred, and when to ask about them again."""
+    targets, used_region = presence.classify_all(
+        entries, subscriber=subscriber, region=region, counter=counter
+    )
+    numbers = [t.key for t in targets if t.kind is presence.Kind.PHONE]
+    aor = presence.parse_aor(subscriber)
+    charge = discovery_budget.charge(aor, numbers) if aor and numbers else None
+    held = set(charge.deferred) if charge else set()
+
+    def paid(target: presence.Target) -> bool:
+        return not (target.kind is presence.Kind.PHONE and target.key in held)
+
+    users = presence.find_users([t for t in targets if paid(t)], counter)
+    resolved = [
+        presence.Resolved(uri, t, users.get(t) if paid(t) else None)
+        for uri, t in zip(entries, targets, strict=True)
+    ]
+    deferred = {r.uri for r in resolved if not paid(r.target)}
+    wait = settings.get().discovery_recheck_seconds
+    if charge is not None and charge.retry_after:
+        wait = min(wait, charge.retry_after)
+    return resolved, used_region, deferred, clock.now_int() + max(1, wait)
+
+
 def build_answer(
     payload: dict[str, Any], *, options: notify.BodyOptions | None = None
 ) -> dict[str, Any]:
@@ -143,8 +172,8 @@ def build_answer(
         # A dialog made before the account was disabled learns nothing more.
         raise DomainError("account_disabled", "the subscriber's account is disabled")
     counter = dynamo.CallCounter()
-    resolved, used_region = presence.resolve(
-        rl.entries, subscriber=subscriber, region=region, counter=counter
+    resolved, used_region, deferred, recheck_at = _resolve_within_budget(
+        rl.entries, subscriber, region, counter
     )
     options = replace(
         options or notify.BodyOptions(),
@@ -155,6 +184,9 @@ def build_answer(
     )
     # The mutual-contacts rule decides how much each user's status says (live_status).
     seen = live_status.statuses_for(subscriber, resolved)
+    # Numbers past the discovery budget go out as not (yet) users; the edge asks again about
+    # them at `recheck_at` and sends a partial NOTIFY once they are paid for.
+    seen.rechecks.update(dict.fromkeys(deferred, recheck_at))
     if single:
         if len(resolved) != 1:
             raise DomainError("list_malformed", "a single-resource lookup takes one entry")
@@ -177,6 +209,7 @@ def build_answer(
         extra={
             "entries": len(rl.entries),
             "users": users,
+            "deferred": len(deferred),
             "bodies": len(bodies),
             "dynamodb_calls": counter.calls,
             "profile": profile_name,
@@ -201,6 +234,7 @@ def build_answer(
             "duplicates": rl.duplicates,
             "skipped": rl.skipped,
             "users": users,
+            "deferred": len(deferred),
             "dynamodb_calls": counter.calls,
         },
     }

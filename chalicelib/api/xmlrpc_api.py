@@ -16,7 +16,7 @@ from chalice import Response
 from chalice.app import Request
 
 from chalicelib import accounts, settings
-from chalicelib.accounts import linking, phone, rate_limits, signup, verification
+from chalicelib.accounts import auth_guard, linking, phone, rate_limits, signup, verification
 from chalicelib.api.http_api import body_bytes, media_type, source_ip
 from chalicelib.api.xmlrpc import (
     INTERNAL_ERROR,
@@ -185,13 +185,18 @@ def activate_phone_number_link(
     """Link the number, given the account's HA1 and the code sent to that very number."""
     _domain(domain)
     algorithm = _algorithm(algo)
-    try:
-        account = _account(username)
-    except DomainError as exc:
-        # Same answer as a wrong HA1: this step does not tell which usernames exist.
-        raise DomainError("unauthorized", "wrong username or HA1") from exc
-    stored = account.ha1s().get(algorithm)
-    if not stored or not hmac.compare_digest(stored, ha1.strip().lower()):
+
+    def check() -> accounts.Account | None:
+        try:
+            account = _account(username)
+        except DomainError:
+            return None  # same answer as a wrong HA1: this step does not tell who exists
+        stored = account.ha1s().get(algorithm)
+        return account if stored and hmac.compare_digest(stored, ha1.strip().lower()) else None
+
+    attempt = auth_guard.Attempt(accounts.aor_for(username.strip().lower()), caller.source_ip)
+    account = auth_guard.guarded(attempt, check)
+    if account is None:
         raise DomainError("unauthorized", "wrong username or HA1")
     region = phone.region_of(account.phone) if account.phone else None
     e164 = phone.parse(phone_raw, region)

@@ -267,6 +267,17 @@ def states(
     return out
 
 
+def parse_numbers(raw_numbers: Iterable[str], default_region: str | None = None) -> dict[str, str]:
+    """{number as written: E.164} for the distinct strings that parse, in the order given."""
+    region = (default_region or settings.get().default_region).upper()
+    given: dict[str, str] = {}
+    for raw in dict.fromkeys(raw_numbers):
+        e164 = _e164(raw, region) if isinstance(raw, str) else None
+        if e164:
+            given[raw] = e164
+    return given
+
+
 def resolve_numbers(
     raw_numbers: Iterable[str],
     default_region: str | None = None,
@@ -277,12 +288,7 @@ def resolve_numbers(
 
     Unparsable numbers are skipped; one match per distinct string given.
     """
-    region = (default_region or settings.get().default_region).upper()
-    given: dict[str, str] = {}
-    for raw in dict.fromkeys(raw_numbers):
-        e164 = _e164(raw, region) if isinstance(raw, str) else None
-        if e164:
-            given[raw] = e164
+    given = parse_numbers(raw_numbers, default_region)
     found = phone_index.find(set(given.values()), counter=counter)
     return [
         NumberMatch(raw, e164, found[e164].sip_uri) for raw, e164 in given.items() if e164 in found

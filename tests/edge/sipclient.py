@@ -16,14 +16,17 @@ from sip_edge.sip.parser import ParseError, StreamParser, parse_datagram
 
 
 class SipClient:
-    def __init__(self, server: tuple[str, int], transport: str = "udp") -> None:
+    def __init__(
+        self, server: tuple[str, int], transport: str = "udp", host: str = "127.0.0.1"
+    ) -> None:
         self.server = server
         self.transport = transport
+        self.host = host  # any 127.0.0.0/8 address: a client of its own on loopback
         if transport == "udp":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind(("127.0.0.1", 0))
+            self.sock.bind((host, 0))
         else:
-            self.sock = socket.create_connection(server)
+            self.sock = socket.create_connection(server, source_address=(host, 0))
             self.stream = StreamParser()
         self.sock.settimeout(5)
         self.port = self.sock.getsockname()[1]
@@ -115,13 +118,13 @@ class SipClient:
         branch = "z9hG4bK" + secrets.token_hex(6)
         lines = [
             f"{method} {uri} SIP/2.0",
-            f"Via: SIP/2.0/{via_t} 127.0.0.1:{self.port};branch={branch};rport",
+            f"Via: SIP/2.0/{via_t} {self.host}:{self.port};branch={branch};rport",
             "Max-Forwards: 70",
             f"From: <{from_uri}>;tag={self.from_tag}",
             f"To: {to or '<' + from_uri + '>'}",
             f"Call-ID: {call_id or self.call_id}",
             f"CSeq: {self.cseq} {method}",
-            f"Contact: <sip:127.0.0.1:{self.port};transport={self.transport}>",
+            f"Contact: <sip:{self.host}:{self.port};transport={self.transport}>",
             *[f"{k}: {v}" for k, v in headers],
             f"Content-Length: {len(body)}",
             "",
