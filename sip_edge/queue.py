@@ -12,6 +12,7 @@ from typing import Any
 
 from chalicelib import edge_contract, settings
 from chalicelib.aws import client
+from chalicelib.observability import logger
 
 
 class EdgeQueue:
@@ -46,18 +47,18 @@ class EdgeQueue:
         if messages and self.closed:
             # The edge stopped while this poll ran (its thread outlives the cancelled task):
             # deleting would lose the changes; visible again, the next edge reads them at once.
-            sqs.change_message_visibility_batch(
-                QueueUrl=self.url,
-                Entries=[
+            self._batch(
+                sqs.change_message_visibility_batch,
+                [
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
                     for i, m in enumerate(messages)
                 ],
             )
             return []
         if messages:
-            sqs.delete_message_batch(
-                QueueUrl=self.url,
-                Entries=[
+            self._batch(
+                sqs.delete_message_batch,
+                [
                     {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                     for i, m in enumerate(messages)
                 ],
@@ -69,6 +70,16 @@ class EdgeQueue:
             except ValueError:
                 continue  # not ours; dropping it is all we can do
         return out
+
+    def _batch(self, call: Any, entries: list[dict[str, Any]], attempts: int = 3) -> None:
+        """A batch call whose refused entries (`Failed`, e.g. throttled) are tried again; what
+        still fails comes back after the visibility timeout, a harmless repeat for the edge."""
+        for _ in range(attempts):
+            failed = {f["Id"] for f in call(QueueUrl=self.url, Entries=entries).get("Failed", [])}
+            entries = [e for e in entries if e["Id"] in failed]
+            if not entries:
+                return
+        logger.warning("SQS refused %d queue entries; they will be seen again", len(entries))
 
     async def receive(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self._receive)

@@ -83,41 +83,72 @@ def watch_keys(record: dict[str, Any]) -> set[str]:
     return set()
 
 
-def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, int]:
-    """The stream handler: tell each edge which of its subscriptions to look at again."""
+def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The stream handler: tell each edge which of its subscriptions to look at again.
+
+    When SQS refuses part of what is sent, the answer's `batchItemFailures` names the batch's
+    first record, so Lambda (`ReportBatchItemFailures`) delivers the whole batch again: the
+    records are idempotent for the edges, and a stream keeps them 24 hours.
+    """
+    records = list(records)
     keys: set[str] = set()
     for record in records:
         keys |= watch_keys(record)
     if not keys:
-        return {"subscriptions": 0, "messages": 0}
+        return {"subscriptions": 0, "messages": 0, "batchItemFailures": []}
     by_edge: dict[str, list[dict[str, Any]]] = {}
     for watcher in subscriptions.watchers(keys, cleanup=True):
         by_edge.setdefault(watcher["edge_id"], []).append(
             {"subscription_id": watcher["subscription_id"], "uris": watcher["uris"]}
         )
-    sent = 0
+    sent = failed = 0
     for edge_id, changes in by_edge.items():
-        sent += _send(edge_id, changes)
+        ok, bad = _send(edge_id, changes)
+        sent, failed = sent + ok, failed + bad
     metrics.add_metric(name="LiveUpdates", unit="Count", value=sent)
+    if failed:
+        metrics.add_metric(name="LiveUpdatesFailed", unit="Count", value=failed)
     flush_metrics()
-    logger.info("live update", extra={"keys": len(keys), "messages": sent})
-    return {"subscriptions": sum(len(c) for c in by_edge.values()), "messages": sent}
+    logger.info("live update", extra={"keys": len(keys), "messages": sent, "failed": failed})
+    return {
+        "subscriptions": sum(len(c) for c in by_edge.values()),
+        "messages": sent,
+        "batchItemFailures": _retry_from(records) if failed else [],
+    }
 
 
-def _send(edge_id: str, changes: list[dict[str, Any]]) -> int:
+def _retry_from(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Lambda restarts a stream batch at its lowest failed sequence number: the first one."""
+    first = records[0].get("dynamodb", {}).get("SequenceNumber", "") if records else ""
+    return [{"itemIdentifier": first}]
+
+
+def _send(edge_id: str, changes: list[dict[str, Any]]) -> tuple[int, int]:
+    """Send the changes to an edge's queue: how many SQS took and how many it refused."""
     try:
         url = queue_url(edge_id)
     except client("sqs").exceptions.QueueDoesNotExist:
         logger.info("edge queue gone; its subscriptions will be reloaded elsewhere")
-        return 0
-    sent = 0
+        return 0, 0
+    sent = failed = 0
     for start in range(0, len(changes), 10):
         batch = changes[start : start + 10]
-        client("sqs").send_message_batch(
+        answer = client("sqs").send_message_batch(
             QueueUrl=url,
             Entries=[
                 {"Id": str(i), "MessageBody": json.dumps(change)} for i, change in enumerate(batch)
             ],
         )
-        sent += len(batch)
-    return sent
+        refused = answer.get("Failed") or []
+        for entry in refused:
+            logger.warning(
+                "SQS refused a live update",
+                extra={
+                    "edge_id": edge_id,
+                    "code": entry.get("Code"),
+                    "sender": entry.get("SenderFault"),
+                },
+            )
+        failed += len(refused)
+        sent += len(batch) - len(refused)
+    return sent, failed
