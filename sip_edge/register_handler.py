@@ -10,6 +10,12 @@ from typing import Any
 from sip_edge.dialog import Peer
 from sip_edge.handling import EdgeServices, raise_function_error
 from sip_edge.sip.message import Request, Response, make_response
+from sip_edge.sip.values import parse_delta_seconds
+
+
+def _contact_expires(value: str | None) -> int | None:
+    """RFC 3261 §10.2.1: the expires contact parameter is delta-seconds; anything else is 400."""
+    return None if value is None else parse_delta_seconds(value, "Contact expires parameter")
 
 
 class RegisterHandler:
@@ -32,7 +38,7 @@ class RegisterHandler:
             "contacts": [
                 {
                     "uri": c.uri.raw,
-                    "expires": int(c.param("expires")) if c.param("expires") else None,
+                    "expires": _contact_expires(c.param("expires")),
                     "instance": c.param("+sip.instance"),
                     "params": "".join(
                         f";{k}" if v is None else f";{k}={v}"
