@@ -70,7 +70,7 @@ class StreamReplayer:
                 except Exception:
                     self._rewind(logical, shard, retry_at)
                     raise
-                failures = (result or {}).get("batchItemFailures") or []
+                failures = result.get("batchItemFailures") if isinstance(result, dict) else None
                 if failures:
                     next_iterator = self._iterator_at(logical, shard, failures[0]["itemIdentifier"])
                 else:

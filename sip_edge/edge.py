@@ -64,7 +64,9 @@ class Edge:
     ) -> None:
         self.cfg = cfg or settings.get()
         self.functions = functions
-        self.clock = clock
+        self.clock = clock  # wall clock: stored expiries, nonces, Date
+        # Transaction timers must neither fire nor stall when the wall clock is stepped.
+        self.monotonic: Callable[[], float] = time.monotonic
         self.transactions = TransactionLayer()
         self.send_bytes: Callable[[Peer, bytes], bool] = lambda peer, data: False
         self.ports: dict[str, int] = {}
@@ -118,7 +120,7 @@ class Edge:
     # --- entry from the transports --------------------------------------------------------
 
     def on_message(self, message: Request | Response, peer: Peer) -> None:
-        now = self.clock()
+        now = self.monotonic()
         if isinstance(message, Response):
             self._run(self.transactions.receive_response(message, now))
             return
@@ -133,8 +135,8 @@ class Edge:
     def on_timer(self) -> None:
         """Transaction timers at every tick; dialogs (expiry, lapses, throttle) twice a second,
         so that ten thousand dialogs cost little between two NOTIFYs."""
+        self._run(self.transactions.on_timer(self.monotonic()))
         now = self.clock()
-        self._run(self.transactions.on_timer(now))
         if now < self._next_sweep:
             return
         self._next_sweep = now + DIALOG_SWEEP_SECONDS
@@ -152,7 +154,7 @@ class Edge:
                 if not self.send_bytes(action.dest, action.data):
                     tx = self._transaction_of(action.message)
                     if tx is not None:
-                        self._run(self.transactions.transport_error(tx, self.clock()))
+                        self._run(self.transactions.transport_error(tx, self.monotonic()))
             elif isinstance(action, Deliver):
                 if action.transaction is not None:  # an unmatched ACK gets no answer
                     self.spawn(self._handle(action.request, action.dest, action.transaction))
@@ -179,7 +181,7 @@ class Edge:
         """Send a request in a client transaction; the final status (408 on timeout)."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         tx, actions = self.transactions.send_request(
-            request, self.clock(), reliable=peer.reliable, dest=peer
+            request, self.monotonic(), reliable=peer.reliable, dest=peer
         )
         self._outcomes[tx] = future
         self._run(actions)
@@ -225,7 +227,7 @@ class Edge:
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", "smart-contacts-edge")
-        self._run(self.transactions.respond(tx, response, self.clock()))
+        self._run(self.transactions.respond(tx, response, self.monotonic()))
 
     async def _dispatch(
         self, request: Request, peer: Peer, tx: ServerTransaction
