@@ -252,6 +252,8 @@ class Edge:
             raise Reject(483)
         if method == "SUBSCRIBE":
             self.subscriptions.check(request)
+        if method == "REGISTER":
+            self.register_handler.check(request)
         identity = await self.digest_guard.authenticate(request, peer)
         if method == "REGISTER":
             return await self.register_handler.handle(request, peer, identity)

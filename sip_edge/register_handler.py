@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from sip_edge.dialog import Peer
-from sip_edge.handling import EdgeServices, raise_function_error
+from sip_edge.handling import EdgeServices, Reject, raise_function_error
 from sip_edge.sip.message import Request, Response, make_response
 from sip_edge.sip.values import parse_delta_seconds
 
@@ -23,6 +23,12 @@ class RegisterHandler:
 
     def __init__(self, edge: EdgeServices) -> None:
         self.edge = edge
+
+    def check(self, request: Request) -> None:
+        """Before any challenge: RFC 3261 §10.3 step 3 takes the address-of-record from To,
+        which must be a SIP or SIPS URI."""
+        if request.to.uri.scheme.lower() not in ("sip", "sips"):
+            raise Reject(400, "To is not a sip or sips URI")
 
     async def handle(self, request: Request, peer: Peer, identity: str) -> Response:
         contacts = request.contacts
