@@ -15,6 +15,7 @@ from typing import Any
 
 from chalicelib import settings
 from chalicelib.observability import logger
+from chalicelib.resilience import retry_after
 from sip_edge.dialog import Peer
 from sip_edge.digest_guard import DigestGuard
 from sip_edge.functions import FunctionError, Functions
@@ -22,6 +23,7 @@ from sip_edge.handling import Reject
 from sip_edge.publish_handler import PublishHandler
 from sip_edge.queue import EdgeQueue
 from sip_edge.register_handler import RegisterHandler
+from sip_edge.resilience import DEADLINE
 from sip_edge.sip.headers import split_commas
 from sip_edge.sip.message import Request, Response, make_response
 from sip_edge.sip.status import ParseError
@@ -32,6 +34,7 @@ from sip_edge.sip.transaction import (
     ResponseReceived,
     Send,
     ServerTransaction,
+    State,
     TimedOut,
     TransactionLayer,
     TransportError,
@@ -208,7 +211,31 @@ class Edge:
     # --- requests -------------------------------------------------------------------------
 
     async def _handle(self, request: Request, peer: Peer, tx: ServerTransaction) -> None:
+        """Answer within SIP_REQUEST_DEADLINE: past it, a request still without its final
+        response gets 503 and its work is abandoned; work after the response (NOTIFYs) goes on."""
         self.stats["requests"] += 1
+        limit = self.cfg.sip_request_deadline
+        work = asyncio.get_running_loop().create_task(
+            self._answer(request, peer, tx, time.monotonic() + limit)
+        )
+        self._tasks.add(work)
+        work.add_done_callback(self._tasks.discard)
+        try:
+            await asyncio.wait_for(asyncio.shield(work), limit)
+        except TimeoutError:
+            if tx.state in (State.TRYING, State.PROCEEDING):
+                work.cancel()
+                self.stats["deadline_503"] = self.stats.get("deadline_503", 0) + 1
+                logger.warning("%s not answered within %.1f s: 503", request.method, limit)
+                self.respond(tx, self._unavailable(request))
+
+    def _unavailable(self, request: Request) -> Response:
+        return make_response(request, 503, None, [("Retry-After", retry_after(self.cfg))])
+
+    async def _answer(
+        self, request: Request, peer: Peer, tx: ServerTransaction, deadline: float
+    ) -> None:
+        DEADLINE.set(deadline)  # this task's own context: the function client reads it
         try:
             response = await self._dispatch(request, peer, tx)
         except Reject as rej:
@@ -218,7 +245,7 @@ class Edge:
                                      [("Warning", f'399 - "{err.reason}"')])  # fmt: skip
         except FunctionError as err:
             logger.warning("function call failed: %s", err)
-            response = make_response(request, 503, None, [("Retry-After", "5")])
+            response = self._unavailable(request)
         except Exception:  # a bug must cost one request a 500, never the edge
             logger.exception("request handling failed")
             response = make_response(request, 500, None)
@@ -227,6 +254,8 @@ class Edge:
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         response.headers.add("Server", "smart-contacts-edge")
+        if response.status >= 200:
+            DEADLINE.set(None)  # answered: what this task still does is not the phone's wait
         self._run(self.transactions.respond(tx, response, self.monotonic()))
 
     async def _dispatch(
