@@ -33,14 +33,14 @@ def region() -> str:
 @cache
 def client(service: str) -> Any:
     made = boto3.session.Session().client(service, region_name=region(), config=_config())
-    made.meta.events.register("before-send", check_deadline)
+    made.meta.events.register_first("before-send", check_deadline)
     return made
 
 
 @cache
 def resource(service: str) -> Any:
     made = boto3.session.Session().resource(service, region_name=region(), config=_config())
-    made.meta.client.meta.events.register("before-send", check_deadline)
+    made.meta.client.meta.events.register_first("before-send", check_deadline)
     return made
 
 

@@ -28,10 +28,10 @@ class _PooledFunctions:
     """Runs a blocking `_invoke` in a thread pool behind the guard (bulkhead and breakers, see
     `sip_edge.resilience`) and wraps every failure in FunctionError."""
 
-    def __init__(self, workers: int, guard: Guard | None = None) -> None:
+    def __init__(self, workers: int, cfg: settings.Settings | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fn")
-        cfg = settings.get()
-        self.guard = guard or Guard(workers, cfg.sip_breaker_failures, cfg.sip_breaker_reset)
+        cfg = cfg or settings.get()
+        self.guard = Guard(workers, cfg.sip_breaker_failures, cfg.sip_breaker_reset)
 
     def _invoke(
         self, name: str, payload: dict[str, Any], time_left: float | None
@@ -69,10 +69,10 @@ def _succeeded(future: Future[dict[str, Any]]) -> bool:
 class InProcessFunctions(_PooledFunctions):
     """Calls the handlers declared in `app.py` directly (the local stack and the tests)."""
 
-    def __init__(self, workers: int = 16) -> None:
+    def __init__(self, workers: int = 16, cfg: settings.Settings | None = None) -> None:
         import app
 
-        super().__init__(workers)
+        super().__init__(workers, cfg)
         self._app = app
 
     def _invoke(
@@ -94,14 +94,16 @@ class InProcessFunctions(_PooledFunctions):
 class LambdaFunctions(_PooledFunctions):
     """Calls the deployed functions with `lambda.invoke` (RequestResponse)."""
 
-    def __init__(self, prefix: str, workers: int = 32) -> None:
+    def __init__(
+        self, prefix: str, workers: int = 32, cfg: settings.Settings | None = None
+    ) -> None:
         import boto3
         from botocore.config import Config
 
         from chalicelib.aws import region
 
-        super().__init__(workers)
-        cfg = settings.get()
+        cfg = cfg or settings.get()
+        super().__init__(workers, cfg)
         # An invoke's own client: past the request's deadline the answer is useless, and a
         # retried invoke would run the function twice (the edge's breaker does the backing off).
         self._client = boto3.session.Session().client(
@@ -131,7 +133,7 @@ class LambdaFunctions(_PooledFunctions):
 def from_settings(cfg: settings.Settings | None = None) -> Functions:
     cfg = cfg or settings.get()
     if cfg.sip_functions == "lambda":
-        return LambdaFunctions(cfg.sip_function_prefix, cfg.sip_max_inflight_calls)
+        return LambdaFunctions(cfg.sip_function_prefix, cfg.sip_max_inflight_calls, cfg)
     if cfg.sip_functions == "inprocess":
-        return InProcessFunctions(cfg.sip_max_inflight_calls)
+        return InProcessFunctions(cfg.sip_max_inflight_calls, cfg)
     raise ValueError(f"SIP_FUNCTIONS must be inprocess or lambda, not {cfg.sip_functions!r}")

@@ -19,6 +19,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
 from chalicelib import aws
+from chalicelib.resilience import check_deadline
 
 THROTTLE_CODES = {
     "dynamodb": ("ProvisionedThroughputExceededException", 400),
@@ -130,6 +131,7 @@ class Faults:
         if mode is None or (mode[2] is not None and operation not in mode[2]):
             return None
         kind, seconds, _ = mode
+        check_deadline()  # as for a real call: the budget is checked before the network
         if kind == "throttle":
             code, status = THROTTLE_CODES[service]
             return _instead(request, error_response(service, code, status))
