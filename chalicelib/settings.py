@@ -191,6 +191,11 @@ class Settings:
     edge_queue_url: str = _setting(
         "EDGE_QUEUE_URL", "", "SQS queue of this edge; empty = created at start."
     )
+    edge_queue_visibility: int = _setting(
+        "EDGE_QUEUE_VISIBILITY",
+        30,
+        "Seconds before a change an edge read but did not notify (killed, say) is read again.",
+    )
     notify_full_state_on_removal: str = _setting(
         "NOTIFY_FULL_STATE_ON_REMOVAL",
         "linphone",

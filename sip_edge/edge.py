@@ -117,6 +117,7 @@ class Edge:
 
     async def shutdown(self) -> None:
         self.subscriptions.close()
+        await self.subscriptions.release_pending()
         for task in list(self._tasks):
             task.cancel()
 

@@ -33,6 +33,9 @@ class SubscriptionService:
         self._notify_locks: dict[str, asyncio.Lock] = {}
         self._flushing: set[str] = set()
         self._ending: set[str] = set()
+        # Queue messages whose change is not yet in a NOTIFY: deleted only once it went out
+        # (or the dialog is gone), so an edge killed meanwhile loses nothing.
+        self._receipts: dict[str, list[str]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -73,12 +76,29 @@ class SubscriptionService:
                 logger.exception("edge queue poll failed; retrying")
                 await asyncio.sleep(1)
                 continue
-            for change in changes:
+            done: list[str] = []
+            for change, receipt in changes:
                 dialog = self.dialogs.get(change.get("subscription_id", ""))
                 if dialog is None or dialog.terminated:
-                    continue  # gone, or owned by another edge: nothing to do
+                    done.append(receipt)  # gone, or owned by another edge: nothing to do
+                    continue
                 known = set(dialog.entries)
                 dialog.dirty.update(u for u in change.get("uris", []) if u in known)
+                self._receipts.setdefault(dialog.subscription_id, []).append(receipt)
+            await self.queue.ack(done)
+
+    async def _ack(self, subscription_id: str, receipts: list[str] | None = None) -> None:
+        if receipts is None:
+            receipts = self._receipts.pop(subscription_id, [])
+        if self.queue is not None and receipts:
+            await self.queue.ack(receipts)
+
+    async def release_pending(self) -> None:
+        """At shutdown: changes not yet notified go back to the queue for the next edge."""
+        receipts = [r for rs in self._receipts.values() for r in rs]
+        self._receipts.clear()
+        if self.queue is not None:
+            await self.queue.release(receipts)
 
     def on_connection_lost(self, peer: Peer) -> None:
         """Dialogs over a closed stream can no longer be notified: RFC 5626 flow failure."""
@@ -267,16 +287,19 @@ class SubscriptionService:
 
     async def _flush(self, dialog: SubscriptionDialog) -> None:
         """Send what changed among the dirty resources, in one partial NOTIFY (RFC 4662)."""
+        receipts = self._receipts.pop(dialog.subscription_id, [])
         try:
             uris = sorted(dialog.dirty)
             dialog.dirty.clear()
             result = await self._presence_lookup(dialog, uris, full_state=False)
             if result.get("error"):
+                await self._ack(dialog.subscription_id, receipts)
                 return
             changed = [
                 r for r in result["resources"] if dialog.last_states.get(r["uri"]) != _state(r)
             ]
             if not changed:
+                await self._ack(dialog.subscription_id, receipts)
                 return  # a replayed or stale change: the phone already knows this
             # A resource with no last state (a dialog resumed after a restart) may have been
             # a user: only full state takes it back on Linphone, so err on that side.
@@ -288,9 +311,12 @@ class SubscriptionService:
                 await self._notify_full(dialog)
             else:
                 await self._send_bodies(dialog, result)
+            # Sent (or the NOTIFY failed and the dialog is gone): either way, done with these.
+            await self._ack(dialog.subscription_id, receipts)
         except FunctionError as exc:
             logger.warning("live update lookup failed: %s", exc)
             dialog.dirty.update(uris)  # try again at the next tick
+            self._receipts.setdefault(dialog.subscription_id, []).extend(receipts)
         finally:
             self._flushing.discard(dialog.subscription_id)
 
@@ -365,6 +391,8 @@ class SubscriptionService:
         await self._delete(dialog)
 
     def _forget(self, dialog: SubscriptionDialog) -> None:
+        if self._receipts.get(dialog.subscription_id):
+            self.edge.spawn(self._ack(dialog.subscription_id))  # the dialog is gone
         self.dialogs.pop(dialog.subscription_id, None)
         self._ending.discard(dialog.subscription_id)
         self._notify_locks.pop(dialog.subscription_id, None)

@@ -4,8 +4,9 @@ until it reaches the phone."""
 from __future__ import annotations
 
 import json
+import time
 
-from tests.edge.conftest import DOMAIN, make_account
+from tests.edge.conftest import DOMAIN, EdgeThread, make_account
 from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import subscribe, users_in
 from tests.edge.test_live_updates import (
@@ -101,10 +102,45 @@ def test_a_refused_queue_delete_is_tried_again(aws):
     faults = Faults()
     faults.answer("sqs", "DeleteMessageBatch", refuse_once)
     try:
-        assert queue._receive() == [{"subscription_id": "s"}]
+        [(body, receipt)] = queue._receive()
+        assert body == {"subscription_id": "s"}
+        queue._delete([receipt])
     finally:
         faults.clear()
     assert refusals == [1]
     attrs = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attrs["ApproximateNumberOfMessages"] == "0"
     assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0", "the refused delete was dropped"
+
+
+def kill(edge: EdgeThread) -> None:
+    """Stop an edge the way SIGKILL does: no shutdown, nothing handed back, state in memory lost."""
+    edge.loop.call_soon_threadsafe(edge.loop.stop)
+    edge.thread.join(5)
+
+
+def test_a_change_read_but_not_yet_notified_survives_a_killed_edge(world, clock):
+    cfg = {"edge_id": "edge-killed", "edge_queue_visibility": 2}
+    first = EdgeThread(notify_min_interval=60.0, **cfg)
+    first.edge.clock = clock
+    phone = SipClient(first.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    assert phone.notify() is not None  # the throttle window is now open for 60 s
+    world.pump()
+    make_account("dan", "+33699999999")
+    world.pump()
+    deadline = time.monotonic() + 10
+    while not any(d.dirty for d in first.edge.subscriptions.dialogs.values()):
+        assert time.monotonic() < deadline, "the edge never read the change"
+        time.sleep(0.05)
+    kill(first)  # read from the queue, held back by the throttle, never notified
+
+    second = EdgeThread(notify_min_interval=0.0, **cfg)
+    try:
+        assert second.edge.stats["resumed"] == 1
+        update = phone.notify(timeout=15)
+        assert update is not None, "the change the killed edge had read was lost"
+        assert users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+    finally:
+        second.stop()
+        phone.close()
