@@ -98,9 +98,10 @@ class Faults:
 
     # --- the hook ----------------------------------------------------------------------------
 
-    def hook(self, service: str) -> None:
-        """Attach to the shared client (and resource client) of `service`; idempotent."""
-        clients = [aws.client(service)]
+    def hook(self, service: str, *extra_clients: Any) -> None:
+        """Attach to the shared client (and resource client) of `service`, and to clients of
+        its own a component made (the edge's Lambda invoke client); idempotent."""
+        clients = [aws.client(service), *extra_clients]
         if service == "dynamodb":
             clients.append(aws.resource(service).meta.client)
         for c in clients:
