@@ -144,3 +144,31 @@ def test_a_change_read_but_not_yet_notified_survives_a_killed_edge(world, clock)
     finally:
         second.stop()
         phone.close()
+
+
+def test_an_edge_started_during_an_outage_waits_for_its_dialogs(world, clock):
+    import threading
+
+    cfg = {"edge_id": "edge-outage", "notify_min_interval": 0.0}
+    first = EdgeThread(**cfg)
+    phone = SipClient(first.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    assert phone.notify() is not None
+    first.stop()
+
+    faults = Faults()
+    faults.set("dynamodb", "refuse")
+    started: list[EdgeThread] = []
+    boot = threading.Thread(target=lambda: started.append(EdgeThread(**cfg)))
+    boot.start()
+    time.sleep(2.0)  # the new edge keeps trying to load its dialogs meanwhile
+    assert not started, "the edge started without its dialogs"
+    faults.clear()
+    boot.join(20)
+    assert started, "the edge never started once DynamoDB was back"
+    second = started[0]
+    try:
+        assert second.edge.stats["resumed"] == 1
+    finally:
+        second.stop()
+        phone.close()
