@@ -48,3 +48,8 @@ _.opaque  # URI of a non-SIP scheme: read by tests/sip/test_rfc4475.py
 _.token68  # DigestCredentials of a non-Digest scheme (e.g. Basic): read by tests/test_digest.py
 _.charged  # discovery_budget.Charge: read by tests/test_discovery_budget.py (tokens taken)
 _.tracked  # FloodGuard: read by tests/edge/test_flood.py (memory stays bounded)
+_.signup_retries  # bench/chaos Report field: printed with the others (dataclasses.fields)
+_.aws_read_timeout  # Settings field: read by name (settings.from_env) in chalicelib.aws
+_.aws_max_attempts  # Settings field: likewise
+_.fmt  # BotoCoreError subclasses: botocore formats the message from `fmt`
+_.is_open  # the edge's per-function breaker: read by tests/faults/test_edge_faults.py

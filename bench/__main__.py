@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, str] = {
     "bodies": "bench.bodies",
     "edge": "bench.edge",
     "live": "bench.live",
+    "chaos": "bench.chaos",
 }
 
 

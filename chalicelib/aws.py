@@ -6,28 +6,42 @@ the cache when they swap moto instances.
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
-_CONFIG = Config(retries={"max_attempts": 4, "mode": "standard"}, max_pool_connections=32)
+from chalicelib import settings
+from chalicelib.resilience import check_deadline
+
+
+def _config() -> Config:
+    """Timeouts and bounded retries that fit a request's deadline (see chalicelib.resilience)."""
+    return Config(
+        connect_timeout=settings.from_env("aws_connect_timeout"),
+        read_timeout=settings.from_env("aws_read_timeout"),
+        retries={"total_max_attempts": settings.from_env("aws_max_attempts"), "mode": "standard"},
+        max_pool_connections=32,
+    )
 
 
 def region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-1"
+    return settings.aws_region()
 
 
 @cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, region_name=region(), config=_CONFIG)
+    made = boto3.session.Session().client(service, region_name=region(), config=_config())
+    made.meta.events.register_first("before-send", check_deadline)
+    return made
 
 
 @cache
 def resource(service: str) -> Any:
-    return boto3.session.Session().resource(service, region_name=region(), config=_CONFIG)
+    made = boto3.session.Session().resource(service, region_name=region(), config=_config())
+    made.meta.client.meta.events.register_first("before-send", check_deadline)
+    return made
 
 
 def reset() -> None:

@@ -39,6 +39,8 @@ CATALOGUE: dict[str, ErrorKind] = {
     "phone_taken": ErrorKind(409, 409, "Conflict"),
     "conflict": ErrorKind(409, 409, "Conflict"),
     "sms_unavailable": ErrorKind(503, 503, "Service Unavailable"),
+    # AWS throttled, timed out or unreachable (chalicelib.resilience): retry after a while.
+    "unavailable": ErrorKind(503, 503, "Service Unavailable"),
     "unauthorized": ErrorKind(401, 401, "Unauthorized"),
     # Password guessing (accounts.auth_guard): refused without checking, with Retry-After.
     "auth_blocked": ErrorKind(429, 403, "Forbidden"),

@@ -303,6 +303,11 @@ class Settings:
     edge_metrics_interval: float = _setting(
         "EDGE_METRICS_INTERVAL", 60.0, "Seconds between two flushes of the edge's EMF metrics."
     )
+    edge_queue_visibility: int = _setting(
+        "EDGE_QUEUE_VISIBILITY",
+        30,
+        "Seconds before a change an edge read but did not notify (killed, say) is read again.",
+    )
     notify_full_state_on_removal: str = _setting(
         "NOTIFY_FULL_STATE_ON_REMOVAL",
         "linphone",
@@ -311,6 +316,48 @@ class Settings:
     )
     # SIP digest.
     nonce_ttl_seconds: int = _setting("NONCE_TTL_SECONDS", 300, "Lifetime of a digest nonce.")
+    # Failure behaviour: deadlines, fail-fast and retries (README "Failure behaviour").
+    sip_request_deadline: float = _setting(
+        "SIP_REQUEST_DEADLINE",
+        2.0,
+        "Seconds within which every SIP request gets its final "
+        "response; a function slower than that gets the phone a 503.",
+    )
+    rest_deadline: float = _setting(
+        "REST_DEADLINE",
+        5.0,
+        "Seconds of AWS calls one REST request may spend (API Gateway "
+        "allows 29); past it the route answers 503.",
+    )
+    retry_after: int = _setting(
+        "RETRY_AFTER", 3, "Retry-After seconds of a 503 (SIP and REST), before jitter."
+    )
+    retry_after_jitter: int = _setting(
+        "RETRY_AFTER_JITTER", 3, "Up to this many seconds added at random to each Retry-After."
+    )
+    sip_max_inflight_calls: int = _setting(
+        "SIP_MAX_INFLIGHT_CALLS",
+        16,
+        "Function calls one edge runs at once; a request needing one more gets 503 at once.",
+    )
+    sip_breaker_failures: int = _setting(
+        "SIP_BREAKER_FAILURES",
+        5,
+        "Consecutive failures of one function that open its "
+        "circuit breaker (503 at once, no call).",
+    )
+    sip_breaker_reset: float = _setting(
+        "SIP_BREAKER_RESET", 5.0, "Seconds an open breaker waits before one probe call."
+    )
+    aws_connect_timeout: float = _setting(
+        "AWS_CONNECT_TIMEOUT", 0.5, "boto3 connect timeout (seconds)."
+    )
+    aws_read_timeout: float = _setting(
+        "AWS_READ_TIMEOUT", 1.5, "boto3 read timeout (seconds): a stalled AWS call ends here."
+    )
+    aws_max_attempts: int = _setting(
+        "AWS_MAX_ATTEMPTS", 2, "boto3 attempts per call (standard retry mode, first included)."
+    )
 
     def __post_init__(self) -> None:
         if self.stage in DEPLOYED_STAGES:
@@ -339,12 +386,26 @@ def _convert(name: str, raw: str, default: Any) -> Any:
     return raw
 
 
-def _secret_values(arn: str) -> dict[str, str]:
-    from chalicelib.aws import client
+def aws_region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-1"
 
-    value = client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+
+def _secret_values(arn: str) -> dict[str, str]:
+    # A client of its own: the shared factory (chalicelib.aws) reads its timeouts from here.
+    import boto3
+
+    secrets = boto3.session.Session().client("secretsmanager", region_name=aws_region())
+    value = secrets.get_secret_value(SecretId=arn)["SecretString"]
     data = json.loads(value)
     return {k.lower(): v for k, v in data.items()}
+
+
+def from_env(name: str) -> Any:
+    """One setting from the environment, without `load()` (and its Secrets Manager call): for
+    the AWS client factory, which `load()` itself needs."""
+    f = next(f for f in fields(Settings) if f.name == name)
+    raw = os.environ.get(f.metadata["env"])
+    return f.default if raw is None else _convert(f.name, raw, f.default)
 
 
 def load(environ: dict[str, str] | None = None) -> Settings:

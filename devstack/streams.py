@@ -59,12 +59,35 @@ class StreamReplayer:
         delivered = 0
         for (logical, shard), iterator in list(self._iterators.items()):
             answer = streams.get_records(ShardIterator=iterator)
-            self._iterators[(logical, shard)] = answer.get("NextShardIterator") or iterator
             records = [self._lambda_record(r, self._arns[logical]) for r in answer["Records"]]
+            next_iterator = answer.get("NextShardIterator") or iterator
             if records:
-                self._handler_of[logical]({"Records": records}, None)
-                delivered += len(records)
+                # As Lambda does: a batch that raised, or reported failures, is read again
+                # from the failed record at the next pump.
+                retry_at = records[0]["dynamodb"]["SequenceNumber"]
+                try:
+                    result = self._handler_of[logical]({"Records": records}, None)
+                except Exception:
+                    self._rewind(logical, shard, retry_at)
+                    raise
+                failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+                if failures:
+                    next_iterator = self._iterator_at(logical, shard, failures[0]["itemIdentifier"])
+                else:
+                    delivered += len(records)
+            self._iterators[(logical, shard)] = next_iterator
         return delivered
+
+    def _iterator_at(self, logical: str, shard: str, sequence_number: str) -> str:
+        return client("dynamodbstreams").get_shard_iterator(
+            StreamArn=self._arns[logical],
+            ShardId=shard,
+            ShardIteratorType="AT_SEQUENCE_NUMBER",
+            SequenceNumber=sequence_number,
+        )["ShardIterator"]
+
+    def _rewind(self, logical: str, shard: str, sequence_number: str) -> None:
+        self._iterators[(logical, shard)] = self._iterator_at(logical, shard, sequence_number)
 
     @staticmethod
     def _lambda_record(record: dict[str, Any], arn: str) -> dict[str, Any]:

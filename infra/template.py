@@ -61,6 +61,8 @@ STREAM_EVENT_SETTINGS: dict[str, Any] = {
     "MaximumRetryAttempts": 5,
     "BisectBatchOnFunctionError": True,
     "MaximumRecordAgeInSeconds": 3600,
+    # The handlers answer `batchItemFailures` when SQS refuses part of an update: retry then.
+    "FunctionResponseTypes": ["ReportBatchItemFailures"],
 }
 #: The edge's per-request metric, with dimensions Method and Class (sip_edge/metrics.py).
 EDGE_REQUESTS_METRIC = "SipRequests"

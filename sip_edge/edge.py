@@ -15,6 +15,7 @@ from typing import Any
 
 from chalicelib import settings
 from chalicelib.observability import logger
+from chalicelib.resilience import retry_after
 from sip_edge.dialog import Peer
 from sip_edge.digest_guard import DigestGuard
 from sip_edge.functions import FunctionError, Functions
@@ -23,6 +24,7 @@ from sip_edge.metrics import EdgeMetrics
 from sip_edge.publish_handler import PublishHandler
 from sip_edge.queue import EdgeQueue
 from sip_edge.register_handler import RegisterHandler
+from sip_edge.resilience import DEADLINE
 from sip_edge.sip.headers import split_commas
 from sip_edge.sip.message import Request, Response, make_response
 from sip_edge.sip.status import ParseError
@@ -33,6 +35,7 @@ from sip_edge.sip.transaction import (
     ResponseReceived,
     Send,
     ServerTransaction,
+    State,
     TimedOut,
     TransactionLayer,
     TransportError,
@@ -65,7 +68,9 @@ class Edge:
     ) -> None:
         self.cfg = cfg or settings.get()
         self.functions = functions
-        self.clock = clock
+        self.clock = clock  # wall clock: stored expiries, nonces, Date
+        # Transaction timers must neither fire nor stall when the wall clock is stepped.
+        self.monotonic: Callable[[], float] = time.monotonic
         self.transactions = TransactionLayer()
         self.send_bytes: Callable[[Peer, bytes], bool] = lambda peer, data: False
         self.ports: dict[str, int] = {}
@@ -114,13 +119,14 @@ class Edge:
 
     async def shutdown(self) -> None:
         self.subscriptions.close()
+        await self.subscriptions.release_pending()
         for task in list(self._tasks):
             task.cancel()
 
     # --- entry from the transports --------------------------------------------------------
 
     def on_message(self, message: Request | Response, peer: Peer) -> None:
-        now = self.clock()
+        now = self.monotonic()
         if isinstance(message, Response):
             self._run(self.transactions.receive_response(message, now))
             return
@@ -135,8 +141,8 @@ class Edge:
     def on_timer(self) -> None:
         """Transaction timers at every tick; dialogs (expiry, lapses, throttle) twice a second,
         so that ten thousand dialogs cost little between two NOTIFYs."""
+        self._run(self.transactions.on_timer(self.monotonic()))
         now = self.clock()
-        self._run(self.transactions.on_timer(now))
         if now < self._next_sweep:
             return
         self._next_sweep = now + DIALOG_SWEEP_SECONDS
@@ -154,7 +160,7 @@ class Edge:
                 if not self.send_bytes(action.dest, action.data):
                     tx = self._transaction_of(action.message)
                     if tx is not None:
-                        self._run(self.transactions.transport_error(tx, self.clock()))
+                        self._run(self.transactions.transport_error(tx, self.monotonic()))
             elif isinstance(action, Deliver):
                 if action.transaction is not None:  # an unmatched ACK gets no answer
                     self.spawn(self._handle(action.request, action.dest, action.transaction))
@@ -181,7 +187,7 @@ class Edge:
         """Send a request in a client transaction; the final status (408 on timeout)."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         tx, actions = self.transactions.send_request(
-            request, self.clock(), reliable=peer.reliable, dest=peer
+            request, self.monotonic(), reliable=peer.reliable, dest=peer
         )
         self._outcomes[tx] = future
         self._run(actions)
@@ -208,7 +214,31 @@ class Edge:
     # --- requests -------------------------------------------------------------------------
 
     async def _handle(self, request: Request, peer: Peer, tx: ServerTransaction) -> None:
+        """Answer within SIP_REQUEST_DEADLINE: past it, a request still without its final
+        response gets 503 and its work is abandoned; work after the response (NOTIFYs) goes on."""
         self.stats["requests"] += 1
+        limit = self.cfg.sip_request_deadline
+        work = asyncio.get_running_loop().create_task(
+            self._answer(request, peer, tx, time.monotonic() + limit)
+        )
+        self._tasks.add(work)
+        work.add_done_callback(self._tasks.discard)
+        try:
+            await asyncio.wait_for(asyncio.shield(work), limit)
+        except TimeoutError:
+            if tx.state in (State.TRYING, State.PROCEEDING):
+                work.cancel()
+                self.stats["deadline_503"] = self.stats.get("deadline_503", 0) + 1
+                logger.warning("%s not answered within %.1f s: 503", request.method, limit)
+                self.respond(tx, self._unavailable(request))
+
+    def _unavailable(self, request: Request) -> Response:
+        return make_response(request, 503, None, [("Retry-After", retry_after(self.cfg))])
+
+    async def _answer(
+        self, request: Request, peer: Peer, tx: ServerTransaction, deadline: float
+    ) -> None:
+        DEADLINE.set(deadline)  # this task's own context: the function client reads it
         try:
             response = await self._dispatch(request, peer, tx)
         except Reject as rej:
@@ -218,7 +248,7 @@ class Edge:
                                      [("Warning", f'399 - "{err.reason}"')])  # fmt: skip
         except FunctionError as err:
             logger.warning("function call failed: %s", err)
-            response = make_response(request, 503, None, [("Retry-After", "5")])
+            response = self._unavailable(request)
         except Exception:  # a bug must cost one request a 500, never the edge
             logger.exception("request handling failed")
             response = make_response(request, 500, None)
@@ -229,7 +259,9 @@ class Edge:
         if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
             response.headers.add("Server", self.cfg.sip_server_header)
         self.metrics.response(tx.request.method, response)
-        self._run(self.transactions.respond(tx, response, self.clock()))
+        if response.status >= 200:
+            DEADLINE.set(None)  # answered: what this task still does is not the phone's wait
+        self._run(self.transactions.respond(tx, response, self.monotonic()))
 
     async def _dispatch(
         self, request: Request, peer: Peer, tx: ServerTransaction
@@ -254,6 +286,8 @@ class Edge:
             raise Reject(483)
         if method == "SUBSCRIBE":
             self.subscriptions.check(request)
+        if method == "REGISTER":
+            self.register_handler.check(request)
         identity = await self.digest_guard.authenticate(request, peer)
         if method == "REGISTER":
             return await self.register_handler.handle(request, peer, identity)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from chalicelib import settings
+from chalicelib.resilience import budget
+from sip_edge.resilience import Guard, Refused, time_left
 
 
 class FunctionError(RuntimeError):
@@ -23,53 +25,102 @@ class Functions(Protocol):
 
 
 class _PooledFunctions:
-    """Runs a blocking `_invoke` in a thread pool and wraps every failure in FunctionError."""
+    """Runs a blocking `_invoke` in a thread pool behind the guard (bulkhead and breakers, see
+    `sip_edge.resilience`) and wraps every failure in FunctionError."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, cfg: settings.Settings | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fn")
+        cfg = cfg or settings.get()
+        self.guard = Guard(workers, cfg.sip_breaker_failures, cfg.sip_breaker_reset)
 
-    def _invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _invoke(
+        self, name: str, payload: dict[str, Any], time_left: float | None
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
     async def call(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, self._invoke, name, payload)
+            self.guard.admit(name)
+        except Refused as exc:
+            raise FunctionError(str(exc)) from exc
+        left = time_left()
+        running = self._pool.submit(self._invoke, name, payload, left)
+        # The slot is the thread's, not the caller's: freed when the call really ends, even
+        # after the request that made it gave up at its deadline.
+        running.add_done_callback(lambda f: self.guard.release(name, _succeeded(f)))
+        try:
+            return await asyncio.wrap_future(running)
         except FunctionError:
             raise
         except Exception as exc:
             raise FunctionError(f"{name} failed: {exc}") from exc
 
 
+def _succeeded(future: Future[dict[str, Any]]) -> bool:
+    """The backend answered: no exception, and no `unavailable` error in the answer."""
+    if future.cancelled() or future.exception() is not None:
+        return False
+    answer = future.result()
+    return not (
+        isinstance(answer, dict) and (answer.get("error") or {}).get("code") == "unavailable"
+    )
+
+
 class InProcessFunctions(_PooledFunctions):
     """Calls the handlers declared in `app.py` directly (the local stack and the tests)."""
 
-    def __init__(self, workers: int = 16) -> None:
+    def __init__(self, workers: int = 16, cfg: settings.Settings | None = None) -> None:
         import app
 
-        super().__init__(workers)
+        super().__init__(workers, cfg)
         self._app = app
 
-    def _invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _invoke(
+        self, name: str, payload: dict[str, Any], time_left: float | None
+    ) -> dict[str, Any]:
         handler = getattr(self._app, name, None)
         if handler is None:
             raise FunctionError(f"no function {name!r}")
         # A JSON round trip, as Lambda does, so nothing works locally that would not on AWS.
-        answer = handler(json.loads(json.dumps(payload)), None)
+        event = json.loads(json.dumps(payload))
+        if time_left is None:
+            answer = handler(event, None)
+        else:
+            with budget(max(0.0, time_left)):  # the AWS calls stop where the request's time ends
+                answer = handler(event, None)
         return json.loads(json.dumps(answer))
 
 
 class LambdaFunctions(_PooledFunctions):
     """Calls the deployed functions with `lambda.invoke` (RequestResponse)."""
 
-    def __init__(self, prefix: str, workers: int = 32) -> None:
-        from chalicelib.aws import client
+    def __init__(
+        self, prefix: str, workers: int = 32, cfg: settings.Settings | None = None
+    ) -> None:
+        import boto3
+        from botocore.config import Config
 
-        super().__init__(workers)
-        self._client = client("lambda")
+        from chalicelib.aws import region
+
+        cfg = cfg or settings.get()
+        super().__init__(workers, cfg)
+        # An invoke's own client: past the request's deadline the answer is useless, and a
+        # retried invoke would run the function twice (the edge's breaker does the backing off).
+        self._client = boto3.session.Session().client(
+            "lambda",
+            region_name=region(),
+            config=Config(
+                connect_timeout=cfg.aws_connect_timeout,
+                read_timeout=cfg.sip_request_deadline,
+                retries={"total_max_attempts": 1},
+                max_pool_connections=workers,
+            ),
+        )
         self._prefix = prefix
 
-    def _invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def _invoke(
+        self, name: str, payload: dict[str, Any], time_left: float | None
+    ) -> dict[str, Any]:
         answer = self._client.invoke(
             FunctionName=self._prefix + name, Payload=json.dumps(payload).encode()
         )
@@ -82,7 +133,7 @@ class LambdaFunctions(_PooledFunctions):
 def from_settings(cfg: settings.Settings | None = None) -> Functions:
     cfg = cfg or settings.get()
     if cfg.sip_functions == "lambda":
-        return LambdaFunctions(cfg.sip_function_prefix)
+        return LambdaFunctions(cfg.sip_function_prefix, cfg.sip_max_inflight_calls, cfg)
     if cfg.sip_functions == "inprocess":
-        return InProcessFunctions()
+        return InProcessFunctions(cfg.sip_max_inflight_calls, cfg)
     raise ValueError(f"SIP_FUNCTIONS must be inprocess or lambda, not {cfg.sip_functions!r}")

@@ -8,6 +8,7 @@ import base64
 
 from sip_edge.dialog import Peer
 from sip_edge.handling import EdgeServices, Reject, raise_function_error
+from sip_edge.sip.grammar import TOKEN_FULL
 from sip_edge.sip.message import Request, Response, make_response
 
 
@@ -27,6 +28,9 @@ class PublishHandler:
                 raise Reject(415, None, [("Accept", "application/pidf+xml")])
             if request.content_encoding:
                 raise Reject(415, None, [("Accept-Encoding", "identity")])
+        if_match = request.headers.get("SIP-If-Match")
+        if if_match is not None and not TOKEN_FULL.match(if_match.strip()):
+            raise Reject(400, "Bad SIP-If-Match")  # RFC 3903 §11.3.2: entity-tag = token
         result = await self.edge.functions.call(
             "sip_publish",
             {
@@ -34,7 +38,7 @@ class PublishHandler:
                 "call_id": request.call_id,
                 "cseq": request.cseq.seq,
                 "aor": identity,
-                "if_match": request.headers.get("SIP-If-Match"),
+                "if_match": if_match.strip() if if_match else None,
                 "expires": request.expires,
                 "body_b64": base64.b64encode(request.body).decode() if request.body else None,
             },

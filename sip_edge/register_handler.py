@@ -8,8 +8,14 @@ import time
 from typing import Any
 
 from sip_edge.dialog import Peer
-from sip_edge.handling import EdgeServices, raise_function_error
+from sip_edge.handling import EdgeServices, Reject, raise_function_error
 from sip_edge.sip.message import Request, Response, make_response
+from sip_edge.sip.values import parse_delta_seconds
+
+
+def _contact_expires(value: str | None) -> int | None:
+    """RFC 3261 §10.2.1: the expires contact parameter is delta-seconds; anything else is 400."""
+    return None if value is None else parse_delta_seconds(value, "Contact expires parameter")
 
 
 class RegisterHandler:
@@ -17,6 +23,12 @@ class RegisterHandler:
 
     def __init__(self, edge: EdgeServices) -> None:
         self.edge = edge
+
+    def check(self, request: Request) -> None:
+        """Before any challenge: RFC 3261 §10.3 step 3 takes the address-of-record from To,
+        which must be a SIP or SIPS URI."""
+        if request.to.uri.scheme.lower() not in ("sip", "sips"):
+            raise Reject(400, "To is not a sip or sips URI")
 
     async def handle(self, request: Request, peer: Peer, identity: str) -> Response:
         contacts = request.contacts
@@ -32,7 +44,7 @@ class RegisterHandler:
             "contacts": [
                 {
                     "uri": c.uri.raw,
-                    "expires": int(e) if (e := c.param("expires")) else None,
+                    "expires": _contact_expires(c.param("expires")),
                     "instance": c.param("+sip.instance"),
                     "params": "".join(
                         f";{k}" if v is None else f";{k}={v}"

@@ -33,6 +33,9 @@ class SubscriptionService:
         self._notify_locks: dict[str, asyncio.Lock] = {}
         self._flushing: set[str] = set()
         self._ending: set[str] = set()
+        # Queue messages whose change is not yet in a NOTIFY: deleted only once it went out
+        # (or the dialog is gone), so an edge killed meanwhile loses nothing.
+        self._receipts: dict[str, list[str]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -42,9 +45,7 @@ class SubscriptionService:
         Stream dialogs are dropped: their connections died with the old process, so their
         next refresh gets 481 and the phone subscribes again at once.
         """
-        answer = await self.edge.functions.call(
-            "sip_subscriptions", {"op": "load_edge", "edge_id": self.edge.edge_id}
-        )
+        answer = await self._load_edge()
         for data in answer.get("subscriptions", []):
             dialog = SubscriptionDialog.from_json(data["dialog"], data["entries"])
             if dialog.peer.reliable:
@@ -56,6 +57,21 @@ class SubscriptionService:
         if self.queue is not None:
             await self.queue.open(self.edge.edge_id)
             self.edge.spawn(self._poll_queue())
+
+    async def _load_edge(self) -> dict[str, Any]:
+        """This edge's stored dialogs; while the backend is down, try again (an edge restarted
+        in an outage must not give up its dialogs: their phones would hear nothing until they
+        subscribe again)."""
+        pause = 0.5
+        while True:
+            try:
+                return await self.edge.functions.call(
+                    "sip_subscriptions", {"op": "load_edge", "edge_id": self.edge.edge_id}
+                )
+            except FunctionError as exc:
+                logger.warning("could not load this edge's dialogs (%s); retrying", exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     def close(self) -> None:
         if self.queue is not None:
@@ -73,15 +89,33 @@ class SubscriptionService:
                 logger.exception("edge queue poll failed; retrying")
                 await asyncio.sleep(1)
                 continue
-            for change in changes:
+            done: list[str] = []
+            for change, receipt in changes:
                 if change.get("kind") == "revoke":
-                    self.revoke(change)
+                    self.revoke(change)  # the final NOTIFYs are on their way
+                    done.append(receipt)
                     continue
                 dialog = self.dialogs.get(change.get("subscription_id", ""))
                 if dialog is None or dialog.terminated:
-                    continue  # gone, or owned by another edge: nothing to do
+                    done.append(receipt)  # gone, or owned by another edge: nothing to do
+                    continue
                 known = set(dialog.entries)
                 dialog.dirty.update(u for u in change.get("uris", []) if u in known)
+                self._receipts.setdefault(dialog.subscription_id, []).append(receipt)
+            await self.queue.ack(done)
+
+    async def _ack(self, subscription_id: str, receipts: list[str] | None = None) -> None:
+        if receipts is None:
+            receipts = self._receipts.pop(subscription_id, [])
+        if self.queue is not None and receipts:
+            await self.queue.ack(receipts)
+
+    async def release_pending(self) -> None:
+        """At shutdown: changes not yet notified go back to the queue for the next edge."""
+        receipts = [r for rs in self._receipts.values() for r in rs]
+        self._receipts.clear()
+        if self.queue is not None:
+            await self.queue.release(receipts)
 
     # --- revocation: an account disabled, deleted or recovered ------------------------------
 
@@ -295,11 +329,13 @@ class SubscriptionService:
 
     async def _flush(self, dialog: SubscriptionDialog) -> None:
         """Send what changed among the dirty resources, in one partial NOTIFY (RFC 4662)."""
+        receipts = self._receipts.pop(dialog.subscription_id, [])
         try:
             uris = sorted(dialog.dirty)
             dialog.dirty.clear()
             result = await self._presence_lookup(dialog, uris, full_state=False)
             if result.get("error"):
+                await self._ack(dialog.subscription_id, receipts)
                 return
             changed = [
                 r for r in result["resources"] if dialog.last_states.get(r["uri"]) != _state(r)
@@ -308,6 +344,7 @@ class SubscriptionService:
                 if r.get("recheck_at"):
                     dialog.rechecks[r["uri"]] = float(r["recheck_at"])
             if not changed:
+                await self._ack(dialog.subscription_id, receipts)
                 return  # a replayed or stale change: the phone already knows this
             # A resource with no last state (a dialog resumed after a restart) may have been
             # a user: only full state takes it back on Linphone, so err on that side.
@@ -319,9 +356,12 @@ class SubscriptionService:
                 await self._notify_full(dialog)
             else:
                 await self._send_bodies(dialog, result)
+            # Sent (or the NOTIFY failed and the dialog is gone): either way, done with these.
+            await self._ack(dialog.subscription_id, receipts)
         except FunctionError as exc:
             logger.warning("live update lookup failed: %s", exc)
             dialog.dirty.update(uris)  # try again at the next tick
+            self._receipts.setdefault(dialog.subscription_id, []).extend(receipts)
         finally:
             self._flushing.discard(dialog.subscription_id)
 
@@ -399,6 +439,8 @@ class SubscriptionService:
         await self._delete(dialog)
 
     def _forget(self, dialog: SubscriptionDialog) -> None:
+        if self._receipts.get(dialog.subscription_id):
+            self.edge.spawn(self._ack(dialog.subscription_id))  # the dialog is gone
         self.dialogs.pop(dialog.subscription_id, None)
         self._ending.discard(dialog.subscription_id)
         self._notify_locks.pop(dialog.subscription_id, None)

@@ -64,6 +64,8 @@ class _Stream(asyncio.Protocol):
         self.peer: Peer | None = None
         self.last_activity = time.monotonic()
         self.partial_since: float | None = None
+        self.unanswered = 0  # requests delivered whose final response is not written yet
+        self.draining = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -86,8 +88,10 @@ class _Stream(asyncio.Protocol):
         except ParseError as err:
             for event in getattr(err, "preceding", []):
                 self._dispatch(event)
-            self.owner.reject(err, self.peer)
-            self.transport.close()
+            self.unanswered += 1  # its 400, written now, is a final response too
+            if not self.owner.reject(err, self.peer):
+                self.unanswered -= 1
+            self._drain_then_close()
             return
         for event in events:
             self._dispatch(event)
@@ -107,7 +111,26 @@ class _Stream(asyncio.Protocol):
             if event.reply:
                 self.transport.write(event.reply)
             return
+        if isinstance(event, Request) and event.method != "ACK":
+            self.unanswered += 1
         self.owner.deliver(event, self.peer)
+
+    def _drain_then_close(self) -> None:
+        """RFC 3261 §18.3: the stream cannot be framed any more, so it must close; first the
+        complete requests that came before the error get their answers (within a bound)."""
+        assert self.transport is not None
+        self.draining = True
+        if self.unanswered <= 0:
+            self.transport.close()
+            return
+        self.transport.pause_reading()
+        asyncio.get_running_loop().call_later(self.owner.drain_timeout, self.transport.close)
+
+    def wrote(self, data: bytes) -> None:
+        if data.startswith(b"SIP/2.0 ") and data[8:9] in b"23456":
+            self.unanswered -= 1
+            if self.draining and self.unanswered <= 0 and self.transport is not None:
+                self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if (
@@ -129,9 +152,11 @@ class Transports:
         idle_timeout: float,
         partial_timeout: float,
         flood: FloodGuard | None = None,
+        drain_timeout: float = 5.0,
     ) -> None:
         self.handler = handler
         self.flood = flood
+        self.drain_timeout = drain_timeout
         self.limits = limits
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
@@ -189,11 +214,11 @@ class Transports:
 
             logger.exception("handler failed on a message from %s", peer.host)
 
-    def reject(self, err: ParseError, peer: Peer) -> None:
+    def reject(self, err: ParseError, peer: Peer) -> bool:
+        """Answer what could not be parsed, when it can be answered; whether it was."""
         self.stats["rejected"] += 1
         answer = error_response(err)
-        if answer is not None:
-            self.send(peer, answer.to_bytes())
+        return answer is not None and self.send(peer, answer.to_bytes())
 
     def send(self, peer: Peer, data: bytes) -> bool:
         """Write to the peer's flow; False when a stream connection is gone."""
@@ -207,6 +232,7 @@ class Transports:
             return False
         conn.last_activity = time.monotonic()
         conn.transport.write(data)
+        conn.wrote(data)
         return True
 
     async def _sweep(self) -> None:

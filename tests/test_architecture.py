@@ -23,6 +23,7 @@ EDGE_MAY_IMPORT = {
     "chalicelib.observability",
     "chalicelib.aws",
     "chalicelib.clock",
+    "chalicelib.resilience",
 }
 
 

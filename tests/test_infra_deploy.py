@@ -236,6 +236,8 @@ def test_stream_handlers_listen_to_their_tables_with_retries(deployed, functions
                 m["MaximumRetryAttempts"] == template.STREAM_EVENT_SETTINGS["MaximumRetryAttempts"]
             )
             assert m["BisectBatchOnFunctionError"] is True
+            # batchItemFailures from the handler are honoured, not ignored.
+            assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
             destination = m["DestinationConfig"]["OnFailure"]["Destination"]
             assert destination == outputs["StreamFailuresQueueArn"]
 

@@ -13,6 +13,7 @@ from chalice.app import Request
 from chalicelib import settings
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger
+from chalicelib.resilience import budget, is_unavailable, retry_after
 
 
 def source_ip(request: Request) -> str:
@@ -82,16 +83,28 @@ def json_body(
 
 
 def rest(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a route: DomainError becomes its status and JSON envelope; anything else is
-    logged and answered as a JSON 500 (Chalice middleware does not see view exceptions)."""
+    """Decorate a route: DomainError becomes its status and JSON envelope; an unavailable AWS
+    (throttled, timed out, unreachable, REST_DEADLINE spent) a 503 with Retry-After; anything
+    else is logged and answered as a JSON 500 (Chalice middleware does not see view exceptions)."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return view(*args, **kwargs)
+            with budget(settings.get().rest_deadline):
+                return view(*args, **kwargs)
         except DomainError as exc:
             return error_response(exc)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable(exc):
+                # Throttled, timed out or unreachable AWS: an honest 503, never a 500 or a hang.
+                logger.warning("AWS unavailable in %s: %s", view.__name__, type(exc).__name__)
+                return error_response(
+                    DomainError(
+                        "unavailable",
+                        "the service is busy; try again later",
+                        headers={"Retry-After": retry_after()},
+                    )
+                )
             logger.exception("unhandled error in %s", view.__name__)
             return error_response(DomainError("internal", "internal error"))
 

@@ -107,15 +107,15 @@ def revocation(record: dict[str, Any]) -> tuple[str, str, int | None] | None:
     return None
 
 
-def revoke(aor: str, reason: str, before_ms: int | None = None) -> int:
+def revoke(aor: str, reason: str, before_ms: int | None = None) -> tuple[int, int]:
     """End what an account had signed in: its registrations (deleted here; their stream then
     tells its watchers it is offline) and its subscription dialogs (each holding edge gets a
-    `revoke` message and sends the final NOTIFY). Answers the messages sent."""
+    `revoke` message and sends the final NOTIFY). Answers the messages SQS took and refused."""
     removed = registrar.remove_all(aor, before_ms=before_ms)
     by_edge: dict[str, list[str]] = {}
     for sub in subscriptions.of_subscriber(aor, before_ms=before_ms):
         by_edge.setdefault(sub["edge_id"], []).append(sub["subscription_id"])
-    sent = 0
+    sent = failed = 0
     for edge_id, ids in by_edge.items():
         message: edge_contract.Revocation = {
             "kind": "revoke",
@@ -123,30 +123,43 @@ def revoke(aor: str, reason: str, before_ms: int | None = None) -> int:
             "reason": reason,
             "subscription_ids": ids,
         }
-        sent += _send(edge_id, [dict(message)])
-    edges = by_edge
+        ok, bad = _send(edge_id, [dict(message)])
+        sent, failed = sent + ok, failed + bad
     metrics.add_metric(name="Revocations", unit="Count", value=1)
     logger.info(
         "sessions revoked",
-        extra={"aor": pseudonym(aor), "bindings": removed, "edges": len(edges), "reason": reason},
+        extra={"aor": pseudonym(aor), "bindings": removed, "edges": len(by_edge), "reason": reason},
     )
-    return sent
+    return sent, failed
 
 
-def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, int]:
+def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """The stream handler: end revoked accounts' sessions, then tell each edge which of its
-    subscriptions to look at again."""
+    subscriptions to look at again.
+
+    When SQS refuses part of what is sent, the answer's `batchItemFailures` names the batch's
+    first record, so Lambda (`ReportBatchItemFailures`) delivers the whole batch again: the
+    records are idempotent for the edges (a revocation found again ends nothing more), and a
+    stream keeps them 24 hours.
+    """
+    records = list(records)
     keys: set[str] = set()
-    revoked = 0
+    revoked = revoke_failed = 0
     for record in records:
         keys |= watch_keys(record)
         ended = revocation(record)
         if ended is not None:
-            revoked += revoke(*ended)
+            ok, bad = revoke(*ended)
+            revoked, revoke_failed = revoked + ok, revoke_failed + bad
     answer = _look_again(keys)
     if revoked and not keys:
         flush_metrics()
-    return {"subscriptions": answer["subscriptions"], "messages": answer["messages"] + revoked}
+    failed = answer["failed"] + revoke_failed
+    return {
+        "subscriptions": answer["subscriptions"],
+        "messages": answer["messages"] + revoked,
+        "batchItemFailures": _retry_from(records) if failed else [],
+    }
 
 
 def subscription_saved(subscriber: str) -> dict[str, int]:
@@ -161,42 +174,66 @@ def subscription_saved(subscriber: str) -> dict[str, int]:
         return _look_again(_account_keys(subscriber))
     except Exception:
         logger.exception("could not tell the watchers of a new subscriber to look again")
-        return {"subscriptions": 0, "messages": 0}
+        return {"subscriptions": 0, "messages": 0, "failed": 0}
 
 
 def _look_again(keys: set[str]) -> dict[str, int]:
     """Tell the edge of every subscription watching `keys` to look again at those resources."""
     if not keys:
-        return {"subscriptions": 0, "messages": 0}
+        return {"subscriptions": 0, "messages": 0, "failed": 0}
     by_edge: dict[str, list[dict[str, Any]]] = {}
     for watcher in subscriptions.watchers(keys, cleanup=True):
         by_edge.setdefault(watcher["edge_id"], []).append(
             {"subscription_id": watcher["subscription_id"], "uris": watcher["uris"]}
         )
-    sent = 0
+    sent = failed = 0
     for edge_id, changes in by_edge.items():
-        sent += _send(edge_id, changes)
+        ok, bad = _send(edge_id, changes)
+        sent, failed = sent + ok, failed + bad
     metrics.add_metric(name="LiveUpdates", unit="Count", value=sent)
+    if failed:
+        metrics.add_metric(name="LiveUpdatesFailed", unit="Count", value=failed)
     flush_metrics()
-    logger.info("live update", extra={"keys": len(keys), "messages": sent})
-    return {"subscriptions": sum(len(c) for c in by_edge.values()), "messages": sent}
+    logger.info("live update", extra={"keys": len(keys), "messages": sent, "failed": failed})
+    return {
+        "subscriptions": sum(len(c) for c in by_edge.values()),
+        "messages": sent,
+        "failed": failed,
+    }
 
 
-def _send(edge_id: str, changes: list[dict[str, Any]]) -> int:
-    """Queue messages for one edge (batches of 10); 0 when its queue is gone."""
+def _retry_from(records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Lambda restarts a stream batch at its lowest failed sequence number: the first one."""
+    first = records[0].get("dynamodb", {}).get("SequenceNumber", "") if records else ""
+    return [{"itemIdentifier": first}]
+
+
+def _send(edge_id: str, changes: list[dict[str, Any]]) -> tuple[int, int]:
+    """Send the changes to an edge's queue: how many SQS took and how many it refused."""
     try:
         url = queue_url(edge_id)
     except client("sqs").exceptions.QueueDoesNotExist:
         logger.info("edge queue gone; its subscriptions will be reloaded elsewhere")
-        return 0
-    sent = 0
+        return 0, 0
+    sent = failed = 0
     for start in range(0, len(changes), 10):
         batch = changes[start : start + 10]
-        client("sqs").send_message_batch(
+        answer = client("sqs").send_message_batch(
             QueueUrl=url,
             Entries=[
                 {"Id": str(i), "MessageBody": json.dumps(change)} for i, change in enumerate(batch)
             ],
         )
-        sent += len(batch)
-    return sent
+        refused = answer.get("Failed") or []
+        for entry in refused:
+            logger.warning(
+                "SQS refused a live update",
+                extra={
+                    "edge_id": edge_id,
+                    "code": entry.get("Code"),
+                    "sender": entry.get("SenderFault"),
+                },
+            )
+        failed += len(refused)
+        sent += len(batch) - len(refused)
+    return sent, failed

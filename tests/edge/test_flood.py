@@ -161,7 +161,9 @@ def test_a_banned_address_still_gets_its_notifies_answered_and_tcp_is_closed(aws
         udp.backlog.clear()
         # Our NOTIFY to it is still answered and its answer accepted: the dialog lives on.
         (dialog,) = edge.edge.subscriptions.dialogs.values()
-        outcome = asyncio.run_coroutine_threadsafe(edge.edge.subscriptions.notify(dialog), edge.loop)
+        outcome = asyncio.run_coroutine_threadsafe(
+            edge.edge.subscriptions.notify(dialog), edge.loop
+        )
         assert udp.notify() is not None  # answered 200 from the banned address
         assert outcome.result(5) is True and not dialog.terminated
         udp.receive(lambda m: False, timeout=0.3)  # what it got before the ban

@@ -1,0 +1,5 @@
+"""The live-updates fixtures (stream replayer, edge with a hand-moved clock) for fault tests."""
+
+from tests.edge.test_live_updates import clock, live_edge, world
+
+__all__ = ["clock", "live_edge", "world"]

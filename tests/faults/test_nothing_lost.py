@@ -1,0 +1,174 @@
+"""Nothing lost: a live update SQS refuses, or a stream batch that fails, is delivered again
+until it reaches the phone."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.edge.conftest import DOMAIN, EdgeThread, make_account
+from tests.edge.sipclient import SipClient
+from tests.edge.test_edge_subscribe import subscribe, users_in
+from tests.edge.test_live_updates import (
+    ENTRIES,
+    NEWCOMER,
+    deliver,
+)
+from tests.faults.botofaults import Faults, json_response
+
+
+def _all_failed(request) -> object:
+    entries = json.loads(request.body)["Entries"]
+    return json_response(
+        {
+            "Successful": [],
+            "Failed": [
+                {"Id": e["Id"], "SenderFault": False, "Code": "RequestThrottled", "Message": "x"}
+                for e in entries
+            ],
+        }
+    )
+
+
+def test_refused_send_message_batch_entries_are_retried_until_the_phone_knows(
+    live_edge, world, clock
+):
+    phone = SipClient(live_edge.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    assert NEWCOMER not in users_in(phone.notify())
+    world.pump()
+
+    faults = Faults()
+    faults.answer("sqs", "SendMessageBatch", _all_failed)
+    make_account("dan", "+33699999999")
+    try:
+        assert world.pump() == 0, "a batch SQS refused must not count as delivered"
+        assert faults.calls["sqs"] >= 1
+        assert world.pump() == 0, "the same records are read again while SQS refuses"
+        assert faults.calls["sqs"] >= 2
+    finally:
+        faults.clear()
+    deliver(world, live_edge, clock)
+    update = phone.notify()
+    assert update is not None, "the refused update never reached the phone"
+    assert users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+
+
+def test_a_stream_batch_that_raises_is_read_again(live_edge, world, clock):
+    phone = SipClient(live_edge.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    phone.notify()
+    world.pump()
+
+    faults = Faults()
+    faults.set("sqs", "refuse", operations={"SendMessageBatch"})
+    make_account("dan", "+33699999999")
+    try:
+        for _ in range(4):  # the records stay pending: every pump meets them again
+            try:
+                world.pump()
+                raised = False
+            except Exception:
+                raised = True
+            assert raised, "SQS down must fail the stream batch, every time it is read"
+    finally:
+        faults.clear()
+    deliver(world, live_edge, clock)
+    update = phone.notify()
+    assert update is not None and users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+
+
+def test_a_refused_queue_delete_is_tried_again(aws):
+    from chalicelib import settings
+    from chalicelib.aws import client
+    from sip_edge.queue import EdgeQueue
+
+    queue = EdgeQueue(settings.get())
+    url = client("sqs").create_queue(QueueName="sc-test-edge-faults")["QueueUrl"]
+    queue.url = url
+    client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps({"subscription_id": "s"}))
+    refusals = []
+
+    def refuse_once(request) -> object:
+        if refusals:
+            return None
+        entries = json.loads(request.body)["Entries"]
+        refusals.append(len(entries))
+        failed = [
+            {"Id": e["Id"], "SenderFault": False, "Code": "RequestThrottled"} for e in entries
+        ]
+        return json_response({"Successful": [], "Failed": failed})
+
+    faults = Faults()
+    faults.answer("sqs", "DeleteMessageBatch", refuse_once)
+    try:
+        [(body, receipt)] = queue._receive()
+        assert body == {"subscription_id": "s"}
+        queue._delete([receipt])
+    finally:
+        faults.clear()
+    assert refusals == [1]
+    attrs = client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "0"
+    assert attrs["ApproximateNumberOfMessagesNotVisible"] == "0", "the refused delete was dropped"
+
+
+def kill(edge: EdgeThread) -> None:
+    """Stop an edge the way SIGKILL does: no shutdown, nothing handed back, state in memory lost."""
+    edge.loop.call_soon_threadsafe(edge.loop.stop)
+    edge.thread.join(5)
+
+
+def test_a_change_read_but_not_yet_notified_survives_a_killed_edge(world, clock):
+    cfg = {"edge_id": "edge-killed", "edge_queue_visibility": 2}
+    first = EdgeThread(notify_min_interval=60.0, **cfg)
+    first.edge.clock = clock
+    phone = SipClient(first.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    assert phone.notify() is not None  # the throttle window is now open for 60 s
+    world.pump()
+    make_account("dan", "+33699999999")
+    world.pump()
+    deadline = time.monotonic() + 10
+    while not any(d.dirty for d in first.edge.subscriptions.dialogs.values()):
+        assert time.monotonic() < deadline, "the edge never read the change"
+        time.sleep(0.05)
+    kill(first)  # read from the queue, held back by the throttle, never notified
+
+    second = EdgeThread(notify_min_interval=0.0, **cfg)
+    try:
+        assert second.edge.stats["resumed"] == 1
+        update = phone.notify(timeout=15)
+        assert update is not None, "the change the killed edge had read was lost"
+        assert users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+    finally:
+        second.stop()
+        phone.close()
+
+
+def test_an_edge_started_during_an_outage_waits_for_its_dialogs(world, clock):
+    import threading
+
+    cfg = {"edge_id": "edge-outage", "notify_min_interval": 0.0}
+    first = EdgeThread(**cfg)
+    phone = SipClient(first.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    assert phone.notify() is not None
+    first.stop()
+
+    faults = Faults()
+    faults.set("dynamodb", "refuse")
+    started: list[EdgeThread] = []
+    boot = threading.Thread(target=lambda: started.append(EdgeThread(**cfg)))
+    boot.start()
+    time.sleep(2.0)  # the new edge keeps trying to load its dialogs meanwhile
+    assert not started, "the edge started without its dialogs"
+    faults.clear()
+    boot.join(20)
+    assert started, "the edge never started once DynamoDB was back"
+    second = started[0]
+    try:
+        assert second.edge.stats["resumed"] == 1
+    finally:
+        second.stop()
+        phone.close()
