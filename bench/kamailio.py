@@ -19,7 +19,8 @@ run again (3 runs, medians quoted) for CPU per cycle and latency; Kamailio also 
 capacity, for latency and CPU at the same load. Latency is SUBSCRIBE sent to the first NOTIFY
 received (SIPp RTD 2), timed with a fine clock (SIPp's own clock ticks every 4 ms).
 A plot of both ladders is written to `docs/bench_kamailio.png`. Skipped with one line when
-kamailio, sipp or gcc is missing. `--quick` climbs shorter steps.
+kamailio, sipp or gcc is missing. `--quick` climbs shorter steps; `--soak=N` then offers N more
+cycles to ours at 80% of its capacity and reports whether its rate and RSS stay flat.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ HERE = Path(__file__).resolve().parent / "kamailio"
 SCENARIO = HERE / "scenarios" / "sub_presence.xml"
 PUBLISH = HERE / "scenarios" / "pub_pidf.xml"
 PLOT = ROOT / "docs" / "bench_kamailio.png"
-KAMAILIO_LADDER = (250, 500, 1000, 2000, 4000, 8000)
+KAMAILIO_LADDER = (200, 400, 800, 1600, 3200, 6400)
 OURS_LADDER = (5, 10, 20, 40, 80, 160, 320, 640)
 REPEATS = 3
 ANCHOR_PORT = 5090  # the port written in bench/kamailio/kamailio.cfg; replaced by a free one
@@ -325,6 +326,7 @@ def _first_notify_ms(workdir: Path) -> list[float]:
 
 
 def step(server: Server, binary: str, rate: int, seconds: float, workdir: Path, shim: Path) -> Step:
+    rate = max(1, rate)
     calls = max(20, int(rate * seconds))
     cpu, loop = server.cpu(), server.loop_cpu()
     ok, wall, latencies = sipp(binary, SCENARIO, server.port, rate, calls, workdir, shim)
@@ -351,14 +353,21 @@ def step(server: Server, binary: str, rate: int, seconds: float, workdir: Path, 
 def climb(
     server: Server, binary: str, ladder: tuple[int, ...], seconds: float, workdir: Path, shim: Path
 ) -> None:
-    """Offered rates up the ladder until a call fails, then one step halfway back."""
+    """Offered rates up the ladder until a call fails (down by halves if the first one does),
+    then one step halfway between the last rate that passed and the first that failed."""
+    step(server, binary, max(1, ladder[0] // 4), 2, workdir, shim)  # warm-up, not counted
     for rate in ladder:
         server.ladder.append(step(server, binary, rate, seconds, workdir, shim))
         if server.ladder[-1].failed:
             break
-    if len(server.ladder) >= 2 and server.ladder[-1].failed:
-        low, high = server.ladder[-2].rate, server.ladder[-1].rate
-        server.ladder.append(step(server, binary, (low + high) // 2, seconds, workdir, shim))
+    rate = ladder[0]
+    while server.capacity == 0 and rate > max(1, ladder[0] // 16):
+        rate //= 2
+        server.ladder.append(step(server, binary, rate, seconds, workdir, shim))
+    failed = [s.rate for s in server.ladder if s.failed and s.rate > server.capacity]
+    if server.capacity and failed and min(failed) - server.capacity > 1:
+        middle = (server.capacity + min(failed)) // 2
+        server.ladder.append(step(server, binary, middle, seconds, workdir, shim))
     server.ladder.sort(key=lambda s: s.rate)
 
 
@@ -401,6 +410,11 @@ def table(kam: Server, ours: Server) -> str:
         f"{ratio(o['p50'], same['p50'])} / {ratio(o['p99'], same['p99'])} |",
         f"| server CPU ms per cycle, both at {ours.capacity:,}/s | {same['cpu_ms']:.2f} | "
         f"{o['cpu_ms']:.2f} | {ratio(o['cpu_ms'], same['cpu_ms'])} |",
+        f"| edge event-loop CPU ms per cycle (ours) vs Kamailio's whole server, both at "
+        f"{ours.capacity:,}/s | {same['cpu_ms']:.2f} | {o['loop_ms']:.2f} | "
+        f"{ratio(o['loop_ms'], same['cpu_ms'])} |",
+        f"| failed cycles in the {REPEATS} runs at the capacity step | {k['failed']:,.0f} | "
+        f"{o['failed']:,.0f} | |",
     ]
     return "\n".join(rows)
 
@@ -500,6 +514,8 @@ def _run(argv: list[str]) -> None:
     assert kam_bin and sipp_bin
     seconds = 3.0 if "--quick" in argv else 5.0
     load_before = os.getloadavg()
+    soak: str | None = None
+    soak_report = ""
     with tempfile.TemporaryDirectory(prefix="bench-kam-") as tmp:
         work = Path(tmp)
         (work / "build").mkdir()
@@ -517,6 +533,9 @@ def _run(argv: list[str]) -> None:
                 for _ in range(REPEATS)
             ]
             rss_end = memory_kib(pid, "VmRSS")
+            soak = _option(argv, "--soak")
+            if soak:
+                soak_report = run_soak(ours, sipp_bin, int(soak), work, clock_shim)
         servers.append(ours)
         rundir = work / "kam"
         port = free_port()
@@ -544,8 +563,36 @@ def _run(argv: list[str]) -> None:
         f"{rss_end / 1024:,.0f} MiB after.\n"
     )
     print(ladder_table(servers))
+    if soak:
+        print(f"\n{soak_report}")
     if "--no-plot" not in argv and plot(servers, PLOT, note):
         print(f"\nplot: {PLOT.relative_to(ROOT)}")
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for arg in argv:
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def run_soak(server: Server, binary: str, cycles: int, workdir: Path, shim: Path) -> str:
+    """`--soak=N`: N more cycles at 80% of the capacity, in 30 s chunks; is the rate flat?"""
+    rate = max(1, int(server.capacity * 0.8))
+    chunk = rate * 30
+    rss = [memory_kib(server.pid, "VmRSS")]
+    rates: list[float] = []
+    failed = 0
+    for _ in range(max(1, cycles // chunk)):
+        ok, wall, _ = sipp(binary, SCENARIO, server.port, rate, chunk, workdir, shim)
+        failed += chunk - ok
+        rates.append(ok / wall)
+        rss.append(memory_kib(server.pid, "VmRSS"))
+    return (
+        f"soak: {len(rates) * chunk:,} cycles offered at {rate}/s, {failed:,} failed; completed "
+        f"rate first/last chunk {rates[0]:.1f}/{rates[-1]:.1f} per s; RSS "
+        f"{rss[0] / 1024:,.0f} → {rss[-1] / 1024:,.0f} MiB"
+    )
 
 
 def publish_bob(binary: str, port: int, workdir: Path, clock_shim: Path) -> None:
