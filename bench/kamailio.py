@@ -355,7 +355,7 @@ def climb(
 ) -> None:
     """Offered rates up the ladder until a call fails (down by halves if the first one does),
     then one step halfway between the last rate that passed and the first that failed."""
-    step(server, binary, max(1, ladder[0] // 4), 2, workdir, shim)  # warm-up, not counted
+    step(server, binary, max(5, ladder[0] // 4), 2, workdir, shim)  # warm-up, not counted
     for rate in ladder:
         server.ladder.append(step(server, binary, rate, seconds, workdir, shim))
         if server.ladder[-1].failed:
