@@ -272,6 +272,9 @@ def measure() -> list[tuple[str, Usage]]:
 
     lookup = {"subscriber": "alice@example.org", "profile": "linphone", "version": 0,
               "accept_encoding": ["deflate"]}  # fmt: skip
+    op("SUBSCRIBE (one number, not a user): presence_lookup", app.presence_lookup,
+       {**lookup, "entries": ["sip:+33699999999@example.org;user=phone"], "single": True,
+        "list_uri": "sip:+33699999999@example.org;user=phone"})  # fmt: skip
     for label, extra, sub, watcher in (
         ("one user", {"entries": ["sip:bob@example.org"], "single": True,
                       "list_uri": "sip:bob@example.org"}, "s1", "alice~phone1"),

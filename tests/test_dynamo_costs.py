@@ -29,6 +29,11 @@ def test_a_new_dialog_is_one_read_and_one_batch(rows):
     assert dict(used.calls) == {"GetItem": 1, "BatchWriteItem": 1}
 
 
+def test_no_user_in_the_list_means_no_mutual_contacts_lookup(rows):
+    used = rows["SUBSCRIBE (one number, not a user): presence_lookup"]
+    assert dict(used.calls) == {"BatchGetItem": 1}
+
+
 def test_an_unsubscribe_is_one_call(rows):
     assert dict(rows["un-SUBSCRIBE (one user): delete"].calls) == {"BatchWriteItem": 1}
 
