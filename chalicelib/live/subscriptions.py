@@ -217,6 +217,13 @@ def _from_item(item: dict[str, Any], entries: list[str] | None) -> dict[str, Any
     return out
 
 
+def _entries(item: dict[str, Any], listed: dict[str, Any] | None) -> list[str]:
+    """A dialog's list: its list item, or inline in items stored before lists had their own."""
+    if listed is not None:
+        return _unpack(listed["entries"])
+    return _unpack(item["entries"]) if "entries" in item else []
+
+
 def get(sub_id: str) -> dict[str, Any] | None:
     table = tables.table(tables.SUBSCRIPTIONS)
     item = table.get_item(Key={"subscription_id": sub_id}, ConsistentRead=True).get("Item")
@@ -224,7 +231,7 @@ def get(sub_id: str) -> dict[str, Any] | None:
         return None
     key = {"subscription_id": LIST_PREFIX + sub_id}
     listed = table.get_item(Key=key, ConsistentRead=True).get("Item")
-    return _from_item(item, _unpack(listed["entries"]) if listed else [])
+    return _from_item(item, _entries(item, listed))
 
 
 def delete(sub_id: str) -> None:
@@ -259,8 +266,7 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
         for sub_id in ids:
             item = found.get(sub_id)
             if item and int(item["expires_at"]) > now and item["edge_id"] == edge_id:
-                listed = found.get(LIST_PREFIX + sub_id)
-                out.append(_from_item(item, _unpack(listed["entries"]) if listed else []))
+                out.append(_from_item(item, _entries(item, found.get(LIST_PREFIX + sub_id))))
         if "LastEvaluatedKey" not in page:
             return out
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
