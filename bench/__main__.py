@@ -11,6 +11,7 @@ import sys
 
 #: name -> module; each prints a Markdown table ready for the README.
 BENCHMARKS: dict[str, str] = {
+    "kamailio": "bench.kamailio",
     "bodies": "bench.bodies",
     "edge": "bench.edge",
     "live": "bench.live",

@@ -33,9 +33,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from bench.bodies import ENV, is_user, list_body, seed
+from devstack.moto_local import keyed_queries
 
 LIST_SIZE = 100
 CONCURRENCY = (1, 20)  # one at a time: latency alone; 20: throughput, queueing included
@@ -138,41 +138,6 @@ def cpu_seconds(pid: int, tid: int | None = None) -> float:
     path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
     fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def keyed_queries() -> None:
-    """Make moto's base-table Query read the one partition asked for, like DynamoDB."""
-    import inspect
-
-    from moto.dynamodb.models.table import Table
-
-    local = threading.local()
-    all_items, query = Table.all_items, Table.query
-    signature = inspect.signature(query)
-
-    def partition_items(self: Table) -> list:
-        key = getattr(local, "partition", None)
-        if key is None:
-            return all_items(self)
-        found = self.items.get(key)
-        if found is None:
-            return []
-        if not self.range_key_attr:
-            return [found]
-        return sorted(found.values(), key=lambda item: item.range_key)
-
-    def keyed_query(self: Table, *args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(self, *args, **kwargs).arguments
-        if bound.get("index_name") or bound.get("hash_key") is None:
-            return query(self, *args, **kwargs)
-        local.partition = bound["hash_key"]
-        try:
-            return query(self, *args, **kwargs)
-        finally:
-            local.partition = None
-
-    Table.all_items = partition_items  # type: ignore[method-assign]
-    Table.query = keyed_query  # type: ignore[method-assign]
 
 
 def memory_kib(pid: int, key: str) -> int:

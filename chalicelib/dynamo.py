@@ -133,3 +133,36 @@ def batch_get(
     return batch_get_many(
         {spec: key_values}, counter=counter, projections=projections, names=names
     )[spec]
+
+
+BATCH_WRITE_MAX = 25  # DynamoDB's own limit per BatchWriteItem
+
+
+def batch_write(requests: Iterable[tuple[TableSpec, dict[str, Any]]]) -> int:
+    """Puts and deletes across tables, 25 per BatchWriteItem (one call may span tables),
+    unprocessed ones retried. Each request is ("put", item) or ("delete", key) in plain Python
+    values, keyed by its table. Returns the number of calls made."""
+    pending = [
+        {spec.name(): [{"PutRequest": {"Item": to_item(body["put"])}}]}
+        if "put" in body
+        else {spec.name(): [{"DeleteRequest": {"Key": to_item(body["delete"])}}]}
+        for spec, body in requests
+    ]
+    calls = 0
+    for start in range(0, len(pending), BATCH_WRITE_MAX):
+        chunk: dict[str, list[dict[str, Any]]] = {}
+        for one in pending[start : start + BATCH_WRITE_MAX]:
+            for table, items in one.items():
+                chunk.setdefault(table, []).extend(items)
+        for attempt in range(MAX_RETRIES + 1):
+            calls += 1
+            chunk = (
+                client("dynamodb").batch_write_item(RequestItems=chunk).get("UnprocessedItems")
+                or {}
+            )
+            if not chunk:
+                break
+            time.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))
+        else:
+            raise RuntimeError("BatchWriteItem: items still unprocessed after retries")
+    return calls

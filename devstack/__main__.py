@@ -27,15 +27,10 @@ LOCAL_ENV = {
 
 
 def start_moto() -> Callable[[], None]:
-    import logging
+    """moto in-process for the stack's own clients, and on MOTO_PORT for outside tools."""
+    from devstack import moto_local
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address=HOST, port=MOTO_PORT, verbose=False)
-    server.start()
-    os.environ["AWS_ENDPOINT_URL"] = f"http://{HOST}:{MOTO_PORT}"
-    return server.stop
+    return moto_local.start(HOST, MOTO_PORT)
 
 
 def start_api() -> Callable[[], None]:

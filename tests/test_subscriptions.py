@@ -61,3 +61,15 @@ def test_refresh_keeps_the_pointer_alive(aws):
     assert [w["subscription_id"] for w in subscriptions.watchers(
         [phone_key("+33600000001")], now=far)] == ["sub-1"]  # fmt: skip
     assert not subscriptions.refresh("nope", expires_at=NOW, version=1, dialog={})
+
+
+def test_a_dialog_stored_before_lists_had_their_own_item_resumes_with_its_list(aws):
+    from chalicelib.live.subscriptions import _pack
+
+    tables.table(tables.SUBSCRIPTIONS).put_item(
+        Item={"subscription_id": "old-1", "edge_id": "edge-a", "subscriber": "alice@example.org",
+              "watcher": "phone-1", "expires_at": NOW + 3600, "version": 3, "dialog": "{}",
+              "entries": _pack(numbers(2)), "updated_at": NOW}
+    )  # fmt: skip
+    assert [s["entries"] for s in subscriptions.load_edge("edge-a", now=NOW)] == [numbers(2)]
+    assert subscriptions.get("old-1")["entries"] == numbers(2)

@@ -1,7 +1,9 @@
 """Persisted list subscriptions and the watchers index (live contact lists, RFC 6665 dialogs).
 
 A `Subscription` item holds what an edge needs to go on notifying a dialog after a restart: the
-dialog state, the subscriber's list (deflated), the NOTIFY version and the owning edge.
+dialog state, the NOTIFY version and the owning edge. The subscriber's list (deflated) lives in a
+list item of its own (`l#<subscription>`), written only by a new dialog: refreshes and version
+updates rewrite the small dialog item alone, so each costs one write unit whatever the list size.
 
 The watchers index maps what a list watches — `p#<phone hash>` for numbers, `u#<aor>` for SIP
 accounts — to a *watcher*: one phone of one account (its `+sip.instance`), stable across its
@@ -31,6 +33,7 @@ from chalicelib.presence.watched import Watched, watched_keys
 # watcher items that changed are written.
 WATCHER_TTL_MARGIN = 2 * 86400
 POINTER_PREFIX = "w#"
+LIST_PREFIX = "l#"
 # Watcher items of vanished pointers are deleted as readers meet them, this many per read.
 LAZY_CLEANUP_MAX = 100
 
@@ -72,63 +75,88 @@ def save(
     watcher: str | None = None,
     now: float | None = None,
 ) -> int:
-    """Create a subscription and point its watcher at it; the watcher items written."""
+    """Create a subscription and point its watcher at it; the watcher items written.
+
+    One read (the watcher's pointer) and one batch of writes: the dialog item, its list item,
+    the watcher items that changed and the pointer.
+    """
     now = clock.now() if now is None else now
     watcher = watcher or sub_id
-    subs = tables.table(tables.SUBSCRIPTIONS)
-    subs.put_item(
-        Item={
-            "subscription_id": sub_id,
-            "edge_id": edge_id,
-            "subscriber": subscriber.lower(),  # the by_subscriber index, folded like AORs
-            "watcher": watcher,
-            "expires_at": expires_at,
-            "version": version,
-            "dialog": json.dumps(dialog),
-            "entries": _pack(entries),
-            "updated_at": int(now),
-            "created_ms": int(clock.now() * 1000),  # which dialogs a revocation ends
-        }
-    )
     wanted: dict[str, list[str]] = {}
     for w in watched:
         wanted.setdefault(w.key, []).append(w.uri)
     previous = _pointer(watcher)
     had: dict[str, list[str]] = json.loads(_unpack_text(previous["keys"])) if previous else {}
+    # The pointer and the list outlive the dialog by a margin, so refreshes need not touch them.
+    keep_until = int(expires_at + WATCHER_TTL_MARGIN)
+    subs, watchers_table = tables.SUBSCRIPTIONS, tables.WATCHERS
+    writes: list[tuple[tables.TableSpec, dict[str, Any]]] = [
+        (
+            subs,
+            {
+                "put": {
+                    "subscription_id": sub_id,
+                    "edge_id": edge_id,
+                    "subscriber": subscriber.lower(),  # the by_subscriber index, folded like AORs
+                    "watcher": watcher,
+                    "expires_at": expires_at,
+                    "kept_until": keep_until,
+                    "version": version,
+                    "dialog": json.dumps(dialog),
+                    "updated_at": int(now),
+                    "created_ms": int(clock.now() * 1000),  # which dialogs a revocation ends
+                }
+            },
+        ),
+        (
+            subs,
+            {
+                "put": {
+                    "subscription_id": LIST_PREFIX + sub_id,
+                    "entries": _pack(entries),
+                    "expires_at": keep_until,
+                }
+            },
+        ),
+    ]
     written = 0
-    with tables.table(tables.WATCHERS).batch_writer() as batch:
-        for key, uris in wanted.items():
-            if had.get(key) != uris:
-                batch.put_item(
-                    Item={
-                        "watched": key,
-                        "watcher": watcher,
-                        "subscriber": subscriber,
-                        "uris": uris,
-                    }
-                )
-                written += 1
-        for key in had.keys() - wanted.keys():
-            batch.delete_item(Key={"watched": key, "watcher": watcher})
-    subs.put_item(
-        Item={
-            "subscription_id": POINTER_PREFIX + watcher,
-            "current": sub_id,
-            "subscriber": subscriber,
-            "keys": _pack_text(json.dumps(wanted)),
-            "expires_at": int(expires_at + WATCHER_TTL_MARGIN),
-        }
+    for key, uris in wanted.items():
+        if had.get(key) != uris:
+            item = {"watched": key, "watcher": watcher, "subscriber": subscriber, "uris": uris}
+            writes.append((watchers_table, {"put": item}))
+            written += 1
+    for key in had.keys() - wanted.keys():
+        writes.append((watchers_table, {"delete": {"watched": key, "watcher": watcher}}))
+    writes.append(
+        (
+            subs,
+            {
+                "put": {
+                    "subscription_id": POINTER_PREFIX + watcher,
+                    "current": sub_id,
+                    "subscriber": subscriber.lower(),
+                    "keys": _pack_text(json.dumps(wanted)),
+                    "expires_at": keep_until,
+                }
+            },
+        )
     )
+    dynamo.batch_write(writes)
     return written
 
 
 def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any]) -> bool:
     """Extend a live subscription (refresh SUBSCRIBE) or record its new version/CSeq.
 
-    Answers False when the subscription is unknown (the edge then answers 481).
+    Answers False when the subscription is unknown (the edge then answers 481). One UpdateItem
+    of the small dialog item; only when the new expiry comes within half the margin of what the
+    pointer and the list are kept for (about once a day for a phone refreshing hourly) are
+    those two extended too.
     """
     table = tables.table(tables.SUBSCRIPTIONS)
     try:
+        # ALL_OLD costs no more than UPDATED_OLD (units follow the item's size, not the answer)
+        # and saves reading the item again for its watcher.
         before = table.update_item(
             Key={"subscription_id": sub_id},
             UpdateExpression="SET expires_at = :e, version = :v, dialog = :d, updated_at = :n",
@@ -139,37 +167,54 @@ def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any
                 ":d": json.dumps(dialog),
                 ":n": clock.now_int(),
             },
-            ReturnValues="UPDATED_OLD",
+            ReturnValues="ALL_OLD",
         )["Attributes"]
     except ClientError as exc:
         if not dynamo.condition_failed(exc):
             raise
         return False
-    if int(before.get("expires_at", 0)) == expires_at:
-        return True  # a new version after a NOTIFY, not a refresh: the pointer stands
-    item = table.get_item(Key={"subscription_id": sub_id}, ProjectionExpression="watcher").get(
-        "Item"
-    )
-    if item and item.get("watcher"):
-        try:
-            table.update_item(
-                Key={"subscription_id": POINTER_PREFIX + item["watcher"]},
-                UpdateExpression="SET expires_at = :e",
-                ConditionExpression="#c = :s",
-                ExpressionAttributeNames={"#c": "current"},
-                ExpressionAttributeValues={
-                    ":e": int(expires_at + WATCHER_TTL_MARGIN),
-                    ":s": sub_id,
-                },
-            )
-        except ClientError as exc:
-            # Refused when a newer dialog of the same phone owns the watcher now: it stands.
-            if not dynamo.condition_failed(exc):
-                raise
+    kept_until = int(before.get("kept_until", 0))
+    if expires_at + WATCHER_TTL_MARGIN // 2 <= kept_until:
+        return True  # a version update, or a refresh well within what is kept
+    _keep(table, sub_id, str(before.get("watcher") or ""), int(expires_at + WATCHER_TTL_MARGIN))
     return True
 
 
-def _from_item(item: dict[str, Any], with_entries: bool = True) -> dict[str, Any]:
+def _keep(table: Any, sub_id: str, watcher: str, until: int) -> None:
+    """Extend the list item and the watcher's pointer (if still this dialog's) to `until`."""
+    table.update_item(
+        Key={"subscription_id": sub_id},
+        UpdateExpression="SET kept_until = :k",
+        ExpressionAttributeValues={":k": until},
+    )
+    _update_if(
+        table,
+        Key={"subscription_id": LIST_PREFIX + sub_id},
+        UpdateExpression="SET expires_at = :e",
+        ConditionExpression="attribute_exists(subscription_id)",
+        ExpressionAttributeValues={":e": until},
+    )
+    if watcher:  # refused when a newer dialog of the same phone owns the watcher now
+        _update_if(
+            table,
+            Key={"subscription_id": POINTER_PREFIX + watcher},
+            UpdateExpression="SET expires_at = :e",
+            ConditionExpression="#c = :s",
+            ExpressionAttributeNames={"#c": "current"},
+            ExpressionAttributeValues={":e": until, ":s": sub_id},
+        )
+
+
+def _update_if(table: Any, **kwargs: Any) -> None:
+    """A conditional update whose refusal is an answer, not an error."""
+    try:
+        table.update_item(**kwargs)
+    except ClientError as exc:
+        if not dynamo.condition_failed(exc):
+            raise
+
+
+def _from_item(item: dict[str, Any], entries: list[str] | None) -> dict[str, Any]:
     out = {
         "subscription_id": item["subscription_id"],
         "edge_id": item["edge_id"],
@@ -178,27 +223,41 @@ def _from_item(item: dict[str, Any], with_entries: bool = True) -> dict[str, Any
         "version": int(item["version"]),
         "dialog": json.loads(item["dialog"]),
     }
-    if with_entries:
-        out["entries"] = _unpack(item["entries"])
+    if entries is not None:
+        out["entries"] = entries
     return out
 
 
+def _entries(item: dict[str, Any], listed: dict[str, Any] | None) -> list[str]:
+    """A dialog's list: its list item, or inline in items stored before lists had their own."""
+    if listed is not None:
+        return _unpack(listed["entries"])
+    return _unpack(item["entries"]) if "entries" in item else []
+
+
 def get(sub_id: str) -> dict[str, Any] | None:
-    item = (
-        tables.table(tables.SUBSCRIPTIONS)
-        .get_item(Key={"subscription_id": sub_id}, ConsistentRead=True)
-        .get("Item")
-    )
-    return _from_item(item) if item else None
+    table = tables.table(tables.SUBSCRIPTIONS)
+    item = table.get_item(Key={"subscription_id": sub_id}, ConsistentRead=True).get("Item")
+    if item is None:
+        return None
+    key = {"subscription_id": LIST_PREFIX + sub_id}
+    listed = table.get_item(Key=key, ConsistentRead=True).get("Item")
+    return _from_item(item, _entries(item, listed))
 
 
 def delete(sub_id: str) -> None:
-    """Remove a subscription (unsubscribe, expiry, 481 from the phone).
+    """Remove a subscription and its list (unsubscribe, expiry, 481 from the phone).
 
     Its watcher items stay with the watcher's pointer, which expires on its own: a phone that
     subscribes again soon (Linphone does, to change its list) reuses them.
     """
-    tables.table(tables.SUBSCRIPTIONS).delete_item(Key={"subscription_id": sub_id})
+    subs = tables.SUBSCRIPTIONS
+    dynamo.batch_write(
+        [
+            (subs, {"delete": {"subscription_id": sub_id}}),
+            (subs, {"delete": {"subscription_id": LIST_PREFIX + sub_id}}),
+        ]
+    )
 
 
 def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
@@ -214,9 +273,11 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
         page = table.query(**kwargs)
         ids = [i["subscription_id"] for i in page["Items"]]
         # The index holds keys only, and may lag: read each item to be exact.
-        for item in dynamo.batch_get(tables.SUBSCRIPTIONS, ids).values():
-            if int(item["expires_at"]) > now and item["edge_id"] == edge_id:
-                out.append(_from_item(item))
+        found = dynamo.batch_get(tables.SUBSCRIPTIONS, ids + [LIST_PREFIX + i for i in ids])
+        for sub_id in ids:
+            item = found.get(sub_id)
+            if item and int(item["expires_at"]) > now and item["edge_id"] == edge_id:
+                out.append(_from_item(item, _entries(item, found.get(LIST_PREFIX + sub_id))))
         if "LastEvaluatedKey" not in page:
             return out
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
