@@ -10,6 +10,7 @@ from typing import Any
 from chalice import Chalice, Response
 from chalice.app import Request
 
+from chalicelib import edge_contract as contract
 from chalicelib import tables
 from chalicelib.api import account_api
 from chalicelib.api import presence_lookup as presence_lookup_module
@@ -120,8 +121,8 @@ def xmlrpc_v1() -> Response:
 # --- Functions called by the SIP edge -------------------------------------------------------
 
 
-@app.lambda_function(name="sip_auth")
-def sip_auth(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@app.lambda_function(name=contract.SIP_AUTH)
+def sip_auth(event: contract.SipAuthRequest, context: Any) -> dict[str, Any]:
     return sip_auth_module.verify(
         event["method"],
         event["realm"],
@@ -131,12 +132,12 @@ def sip_auth(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
 
 
-@app.lambda_function(name="sip_registrar")
+@app.lambda_function(name=contract.SIP_REGISTRAR)
 def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return once_per_sip_request(registrar.handle)(event, context)
 
 
-@app.lambda_function(name="sip_subscriptions")
+@app.lambda_function(name=contract.SIP_SUBSCRIPTIONS)
 def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
     answer = subscriptions.handle(event)
     if event.get("op") == "save" and answer.get("saved"):
@@ -144,12 +145,12 @@ def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return answer
 
 
-@app.lambda_function(name="presence_lookup")
+@app.lambda_function(name=contract.PRESENCE_LOOKUP)
 def presence_lookup(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return presence_lookup_module.handle(event)
 
 
-@app.lambda_function(name="sip_publish")
+@app.lambda_function(name=contract.SIP_PUBLISH)
 def sip_publish(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return once_per_sip_request(publications.handle)(event, context)
 

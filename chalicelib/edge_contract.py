@@ -164,7 +164,7 @@ class PresenceLookupRequest(TypedDict, total=False):
     entries: list[str]
     single: bool
     accept_encoding: list[str] | str
-    profile: Literal["linphone", "rfc"]
+    profile: str  # "linphone" or "rfc"
     version: int
     full_state: bool
     list_uri: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chalicelib import digest
+from chalicelib import edge_contract as contract
 from sip_edge.dialog import Peer
 from sip_edge.handling import EdgeServices, Reject, raise_function_error
 from sip_edge.sip.message import Request
@@ -65,17 +66,19 @@ class DigestGuard:
                     stale = True  # an Authorization sent again verbatim: make it renew
                     continue
                 answer = await edge.functions.call(
-                    "sip_auth",
-                    {
-                        "method": request.method,
-                        "realm": self.realm,
-                        "params": cred.params,
-                        # Password-guessing limits count per account, source and device.
-                        "source": peer.host,
-                        "instance": next(
-                            (c.param("+sip.instance") for c in request.contacts or []), None
-                        ),
-                    },
+                    contract.SIP_AUTH,
+                    contract.SipAuthRequest(
+                        {
+                            "method": request.method,
+                            "realm": self.realm,
+                            "params": cred.params,
+                            # Password-guessing limits count per account, source and device.
+                            "source": peer.host,
+                            "instance": next(
+                                (c.param("+sip.instance") for c in request.contacts or []), None
+                            ),
+                        }
+                    ),
                 )
                 raise_function_error(answer)  # auth_blocked: 403 with Retry-After
                 if answer.get("result") != "ok":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -21,7 +22,7 @@ class FunctionError(RuntimeError):
 
 
 class Functions(Protocol):
-    async def call(self, name: str, payload: dict[str, Any]) -> dict[str, Any]: ...
+    async def call(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
 
 
 class _PooledFunctions:
@@ -34,11 +35,11 @@ class _PooledFunctions:
         self.guard = Guard(workers, cfg.sip_breaker_failures, cfg.sip_breaker_reset)
 
     def _invoke(
-        self, name: str, payload: dict[str, Any], time_left: float | None
+        self, name: str, payload: Mapping[str, Any], time_left: float | None
     ) -> dict[str, Any]:
         raise NotImplementedError
 
-    async def call(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def call(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         try:
             self.guard.admit(name)
         except Refused as exc:
@@ -76,7 +77,7 @@ class InProcessFunctions(_PooledFunctions):
         self._app = app
 
     def _invoke(
-        self, name: str, payload: dict[str, Any], time_left: float | None
+        self, name: str, payload: Mapping[str, Any], time_left: float | None
     ) -> dict[str, Any]:
         handler = getattr(self._app, name, None)
         if handler is None:
@@ -119,7 +120,7 @@ class LambdaFunctions(_PooledFunctions):
         self._prefix = prefix
 
     def _invoke(
-        self, name: str, payload: dict[str, Any], time_left: float | None
+        self, name: str, payload: Mapping[str, Any], time_left: float | None
     ) -> dict[str, Any]:
         answer = self._client.invoke(
             FunctionName=self._prefix + name, Payload=json.dumps(payload).encode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 
+from chalicelib import edge_contract as contract
 from sip_edge.dialog import Peer
 from sip_edge.handling import EdgeServices, Reject, raise_function_error
 from sip_edge.sip.grammar import TOKEN_FULL
@@ -31,18 +32,16 @@ class PublishHandler:
         if_match = request.headers.get("SIP-If-Match")
         if if_match is not None and not TOKEN_FULL.match(if_match.strip()):
             raise Reject(400, "Bad SIP-If-Match")  # RFC 3903 §11.3.2: entity-tag = token
-        result = await self.edge.functions.call(
-            "sip_publish",
-            {
-                "op": "publish",
-                "call_id": request.call_id,
-                "cseq": request.cseq.seq,
-                "aor": identity,
-                "if_match": if_match.strip() if if_match else None,
-                "expires": request.expires,
-                "body_b64": base64.b64encode(request.body).decode() if request.body else None,
-            },
-        )
+        publish: contract.PublishRequest = {
+            "op": "publish",
+            "call_id": request.call_id,
+            "cseq": request.cseq.seq,
+            "aor": identity,
+            "if_match": if_match.strip() if if_match else None,
+            "expires": request.expires,
+            "body_b64": base64.b64encode(request.body).decode() if request.body else None,
+        }
+        result = await self.edge.functions.call(contract.SIP_PUBLISH, publish)
         raise_function_error(result)
         headers = [("Expires", str(result["expires"]))]
         if result["expires"]:

@@ -5,8 +5,8 @@ the bindings the registrar holds.
 from __future__ import annotations
 
 import time
-from typing import Any
 
+from chalicelib import edge_contract as contract
 from sip_edge.dialog import Peer
 from sip_edge.handling import EdgeServices, Reject, raise_function_error
 from sip_edge.sip.message import Request, Response, make_response
@@ -32,7 +32,7 @@ class RegisterHandler:
 
     async def handle(self, request: Request, peer: Peer, identity: str) -> Response:
         contacts = request.contacts
-        payload: dict[str, Any] = {
+        payload: contract.RegisterRequest = {
             "op": "register",
             "aor": identity,
             "call_id": request.call_id,
@@ -57,7 +57,7 @@ class RegisterHandler:
         }
         if not contacts and contacts is not None:
             payload["op"] = "bindings"
-        result = await self.edge.functions.call("sip_registrar", payload)
+        result = await self.edge.functions.call(contract.SIP_REGISTRAR, payload)
         raise_function_error(result)
         headers = [
             ("Contact", f"<{b['uri']}>{b['params']};expires={b['expires']}")

@@ -9,6 +9,7 @@ import base64
 import re
 from typing import Any
 
+from chalicelib import edge_contract as contract
 from chalicelib.edge_contract import subscription_id, watcher_id
 from chalicelib.observability import logger
 from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
@@ -65,9 +66,8 @@ class SubscriptionService:
         pause = 0.5
         while True:
             try:
-                return await self.edge.functions.call(
-                    "sip_subscriptions", {"op": "load_edge", "edge_id": self.edge.edge_id}
-                )
+                load: contract.SubscriptionLoad = {"op": "load_edge", "edge_id": self.edge.edge_id}
+                return await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, load)
             except FunctionError as exc:
                 logger.warning("could not load this edge's dialogs (%s); retrying", exc)
                 await asyncio.sleep(pause)
@@ -270,7 +270,7 @@ class SubscriptionService:
             device=contacts[0].param("+sip.instance") or contacts[0].uri.raw,
             remote_cseq=request.cseq.seq,
         )
-        payload: dict[str, Any] = {
+        payload: contract.PresenceLookupRequest = {
             "subscriber": identity,
             "profile": dialog.profile,
             "accept_encoding": sorted(accept),
@@ -283,7 +283,7 @@ class SubscriptionService:
         else:
             payload["entries"] = [request.uri]
             payload["single"] = True
-        result = await self.edge.functions.call("presence_lookup", payload)
+        result = await self.edge.functions.call(contract.PRESENCE_LOOKUP, payload)
         raise_function_error(result)
         dialog.entries = list(result["entries"])
         self.dialogs[dialog.subscription_id] = dialog
@@ -306,19 +306,17 @@ class SubscriptionService:
         self, dialog: SubscriptionDialog, entries: list[str], *, full_state: bool
     ) -> dict[str, Any]:
         """presence_lookup for resources of the dialog's stored list (no body to re-read)."""
-        return await self.edge.functions.call(
-            "presence_lookup",
-            {
-                "subscriber": dialog.subscriber,
-                "profile": dialog.profile,
-                "accept_encoding": ["deflate"] if dialog.accept_deflate else [],
-                "version": dialog.version,
-                "entries": entries,
-                "full_state": full_state,
-                "single": not dialog.is_list,
-                "list_uri": _uri_of(dialog.local_uri),
-            },
-        )
+        lookup: contract.PresenceLookupRequest = {
+            "subscriber": dialog.subscriber,
+            "profile": dialog.profile,
+            "accept_encoding": ["deflate"] if dialog.accept_deflate else [],
+            "version": dialog.version,
+            "entries": entries,
+            "full_state": full_state,
+            "single": not dialog.is_list,
+            "list_uri": _uri_of(dialog.local_uri),
+        }
+        return await self.edge.functions.call(contract.PRESENCE_LOOKUP, lookup)
 
     async def _notify_full(self, dialog: SubscriptionDialog) -> None:
         result = await self._presence_lookup(dialog, dialog.entries, full_state=True)
@@ -447,7 +445,7 @@ class SubscriptionService:
 
     async def _save(self, dialog: SubscriptionDialog, *, refresh: bool) -> None:
         """Store the dialog through the functions, so a restarted edge can resume it."""
-        payload: dict[str, Any] = {
+        payload: contract.SubscriptionSave = {
             "op": "refresh" if refresh else "save",
             "subscription_id": dialog.subscription_id,
             "expires_at": int(dialog.expires_at),
@@ -455,25 +453,25 @@ class SubscriptionService:
             "dialog": dialog.to_json(),
         }
         if not refresh:
-            payload.update(
-                edge_id=self.edge.edge_id,
-                subscriber=dialog.subscriber,
-                entries=dialog.entries,
-                watcher=watcher_id(
-                    dialog.subscriber, dialog.device, "" if dialog.is_list else dialog.entries[0]
-                ),
+            payload["edge_id"] = self.edge.edge_id
+            payload["subscriber"] = dialog.subscriber
+            payload["entries"] = dialog.entries
+            payload["watcher"] = watcher_id(
+                dialog.subscriber, dialog.device, "" if dialog.is_list else dialog.entries[0]
             )
         try:
-            await self.edge.functions.call("sip_subscriptions", payload)
+            await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
         except FunctionError as exc:
             # The dialog still works from memory; only a restart would lose it.
             logger.warning("could not store subscription: %s", exc)
 
     async def _delete(self, dialog: SubscriptionDialog) -> None:
         try:
-            await self.edge.functions.call(
-                "sip_subscriptions", {"op": "delete", "subscription_id": dialog.subscription_id}
-            )
+            delete: contract.SubscriptionDelete = {
+                "op": "delete",
+                "subscription_id": dialog.subscription_id,
+            }
+            await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, delete)
         except FunctionError as exc:
             logger.warning("could not delete subscription: %s", exc)
 

@@ -128,3 +128,13 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from chalicelib.api import http_api\nimport chalicelib.live.updates\n")
     assert imports_of(bad, KNOWN) == {"chalicelib.api.http_api", "chalicelib.live.updates"}
+
+
+def test_the_edge_calls_only_functions_the_contract_names() -> None:
+    import app
+    from chalicelib import edge_contract
+
+    for name in edge_contract.FUNCTIONS:
+        assert callable(getattr(app, name, None)), f"app.py has no function {name}"
+    for module, path in EDGE.items():
+        assert 'functions.call("' not in path.read_text(), f"{module}: name it in edge_contract"
