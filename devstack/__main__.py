@@ -34,15 +34,9 @@ def start_moto() -> Callable[[], None]:
 
 
 def start_api() -> Callable[[], None]:
-    from chalice.config import Config
-    from chalice.local import create_local_server
+    from devstack.rest_thread import RestThread
 
-    from app import app
-
-    server = create_local_server(app, Config.create(chalice_stage="local"), HOST, API_PORT)
-    thread = threading.Thread(target=server.serve_forever, name="rest-api", daemon=True)
-    thread.start()
-    return server.shutdown
+    return RestThread(HOST, API_PORT).stop
 
 
 def main() -> int:

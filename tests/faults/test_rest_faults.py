@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from devstack.rest_thread import RestThread
 from tests.conftest import free_port
 from tests.faults.botofaults import Faults
 
@@ -20,24 +20,9 @@ ANSWER_WITHIN = 5.0
 
 @pytest.fixture
 def rest(aws) -> Iterator[tuple[str, int]]:
-    from chalice.config import Config
-    from chalice.local import CustomLocalChalice, LocalDevServer, create_local_server
-
-    from app import app
-
     port = free_port()
-    config = Config.create(chalice_stage="local")
-    # create_local_server turns the app object into a local one, once per process only.
-    if isinstance(app, CustomLocalChalice):
-        server = LocalDevServer(app, config, "127.0.0.1", port)
-    else:
-        server = create_local_server(app, config, "127.0.0.1", port)
-    thread = threading.Thread(target=server.serve_forever, name="rest-faults", daemon=True)
-    thread.start()
-    yield ("127.0.0.1", port)
-    server.shutdown()
-    server.server.server_close()
-    thread.join(5)
+    with RestThread("127.0.0.1", port, name="rest-faults"):
+        yield ("127.0.0.1", port)
 
 
 def _post(address: tuple[str, int], path: str, body: dict) -> tuple[int, dict, float]:

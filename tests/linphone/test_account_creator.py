@@ -6,12 +6,12 @@ new credentials. None of the unauthenticated calls tells the SDK anything about 
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from chalicelib import accounts
+from devstack.rest_thread import RestThread
 from tests.accounts_support import last_code, pass_interval
 from tests.conftest import free_port
 from tests.edge.conftest import EdgeThread
@@ -33,24 +33,8 @@ def sha256_ha1(username: str, password: str = PASSWORD) -> str:
 @pytest.fixture
 def xmlrpc_url(aws: None) -> Iterator[str]:
     """The app over real HTTP (chalice local, threaded) on a free loopback port."""
-    from chalice.config import Config
-    from chalice.local import CustomLocalChalice, LocalDevServer, create_local_server
-
-    from app import app
-
-    port = free_port()
-    config = Config.create(chalice_stage="local")
-    # create_local_server turns the app object into a local one, once per process only.
-    if isinstance(app, CustomLocalChalice):
-        server = LocalDevServer(app, config, "127.0.0.1", port)
-    else:
-        server = create_local_server(app, config, "127.0.0.1", port)
-    thread = threading.Thread(target=server.serve_forever, name="xmlrpc-http", daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}/wizard.php"
-    server.shutdown()
-    server.server.server_close()
-    thread.join(5)
+    with RestThread("127.0.0.1", free_port(), name="xmlrpc-http") as rest:
+        yield f"{rest.url}/wizard.php"
 
 
 @pytest.fixture
