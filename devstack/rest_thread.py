@@ -35,5 +35,5 @@ class RestThread:
     def __enter__(self) -> RestThread:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *_: object) -> None:
         self.stop()
