@@ -9,6 +9,7 @@ import pytest
 
 from chalicelib import accounts
 from devstack import edge_thread
+from devstack.streams import StreamReplayer
 from tests.edge.sipclient import SipClient
 
 DOMAIN = "example.org"
@@ -45,3 +46,12 @@ def client(edge) -> Iterator[SipClient]:
     c = SipClient(edge.address)
     yield c
     c.close()
+
+
+@pytest.fixture
+def world(aws: None) -> StreamReplayer:
+    """alice, bob (+33612345678) and carol, and the replayer of their tables' streams."""
+    make_account("alice", "+33611111111")
+    make_account("bob", "+33612345678")
+    make_account("carol")
+    return StreamReplayer()

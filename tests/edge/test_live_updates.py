@@ -37,14 +37,6 @@ class Clock:
 
 
 @pytest.fixture
-def world(aws):
-    make_account("alice", "+33611111111")
-    make_account("bob", "+33612345678")
-    make_account("carol")
-    return StreamReplayer()
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

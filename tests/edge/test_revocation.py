@@ -22,14 +22,6 @@ ALICE = f"alice@{DOMAIN}"
 
 
 @pytest.fixture
-def world(aws):
-    make_account("alice", "+33611111111")
-    make_account("bob", "+33612345678")
-    make_account("carol")
-    return StreamReplayer()
-
-
-@pytest.fixture
 def live_edge(world):
     edge = EdgeThread()
     yield edge
