@@ -1,11 +1,14 @@
 """moto as the local stack's AWS: in-process for our own code, and on a port for outside tools
-(the admin tool, curl, SIPp seeding), one backend behind both; plus the one patch that makes
-moto's Query read the partition asked for, as DynamoDB does.
+(the admin tool, curl, SIPp seeding), one backend behind both; plus two patches that keep moto
+as fast as DynamoDB is as tables grow.
 
-Without the patch, moto answers every base-table Query by sorting the whole table, so a stack
-slows down as its tables grow (each list subscription adds 100 watcher items). devstack, the
-benchmarks and the tests all apply it through `keyed_queries`; tests/test_moto_local.py fails
-when a moto upgrade makes it unnecessary or breaks it.
+Without them, moto answers every base-table Query by sorting the whole table (each list
+subscription adds 100 watcher items), and backs up every table a TransactWriteItems touches by
+deep-copying it whole, so sign-ups and imports slow down with the square of the accounts.
+`keyed_queries` makes a Query read its partition; `light_transactions` backs up only the items
+a transaction names, and puts them (and the stream) back when it is cancelled. devstack, the
+benchmarks and the tests all apply both; tests/test_moto_local.py fails when a moto upgrade
+makes either unnecessary or breaks it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ def keyed_queries() -> None:
     """Make moto's base-table Query read the one partition asked for (idempotent)."""
     from moto.dynamodb.models.table import Table
 
-    if _originals:
+    if "query" in _originals:
         return
     all_items, query = Table.all_items, Table.query
     _originals.update(all_items=all_items, query=query)
@@ -55,11 +58,100 @@ def keyed_queries() -> None:
     Table.query = keyed_query  # type: ignore[method-assign]
 
 
-def original(name: str) -> Callable[..., Any]:
-    """moto's own `Table.all_items` or `Table.query`, from before the patch."""
+def light_transactions() -> None:
+    """Make moto's TransactWriteItems back up the items it names, not whole tables (idempotent)."""
+    import copy as stdlib_copy
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
-    return _originals.get(name) or getattr(Table, name)
+    backend = models.DynamoDBBackend
+    if "transact_write_items" in _originals:
+        return
+    transact = backend.transact_write_items
+    _originals["transact_write_items"] = transact
+
+    class _TablesNotCopied:
+        """moto's `copy` while a light transaction runs: tables pass through uncopied."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(stdlib_copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            if getattr(_local, "light", False) and isinstance(value, Table):
+                return value
+            return stdlib_copy.deepcopy(value, memo)
+
+    def key_of(table: Table, op: dict[str, Any]) -> tuple[Any, Any] | None:
+        key = op.get("Key") or op.get("Item")
+        if not key or table.hash_key_attr not in key:
+            return None
+        range_value = None
+        if table.range_key_attr:
+            if table.range_key_attr not in key:
+                return None
+            range_value = DynamoType(key[table.range_key_attr])
+        return DynamoType(key[table.hash_key_attr]), range_value
+
+    def stored(table: Table, hash_value: Any, range_value: Any) -> Any:
+        if range_value is None:
+            return table.items.get(hash_value)
+        return table.items.get(hash_value, {}).get(range_value)
+
+    def put_back(table: Table, hash_value: Any, range_value: Any, item: Any) -> None:
+        if range_value is None:
+            if item is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = item
+            return
+        partition = table.items.setdefault(hash_value, {})
+        if item is None:
+            partition.pop(range_value, None)
+            if not partition:
+                table.items.pop(hash_value, None)
+        else:
+            partition[range_value] = item
+
+    def light_transact(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        backups: list[tuple[Table, Any, Any, Any]] = []
+        streams: dict[int, tuple[Any, int]] = {}
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            found = key_of(table, op) if table is not None else None
+            if table is None or found is None:
+                continue
+            item = stored(table, *found)
+            backups.append((table, *found, stdlib_copy.deepcopy(item)))
+            if table.stream_shard is not None:
+                streams[id(table)] = (table.stream_shard, len(table.stream_shard.items))
+        _local.light = True
+        try:
+            return transact(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, item in reversed(backups):
+                put_back(table, hash_value, range_value, item)
+            for shard, length in streams.values():
+                del shard.items[length:]  # a cancelled transaction leaves no stream record
+            raise
+        finally:
+            _local.light = False
+
+    models.copy = _TablesNotCopied()  # type: ignore[assignment]
+    backend.transact_write_items = light_transact  # type: ignore[method-assign]
+
+
+def original(name: str) -> Callable[..., Any]:
+    """moto's own `Table.all_items`, `Table.query` or `transact_write_items`, from before the
+    patches."""
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    owner = DynamoDBBackend if name == "transact_write_items" else Table
+    return _originals.get(name) or getattr(owner, name)
 
 
 def start(host: str, port: int) -> Callable[[], None]:
@@ -70,6 +162,7 @@ def start(host: str, port: int) -> Callable[[], None]:
     from moto.server import ThreadedMotoServer
 
     keyed_queries()
+    light_transactions()
     mock = mock_aws()
     mock.start()  # first: starting it resets the backends the server then shares
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

@@ -81,9 +81,10 @@ def aws() -> Iterator[None]:
 
     from chalicelib import tables
     from chalicelib.aws import client
-    from devstack.moto_local import keyed_queries
+    from devstack.moto_local import keyed_queries, light_transactions
 
     keyed_queries()  # as devstack and the benchmarks run moto
+    light_transactions()
     reset_caches()
     with mock_aws():
         reset_caches()
@@ -144,9 +145,10 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     from chalicelib import tables
     from chalicelib.aws import client
-    from devstack.moto_local import keyed_queries
+    from devstack.moto_local import keyed_queries, light_transactions
 
     keyed_queries()
+    light_transactions()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -86,3 +86,88 @@ def test_index_queries_are_left_to_moto(aws):
         version=0, dialog={}, entries=[], watched=[],
     )  # fmt: skip
     assert [s["subscription_id"] for s in subscriptions.load_edge("edge-a")] == ["sub-1"]
+
+
+# --- light_transactions -------------------------------------------------------------------
+
+
+def _tables_copied(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tables moto deep-copies while a transaction runs."""
+    import copy
+
+    copied: list[str] = []
+    real = copy.deepcopy
+
+    def counting(value: Any, memo: Any = None) -> Any:
+        if isinstance(value, Table):
+            copied.append(value.name)
+        return real(value, memo)
+
+    monkeypatch.setattr(copy, "deepcopy", counting)
+    return copied
+
+
+def _claim(name: str, phone: str, *, phone_free: bool = True) -> list[dict[str, Any]]:
+    """An account and its number, as accounts.create writes them (two conditional Puts)."""
+    return [
+        {"Put": {"TableName": tables.ACCOUNTS.name(), "Item": {"aor": {"S": name}},
+                 "ConditionExpression": "attribute_not_exists(aor)"}},
+        {"Put": {"TableName": tables.PHONE_INDEX.name(),
+                 "Item": {"phone_hash": {"S": phone}, "aor": {"S": name}},
+                 "ConditionExpression": "attribute_not_exists(phone_hash)"
+                 if phone_free else "attribute_exists(phone_hash)"}},
+    ]  # fmt: skip
+
+
+def test_moto_alone_still_copies_whole_tables_for_a_transaction(aws, monkeypatch):
+    from moto.dynamodb.models import DynamoDBBackend
+
+    from chalicelib.aws import client
+
+    monkeypatch.setattr(
+        DynamoDBBackend, "transact_write_items", moto_local.original("transact_write_items")
+    )
+    copied = _tables_copied(monkeypatch)
+    client("dynamodb").transact_write_items(TransactItems=_claim("a@x", "p1"))
+    assert copied, "moto no longer copies whole tables: drop devstack.moto_local.light_transactions"
+
+
+def test_a_light_transaction_copies_no_table_and_cancels_like_moto(aws, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from chalicelib.aws import client
+
+    ddb = client("dynamodb")
+    copied = _tables_copied(monkeypatch)
+    ddb.transact_write_items(TransactItems=_claim("a@x", "p1"))
+    assert copied == []
+    accounts = tables.table(tables.ACCOUNTS)
+    index = tables.table(tables.PHONE_INDEX)
+    before = (accounts.scan()["Items"], index.scan()["Items"])
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    shard = (
+        dynamodb_backends[DEFAULT_ACCOUNT_ID]["eu-west-1"]
+        .tables[tables.ACCOUNTS.name()]
+        .stream_shard
+    )
+    records = len(shard.items)
+    # The first Put would succeed; the second's condition fails: nothing of it may stay.
+    with pytest.raises(ClientError) as cancelled:
+        ddb.transact_write_items(TransactItems=_claim("b@x", "p2", phone_free=False))
+    assert cancelled.value.response["Error"]["Code"] == "TransactionCanceledException"
+    reasons = [r["Code"] for r in cancelled.value.response["CancellationReasons"]]
+    assert reasons == ["None", "ConditionalCheckFailed"]
+    assert (accounts.scan()["Items"], index.scan()["Items"]) == before
+    assert len(shard.items) == records  # and no stream record of the cancelled Put
+    # An item that existed is put back as it was, not dropped.
+    with pytest.raises(ClientError):
+        ddb.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": tables.ACCOUNTS.name(), "Item": {"aor": {"S": "a@x"},
+                                                                     "changed": {"S": "yes"}}}},
+                _claim("c@x", "p1")[1],  # p1 is taken
+            ]
+        )  # fmt: skip
+    assert (accounts.scan()["Items"], index.scan()["Items"]) == before
