@@ -196,3 +196,19 @@ def test_json_output_for_scripts(aws, capsys):
     assert status == 1 and json.loads(out)["error"]["code"] == "not_found"
     status, out, _ = run(capsys, "delete", "j1", "--yes", "--json")
     assert json.loads(out) == {"deleted": "j1@example.org"}
+
+
+def test_a_row_whose_write_went_through_unanswered_counts_as_created(aws):
+    """botocore retries a timed-out TransactWriteItems that had in fact been applied: the
+    retry meets the row's own account, which is success; another row's account is not."""
+    import pytest
+
+    from chalicelib.errors import DomainError
+
+    row = admin.prepare_account("imported1", password="correct horse", phone_raw="+33612345678")
+    first = admin.write_account(row)
+    assert admin.write_account(row) == first  # the same row again: already done
+    other = admin.prepare_account("imported1", password="another one", phone_raw="+33612345678")
+    with pytest.raises(DomainError) as e:
+        admin.write_account(other)
+    assert e.value.code == "username_taken"

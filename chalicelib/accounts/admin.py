@@ -23,6 +23,7 @@ import argparse
 import csv
 import getpass
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -79,13 +80,30 @@ def prepare_account(
 
 def write_account(new: NewAccount) -> accounts.Account:
     """Create it: the account and its number in one transaction (no SMS: the operator vouches
-    for the number)."""
-    return accounts.create(
-        new.username,
-        new.credentials,
-        phone_e164=new.e164,
-        discoverable=new.discoverable,
-        legacy=True,
+    for the number). A transaction that went through although its answer was lost (a timeout,
+    then botocore's retry) finds its own account: that is success, not `username_taken`."""
+    try:
+        return accounts.create(
+            new.username,
+            new.credentials,
+            phone_e164=new.e164,
+            discoverable=new.discoverable,
+            legacy=True,
+        )
+    except DomainError as exc:
+        existing = accounts.get_by_username(new.username) if exc.code == "username_taken" else None
+        if existing is not None and _is_this_row(existing, new):
+            return existing
+        raise
+
+
+def _is_this_row(account: accounts.Account, new: NewAccount) -> bool:
+    given = new.credentials
+    return (
+        account.username == new.username
+        and account.phone == new.e164
+        and (given.ha1_md5 is None or account.ha1_md5 == given.ha1_md5)
+        and (given.ha1_sha256 is None or account.ha1_sha256 == given.ha1_sha256)
     )
 
 
@@ -351,6 +369,9 @@ def _budget(action: str, username: str, tokens: int | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # An operator's batch waits for AWS rather than fail fast like a phone's request does.
+    os.environ.setdefault("AWS_READ_TIMEOUT", "30")
+    os.environ.setdefault("AWS_MAX_ATTEMPTS", "5")
 
     def emit(data: dict[str, Any], text: str | None = None) -> None:
         print(json.dumps(data) if args.json else text or json.dumps(data, indent=2))
