@@ -56,7 +56,7 @@ class SubscriptionDialog:
     # Live updates: resources to look at again, when the next NOTIFY may go (throttle), and
     # what the phone was last told of each resource (to skip NOTIFYs that change nothing).
     dirty: set[str] = field(default_factory=set)
-    next_notify_at: float = 0.0
+    next_notify_at: float = 0.0  # on the edge's monotonic pacing clock, never stored
     last_states: dict[str, str] = field(default_factory=dict)
     rechecks: dict[str, float] = field(default_factory=dict)  # uri -> when its status lapses
 

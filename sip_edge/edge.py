@@ -71,6 +71,9 @@ class Edge:
         self.clock = clock  # wall clock: stored expiries, nonces, Date
         # Transaction timers must neither fire nor stall when the wall clock is stepped.
         self.monotonic: Callable[[], float] = time.monotonic
+        # NOTIFY pacing too (NOTIFY_MIN_INTERVAL); its own attribute so that a test can move
+        # it without firing transaction timers.
+        self.pacing: Callable[[], float] = time.monotonic
         self.transactions = TransactionLayer()
         self.send_bytes: Callable[[Peer, bytes], bool] = lambda peer, data: False
         self.ports: dict[str, int] = {}

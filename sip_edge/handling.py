@@ -45,6 +45,7 @@ class EdgeServices(Protocol):
     cfg: settings.Settings
     functions: Functions
     clock: Callable[[], float]
+    pacing: Callable[[], float]
     edge_id: str
     stats: dict[str, int]
     metrics: EdgeMetrics

@@ -164,7 +164,8 @@ class SubscriptionService:
                 if when <= now:  # a mutual contact's registration or publication lapsed
                     del dialog.rechecks[uri]
                     dialog.dirty.add(uri)
-            if dialog.dirty and now >= dialog.next_notify_at and sub_id not in self._flushing:
+            ready = dialog.dirty and self.edge.pacing() >= dialog.next_notify_at
+            if ready and sub_id not in self._flushing:
                 self._flushing.add(sub_id)
                 self.edge.spawn(self._flush(dialog))
 
@@ -374,7 +375,7 @@ class SubscriptionService:
                 dialog.rechecks[resource["uri"]] = float(resource["recheck_at"])
             else:
                 dialog.rechecks.pop(resource["uri"], None)
-        dialog.next_notify_at = self.edge.clock() + self.edge.cfg.notify_min_interval
+        dialog.next_notify_at = self.edge.pacing() + self.edge.cfg.notify_min_interval
         for i, part in enumerate(bodies):
             last = i == len(bodies) - 1
             ok = await self.notify(

@@ -27,13 +27,18 @@ def rlmi_of(notify) -> str:
 
 
 class Clock:
-    """The edge's clock, moved by hand: the throttle is tested without sleeping through it."""
+    """The edge's clocks, moved by hand: the throttle is tested without sleeping through it.
+
+    Called, the wall clock (expiries, rechecks); `pacing`, the monotonic NOTIFY throttle."""
 
     def __init__(self) -> None:
         self.offset = 0.0
 
     def __call__(self) -> float:
         return time.time() + self.offset
+
+    def pacing(self) -> float:
+        return time.monotonic() + self.offset
 
 
 @pytest.fixture
@@ -45,6 +50,7 @@ def clock() -> Clock:
 def live_edge(world, clock):
     edge = EdgeThread(notify_min_interval=30.0)
     edge.edge.clock = clock
+    edge.edge.pacing = clock.pacing
     yield edge
     edge.stop()
 
@@ -325,3 +331,23 @@ def test_per_contact_subscribers_see_each_other_once_both_lists_hold_the_other(w
         assert notify_of(bob, to_alice, online=True) is not None, "Bob never saw Alice online"
     finally:
         edge.stop()
+
+
+def test_the_throttle_ignores_a_wall_clock_step(live_edge, world, clock):
+    """NOTIFY pacing runs on the monotonic clock: a wall clock stepped forward (NTP, a VM
+    resumed) opens no throttle window early, and the next window still opens on time."""
+    phone = SipClient(live_edge.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    assert phone.notify() is not None
+    world.pump()
+    make_account("dan", "+33699999999")
+    deadline = time.monotonic() + 5
+    while not any(d.dirty for d in live_edge.edge.subscriptions.dialogs.values()):
+        assert time.monotonic() < deadline, "the change never reached the dialog"
+        world.pump()
+        time.sleep(0.05)
+    live_edge.edge.clock = lambda: time.time() + 100  # the wall clock jumps past the interval
+    assert phone.notify(timeout=1.0) is None  # the throttle window is still shut
+    clock.offset += 31.0  # the monotonic interval passes
+    update = phone.notify(timeout=5.0)
+    assert update is not None and users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
