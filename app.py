@@ -22,6 +22,7 @@ from chalicelib.api.xmlrpc_api import handle as xmlrpc_handle
 from chalicelib.live import publications, registrar, subscriptions
 from chalicelib.live import updates as live_updates
 from chalicelib.observability import logger
+from chalicelib.resilience import within_time_left
 
 app = Chalice(app_name="smart-contacts")
 
@@ -123,36 +124,41 @@ def xmlrpc_v1() -> Response:
 
 @app.lambda_function(name=contract.SIP_AUTH)
 def sip_auth(event: contract.SipAuthRequest, context: Any) -> dict[str, Any]:
-    return sip_auth_module.verify(
-        event["method"],
-        event["realm"],
-        event["params"],
-        source=event.get("source"),
-        instance=event.get("instance"),
-    )
+    with within_time_left(event, contract.TIME_LEFT):
+        return sip_auth_module.verify(
+            event["method"],
+            event["realm"],
+            event["params"],
+            source=event.get("source"),
+            instance=event.get("instance"),
+        )
 
 
 @app.lambda_function(name=contract.SIP_REGISTRAR)
 def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return once_per_sip_request(registrar.handle)(event, context)
+    with within_time_left(event, contract.TIME_LEFT):
+        return once_per_sip_request(registrar.handle)(event, context)
 
 
 @app.lambda_function(name=contract.SIP_SUBSCRIPTIONS)
 def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    answer = subscriptions.handle(event)
-    if event.get("op") == "save" and answer.get("saved"):
-        live_updates.subscription_saved(str(event["subscriber"]))
-    return answer
+    with within_time_left(event, contract.TIME_LEFT):
+        answer = subscriptions.handle(event)
+        if event.get("op") == "save" and answer.get("saved"):
+            live_updates.subscription_saved(str(event["subscriber"]))
+        return answer
 
 
 @app.lambda_function(name=contract.PRESENCE_LOOKUP)
 def presence_lookup(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return presence_lookup_module.handle(event)
+    with within_time_left(event, contract.TIME_LEFT):
+        return presence_lookup_module.handle(event)
 
 
 @app.lambda_function(name=contract.SIP_PUBLISH)
 def sip_publish(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return once_per_sip_request(publications.handle)(event, context)
+    with within_time_left(event, contract.TIME_LEFT):
+        return once_per_sip_request(publications.handle)(event, context)
 
 
 # --- Event handlers: DynamoDB streams drive live contact lists ----------------------------

@@ -22,6 +22,10 @@ SIP_SUBSCRIPTIONS = "sip_subscriptions"
 SIP_PUBLISH = "sip_publish"
 PRESENCE_LOOKUP = "presence_lookup"
 FUNCTIONS = (SIP_AUTH, SIP_REGISTRAR, SIP_SUBSCRIPTIONS, SIP_PUBLISH, PRESENCE_LOOKUP)
+#: Added by the edge to every invoked payload: the seconds it still waits for the answer. The
+#: function bounds its own AWS calls by it (chalicelib.resilience.within_time_left), so it gives
+#: up with the edge instead of working on for a phone that already got its 503.
+TIME_LEFT = "time_left"
 
 
 # --- Ids ----------------------------------------------------------------------------------

@@ -53,6 +53,18 @@ def budget(seconds: float) -> Iterator[None]:
         _local.deadline = previous
 
 
+@contextmanager
+def within_time_left(event: Any, key: str = "time_left") -> Iterator[None]:
+    """Run a function's handler within the time its caller still waits (`event[key]` seconds,
+    when the caller said); a malformed value is ignored rather than trusted."""
+    left = event.get(key) if isinstance(event, dict) else None
+    if isinstance(left, int | float) and not isinstance(left, bool):
+        with budget(max(0.0, float(left))):
+            yield
+    else:
+        yield
+
+
 def remaining() -> float | None:
     deadline = getattr(_local, "deadline", None)
     return None if deadline is None else deadline - time.monotonic()

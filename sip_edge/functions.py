@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+from chalicelib import edge_contract as contract
 from chalicelib import settings
 from chalicelib.resilience import budget
 from sip_edge.resilience import Guard, Refused, time_left
@@ -122,6 +123,8 @@ class LambdaFunctions(_PooledFunctions):
     def _invoke(
         self, name: str, payload: Mapping[str, Any], time_left: float | None
     ) -> dict[str, Any]:
+        if time_left is not None:  # the function stops its AWS calls where our wait ends
+            payload = {**payload, contract.TIME_LEFT: round(max(0.0, time_left), 3)}
         answer = self._client.invoke(
             FunctionName=self._prefix + name, Payload=json.dumps(payload).encode()
         )
