@@ -385,3 +385,19 @@ def test_no_code_or_full_number_in_logs_and_metrics_emitted(api, capsys):
     assert {"CodesSent", "Signups", "Recoveries", "CodeFailures"} <= names
     logs = [p for p in parsed if "level" in p]
     assert logs and all(p.get("correlation_id") for p in logs)
+
+
+def test_a_retried_sign_up_sends_no_second_sms_and_keeps_the_code(api):
+    """A client whose first answer was lost (a timeout, a 503 after the SMS went) sends again:
+    the number gets no second SMS, and the code it already has still works once."""
+    first = request(api, {"phone": A, "username": "alice"})
+    assert first.status_code == 202
+    sent = len(sent_sms())
+    code = last_code(A)
+    again = request(api, {"phone": A, "username": "alice"})
+    assert again.status_code == 429 and int(again.headers["Retry-After"]) > 0
+    assert len(sent_sms()) == sent  # nothing sent twice
+    body = {"phone": A, "code": code, "password": PASSWORD}
+    assert confirm(api, body).status_code == 201
+    assert confirm(api, body).status_code == 201  # a retried confirm: the same answer
+    assert len(sent_sms()) == sent
