@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,10 +166,13 @@ def moto_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def edge_process(env: dict[str, str]) -> Iterator[int]:
-    """`python -m sip_edge` on SIP_PORT; yields its pid once it listens."""
+def python_process(
+    module: str, env: dict[str, str], ready: Callable[[str], bool], timeout: float = 10
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """`python -m module` with `env`; yields it and its output lines up to the one `ready`
+    accepts, then drains the rest (a full pipe must never block it) and stops it at the end."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sip_edge"],
+        [sys.executable, "-m", module],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -178,20 +181,29 @@ def edge_process(env: dict[str, str]) -> Iterator[int]:
     )
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:  # the edge prints its ports once it listens
-            if line.startswith("SIP edge"):
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line)
+            if ready(line):
                 break
         else:
-            raise RuntimeError("the edge exited before listening")
-        # Drain its output so a full pipe never blocks it.
+            raise RuntimeError(f"{module} exited before it was ready")
         threading.Thread(target=proc.stdout.read, daemon=True).start()
-        yield proc.pid
+        yield proc, lines
     finally:
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def edge_process(env: dict[str, str]) -> Iterator[int]:
+    """`python -m sip_edge` on SIP_PORT; yields its pid once it listens."""
+    with python_process("sip_edge", env, lambda line: line.startswith("SIP edge")) as (proc, _):
+        yield proc.pid
 
 
 def run_sipp(

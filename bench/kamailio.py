@@ -33,13 +33,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.edge import cpu_seconds, free_port, memory_kib, percentile
+from bench.edge import cpu_seconds, free_port, memory_kib, percentile, python_process
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent / "kamailio"
@@ -226,33 +225,13 @@ def devstack(moto_port: int, sip_port: int) -> Iterator[tuple[int, int]]:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        tid = 0
-        for line in proc.stdout:
-            if line.startswith("SIP edge") and "thread " in line:
-                tid = int(line.rsplit("thread ", 1)[1].rstrip(")\n"))
-            if line.startswith("Ctrl-C"):
-                break
-        else:
-            raise RuntimeError("devstack exited before it was ready")
-        threading.Thread(target=proc.stdout.read, daemon=True).start()
+    with python_process("devstack", env, lambda line: line.startswith("Ctrl-C"), timeout=15) as (
+        proc,
+        lines,
+    ):
+        edge = [x for x in lines if x.startswith("SIP edge") and "thread " in x]
+        tid = int(edge[0].rsplit("thread ", 1)[1].rstrip(")\n")) if edge else 0
         yield proc.pid, tid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def free_port_tcp() -> int:
