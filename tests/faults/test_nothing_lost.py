@@ -172,3 +172,35 @@ def test_an_edge_started_during_an_outage_waits_for_its_dialogs(world, clock):
     finally:
         second.stop()
         phone.close()
+
+
+def test_sqs_down_for_a_minute_delays_the_update_and_drops_nothing(live_edge, world, clock):
+    """Every SQS call refused for 60 s (the stream handler's sends, the edge's long polls and
+    deletes): the sign-up made meanwhile reaches the phone once SQS is back."""
+    import pytest
+
+    phone = SipClient(live_edge.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    phone.notify()
+    world.pump()
+    faults = Faults()
+    faults.set("sqs", "refuse")
+    try:
+        make_account("dan", "+33699999999")
+        failures = 0
+        down_until = time.monotonic() + 60
+        while time.monotonic() < down_until:  # the replayer keeps meeting the same records
+            try:
+                world.pump()
+            except Exception:
+                failures += 1
+            time.sleep(2)
+        assert failures >= 20, "SQS down must fail the stream batch each time it is read"
+        assert phone.notify(timeout=0.5) is None  # nothing could reach the phone meanwhile
+    finally:
+        faults.clear()
+    deliver(world, live_edge, clock)
+    update = phone.notify(timeout=10)
+    if update is None:
+        pytest.fail("the sign-up made while SQS was down never reached the phone")
+    assert users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
