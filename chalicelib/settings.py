@@ -199,6 +199,13 @@ class Settings:
     register_max_bindings: int = _setting(
         "REGISTER_MAX_BINDINGS", 10, "Live contacts one account may register."
     )
+    register_max_contact_bytes: int = _setting(
+        "REGISTER_MAX_CONTACT_BYTES",
+        1024,
+        "Longest Contact URI plus parameters a binding stores (push tokens fit); longer is 400."
+        " Over UDP a 200 lists the request's own bindings first, then others while within 3x"
+        " the request's size.",
+    )
     subscribe_default_expires: int = _setting(
         "SUBSCRIBE_DEFAULT_EXPIRES", 3600, "Subscription lifetime when SUBSCRIBE names none."
     )

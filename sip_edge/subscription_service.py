@@ -170,12 +170,12 @@ class SubscriptionService:
 
     # --- SUBSCRIBE ---------------------------------------------------------------------------
 
-    def in_live_dialog(self, request: Request) -> bool:
-        """A request inside one of our live dialogs (Call-ID and both tags match)."""
+    def live_dialog(self, request: Request) -> SubscriptionDialog | None:
+        """The live dialog of ours a request is in (Call-ID and both tags match), if any."""
         dialog = self.dialogs.get(subscription_id(request.call_id, request.to.tag or ""))
-        return (
-            dialog is not None and not dialog.terminated and dialog.remote_tag == request.from_.tag
-        )
+        if dialog is None or dialog.terminated or dialog.remote_tag != request.from_.tag:
+            return None
+        return dialog
 
     def check(self, request: Request) -> None:
         event = request.event

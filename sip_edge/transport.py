@@ -48,6 +48,8 @@ class _Udp(asyncio.DatagramProtocol):
             return
         if isinstance(message, KeepAlive):
             return
+        if isinstance(message, Request):
+            message.wire_size = len(data)
         self.owner.deliver(message, peer)
 
     def error_received(self, exc: Exception) -> None:
