@@ -239,6 +239,18 @@ class Settings:
     sip_max_connections: int = _setting(
         "SIP_MAX_CONNECTIONS", 10000, "Open TCP/TLS connections; more are refused."
     )
+    sip_max_connections_per_source: int = _setting(
+        "SIP_MAX_CONNECTIONS_PER_SOURCE",
+        1000,
+        "Open TCP/TLS connections from one address; more are refused (generous: a carrier NAT"
+        " puts many phones behind one).",
+    )
+    sip_first_message_timeout: float = _setting(
+        "SIP_FIRST_MESSAGE_TIMEOUT",
+        10.0,
+        "Seconds a new TCP/TLS connection has to send a complete SIP message before it is"
+        " closed; CRLF keep-alives do not count until one has.",
+    )
     sip_idle_timeout: float = _setting(
         "SIP_IDLE_TIMEOUT", 900.0, "Seconds before an idle TCP/TLS connection is closed."
     )
