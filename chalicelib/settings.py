@@ -215,6 +215,18 @@ class Settings:
     subscribe_max_expires: int = _setting(
         "SUBSCRIBE_MAX_EXPIRES", 86400, "Longest subscription; longer requests are clamped."
     )
+    subscribe_max_dialogs_per_account: int = _setting(
+        "SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT",
+        20,
+        "Live subscription dialogs one account may hold on an edge (its phones and lists);"
+        " a new SUBSCRIBE past it gets 403. Bounds what one account costs an edge's memory.",
+    )
+    load_edge_page_bytes: int = _setting(
+        "LOAD_EDGE_PAGE_BYTES",
+        1_000_000,
+        "Approximate size of one answer of the edge's dialog reload (load_edge is paged;"
+        " Lambda answers are capped at 6 MB). A single larger dialog still comes alone.",
+    )
     publish_default_expires: int = _setting(
         "PUBLISH_DEFAULT_EXPIRES", 3600, "Publication lifetime when PUBLISH names none."
     )

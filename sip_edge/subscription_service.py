@@ -250,6 +250,10 @@ class SubscriptionService:
         contacts = request.contacts or []
         if not contacts:
             raise Reject(400, "Missing Contact header")
+        cap = self.edge.cfg.subscribe_max_dialogs_per_account
+        held = sum(1 for d in self.dialogs.values() if d.subscriber == identity)
+        if held >= cap and expires:
+            raise Reject(403, f"Too many subscriptions (at most {cap} per account)")
         local_tag = new_local_tag()
         dialog = SubscriptionDialog(
             subscription_id=subscription_id(request.call_id, local_tag),

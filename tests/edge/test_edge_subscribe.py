@@ -243,3 +243,24 @@ def test_the_server_header_setting_names_the_edge_in_its_requests_too(users):
     finally:
         c.close()
         named.stop()
+
+
+def test_dialogs_per_account_are_capped(users):
+    """SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT: one account cannot fill an edge's memory with
+    dialogs; past the cap a new SUBSCRIBE is 403, other accounts are served, a freed slot is
+    usable again."""
+    from tests.edge.conftest import EdgeThread
+
+    edge = EdgeThread(subscribe_max_dialogs_per_account=2)
+    phones = [SipClient(edge.address) for _ in range(4)]
+    try:
+        assert subscribe(phones[0], ENTRIES).status == 200
+        assert subscribe(phones[1], ENTRIES).status == 200
+        refused = subscribe(phones[2], ENTRIES)
+        assert refused.status == 403 and "at most 2" in refused.reason
+        assert subscribe(phones[3], ENTRIES, user="bob").status == 200
+        assert len(edge.edge.subscriptions.dialogs) == 3
+    finally:
+        for phone in phones:
+            phone.close()
+        edge.stop()
