@@ -45,33 +45,43 @@ class SubscriptionService:
         Stream dialogs are dropped: their connections died with the old process, so their
         next refresh gets 481 and the phone subscribes again at once.
         """
-        answer = await self._load_edge()
-        for data in answer.get("subscriptions", []):
-            dialog = SubscriptionDialog.from_json(data["dialog"], data["entries"])
-            if dialog.peer.reliable:
-                await self._delete(dialog)
-                continue
-            dialog.expires_at = float(data["expires_at"])
-            self.dialogs[dialog.subscription_id] = dialog
+        cursor: str | None = None
+        while True:
+            answer = await self._load_edge(cursor)
+            for data in answer.get("subscriptions", []):
+                dialog = SubscriptionDialog.from_json(data["dialog"], data["entries"])
+                if dialog.peer.reliable:
+                    await self._delete(dialog)
+                    continue
+                dialog.expires_at = float(data["expires_at"])
+                self.dialogs[dialog.subscription_id] = dialog
+            cursor = answer.get("next")
+            if not cursor:
+                break
         self.edge.stats["resumed"] = len(self.dialogs)
         if self.queue is not None:
             await self.queue.open(self.edge.edge_id)
             self.edge.spawn(self._poll_queue())
 
-    async def _load_edge(self) -> dict[str, Any]:
-        """This edge's stored dialogs; while the backend is down, try again (an edge restarted
-        in an outage must not give up its dialogs: their phones would hear nothing until they
-        subscribe again)."""
+    async def _load_edge(self, cursor: str | None) -> dict[str, Any]:
+        """One page of this edge's stored dialogs; while the backend is down or answers an
+        error, try again with backoff (an edge restarted in an outage must not give up its
+        dialogs: their phones would hear nothing until they subscribe again)."""
         pause = 0.5
+        payload: dict[str, Any] = {"op": "load_edge", "edge_id": self.edge.edge_id}
+        if cursor:
+            payload["cursor"] = cursor
         while True:
             try:
-                return await self.edge.functions.call(
-                    "sip_subscriptions", {"op": "load_edge", "edge_id": self.edge.edge_id}
-                )
+                answer = await self.edge.functions.call("sip_subscriptions", payload)
+                if "error" not in answer:
+                    return answer
+                problem: object = answer["error"]
             except FunctionError as exc:
-                logger.warning("could not load this edge's dialogs (%s); retrying", exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+                problem = exc
+            logger.warning("could not load this edge's dialogs (%s); retrying", problem)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     def close(self) -> None:
         if self.queue is not None:

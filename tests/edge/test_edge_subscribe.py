@@ -264,3 +264,23 @@ def test_dialogs_per_account_are_capped(users):
         for phone in phones:
             phone.close()
         edge.stop()
+
+
+def test_a_restart_reloads_its_dialogs_page_by_page(users):
+    """LOAD_EDGE_PAGE_BYTES=1: every page of the reload holds one dialog; all come back."""
+    from tests.edge.conftest import EdgeThread
+
+    first = EdgeThread(edge_id="edge-paged")
+    phones = [SipClient(first.address) for _ in range(3)]
+    try:
+        for phone in phones:
+            assert subscribe(phone, ENTRIES).status == 200
+        first.stop()
+        second = EdgeThread(edge_id="edge-paged", load_edge_page_bytes=1)
+        try:
+            assert second.edge.stats["resumed"] == 3
+        finally:
+            second.stop()
+    finally:
+        for phone in phones:
+            phone.close()
