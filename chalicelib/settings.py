@@ -221,6 +221,12 @@ class Settings:
         "Live subscription dialogs one account may hold on an edge (its phones and lists);"
         " a new SUBSCRIBE past it gets 403. Bounds what one account costs an edge's memory.",
     )
+    edge_reload_wait: float = _setting(
+        "EDGE_RELOAD_WAIT",
+        10.0,
+        "Seconds an edge waits for its stored dialogs at start before serving anyway; the"
+        " reload goes on with backoff and resumes them when the backend answers.",
+    )
     load_edge_page_bytes: int = _setting(
         "LOAD_EDGE_PAGE_BYTES",
         1_000_000,

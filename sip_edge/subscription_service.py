@@ -42,10 +42,29 @@ class SubscriptionService:
     async def start(self) -> None:
         """Resume the UDP dialogs this edge owned before a restart, and listen to its queue.
 
-        Stream dialogs are dropped: their connections died with the old process, so their
-        next refresh gets 481 and the phone subscribes again at once.
+        The reload waits at most EDGE_RELOAD_WAIT seconds; past that (an outage, a slow
+        backend) the edge serves new requests while it goes on retrying with backoff, and
+        resumes the dialogs once they come. Stream dialogs are dropped: their connections
+        died with the old process, so their next refresh gets 481 and the phone subscribes
+        again at once.
         """
+        reload = asyncio.get_running_loop().create_task(self._resume())
+        self.edge.spawn(self._watch(reload))
+        try:
+            await asyncio.wait_for(asyncio.shield(reload), self.edge.cfg.edge_reload_wait)
+        except TimeoutError:
+            logger.warning("dialogs not reloaded yet: serving meanwhile, still retrying")
+        if self.queue is not None:
+            await self.queue.open(self.edge.edge_id)
+            self.edge.spawn(self._poll_queue())
+
+    @staticmethod
+    async def _watch(reload: asyncio.Task[None]) -> None:
+        await reload  # keeps the reload owned (and cancelled at shutdown) by the edge
+
+    async def _resume(self) -> None:
         cursor: str | None = None
+        resumed: dict[str, SubscriptionDialog] = {}
         while True:
             answer = await self._load_edge(cursor)
             for data in answer.get("subscriptions", []):
@@ -54,14 +73,13 @@ class SubscriptionService:
                     await self._delete(dialog)
                     continue
                 dialog.expires_at = float(data["expires_at"])
-                self.dialogs[dialog.subscription_id] = dialog
+                resumed[dialog.subscription_id] = dialog
             cursor = answer.get("next")
             if not cursor:
                 break
-        self.edge.stats["resumed"] = len(self.dialogs)
-        if self.queue is not None:
-            await self.queue.open(self.edge.edge_id)
-            self.edge.spawn(self._poll_queue())
+        for sub_id, dialog in resumed.items():
+            self.dialogs.setdefault(sub_id, dialog)  # a dialog made meanwhile stays as is
+        self.edge.stats["resumed"] = len(resumed)
 
     async def _load_edge(self, cursor: str | None) -> dict[str, Any]:
         """One page of this edge's stored dialogs; while the backend is down or answers an
