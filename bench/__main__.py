@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "edge": "bench.edge",
     "live": "bench.live",
     "chaos": "bench.chaos",
+    "dialogs": "bench.dialogs",
 }
 
 

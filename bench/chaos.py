@@ -220,6 +220,7 @@ def run_chaos(
     port = free_port()
     env = {**os.environ, "SIP_HOST": "127.0.0.1", "SIP_PORT": str(port),
            "EDGE_ID": "chaos-edge", "SIP_TRUSTED_PROXIES": "127.0.0.1", "SIP_DOMAIN": DOMAIN,
+           "SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT": "1000000",  # one account for every phone
            "EDGE_QUEUE_WAIT": "1", "EDGE_QUEUE_VISIBILITY": "5", "NOTIFY_MIN_INTERVAL": "0.5",
            "POWERTOOLS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path.cwd())}  # fmt: skip
     edge = EdgeProcess(env, workdir / "edge.log")

@@ -332,6 +332,7 @@ def run(argv: list[str]) -> None:
             "SIP_HOST": "127.0.0.1",
             "SIP_PORT": str(port),
             "SIP_TRUSTED_PROXIES": "127.0.0.1",
+            "SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT": "1000000",  # one account stands for every phone
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         rows = []

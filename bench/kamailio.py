@@ -222,6 +222,7 @@ def devstack(moto_port: int, sip_port: int) -> Iterator[tuple[int, int]]:
             "SIP_HOST": "127.0.0.1",
             "SIP_DOMAIN": "example.org",
             "SIP_TRUSTED_PROXIES": "127.0.0.1",
+            "SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT": "1000000",  # one account stands for every phone
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
     )

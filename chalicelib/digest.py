@@ -141,34 +141,54 @@ def parse_params(value: str) -> dict[str, str]:
 
 
 class Nonces:
-    """Stateless nonces: `<timestamp hex>.<random>.<hmac>` valid for `ttl` seconds."""
+    """Stateless nonces: `<timestamp hex>.<random>.<hmac>` valid for `ttl` seconds.
+
+    `bind` ties a nonce to what the HMAC also covers without carrying it: the SIP edge binds
+    the source address and its own incarnation, so a nonce answered from another address, or
+    at another edge task whose memory never saw its counts, is not ours."""
 
     def __init__(self, key: str, ttl: int) -> None:
         self._key = key
         self._ttl = ttl
 
-    def _mac(self, stamp: str, salt: str, realm: str) -> str:
-        return keyed_hash(self._key, f"{stamp}.{salt}.{realm}", length=32)
+    def _mac(self, stamp: str, salt: str, realm: str, bind: str) -> str:
+        bound = f".{bind}" if bind else ""
+        return keyed_hash(self._key, f"{stamp}.{salt}.{realm}{bound}", length=32)
 
-    def make(self, realm: str, now: float | None = None) -> str:
+    def make(self, realm: str, now: float | None = None, *, bind: str = "") -> str:
         stamp = format(int(now if now is not None else clock.now()), "x")
         salt = secrets.token_hex(4)
-        return f"{stamp}.{salt}.{self._mac(stamp, salt, realm)}"
+        return f"{stamp}.{salt}.{self._mac(stamp, salt, realm, bind)}"
 
-    def check(self, nonce: str, realm: str, now: float | None = None) -> str:
-        """'ok', 'stale' (ours but expired) or 'invalid' (not ours)."""
+    @staticmethod
+    def issued(nonce: str) -> int | None:
+        """When a well-formed nonce says it was made (check its MAC first)."""
+        try:
+            return int(nonce.split(".")[0], 16)
+        except ValueError:
+            return None
+
+    def check(
+        self,
+        nonce: str,
+        realm: str,
+        now: float | None = None,
+        *,
+        bind: str = "",
+        ttl: float | None = None,
+    ) -> str:
+        """'ok', 'stale' (ours but older than `ttl`, default the lifetime) or 'invalid'."""
         parts = nonce.split(".")
         if len(parts) != 3:
             return "invalid"
         stamp, salt, mac = parts
-        if not hmac.compare_digest(mac, self._mac(stamp, salt, realm)):
+        if not hmac.compare_digest(mac, self._mac(stamp, salt, realm, bind)):
             return "invalid"
-        try:
-            issued = int(stamp, 16)
-        except ValueError:
+        issued = self.issued(nonce)
+        if issued is None:
             return "invalid"
         age = (now if now is not None else clock.now()) - issued
-        return "ok" if -5 <= age <= self._ttl else "stale"
+        return "ok" if -5 <= age <= (self._ttl if ttl is None else ttl) else "stale"
 
 
 def challenge(realm: str, nonce: str, algorithm: str, *, stale: bool = False) -> str:
@@ -202,9 +222,8 @@ def verify(params: dict[str, str], method: str, ha1_by_algorithm: dict[str, str]
     if algorithm not in ALGORITHMS or algorithm not in ha1_by_algorithm:
         return False
     qop = params.get("qop")
-    if qop not in (None, "auth"):
-        return False
-    if qop and not (params.get("nc") and params.get("cnonce")):
+    # RFC 2069 answers (no qop) carry no count, so nothing could tell a replay: refused.
+    if qop != "auth" or not (params.get("nc") and params.get("cnonce")):
         return False
     try:
         want = expected_response(
@@ -225,37 +244,50 @@ def verify(params: dict[str, str], method: str, ha1_by_algorithm: dict[str, str]
 class NonceCounts:
     """Replay guard for stateless nonces: the highest nonce-count seen per nonce (RFC 7616 §3.4.5).
 
-    Kept in the memory of one edge and bounded; a nonce older than its lifetime is forgotten
-    (it is stale anyway). A client that re-sends an old Authorization verbatim is challenged
-    again with `stale=true`, which it answers with fresh credentials without asking its user.
+    Kept in one process's memory, for at least the lifetime `ttl` of the nonces it checks, so a
+    count is checked for a nonce's whole life. Bounded: when more nonces are in use than it
+    holds, the oldest are forgotten and `horizon` moves past them; a nonce issued before the
+    horizon that is not remembered may have been seen, so it counts as a replay. A client that
+    re-sends an old Authorization verbatim is challenged again with `stale=true`, which it
+    answers with fresh credentials without asking its user.
     """
 
-    def __init__(self, ttl: int, max_nonces: int = 100_000) -> None:
+    def __init__(self, ttl: float, max_nonces: int = 100_000) -> None:
         self._ttl = ttl
         self._max = max_nonces
         self._seen: dict[str, tuple[int, float]] = {}  # insertion-ordered: oldest first
+        self.horizon = float("-inf")
 
-    def is_replay(self, nonce: str, nc: str | None) -> bool:
-        if not nc:
-            return False  # no qop: RFC 2069 clients have no count to check
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def knows(self, nonce: str) -> bool:
+        return nonce in self._seen
+
+    def is_replay(self, nonce: str, nc: str | None, issued: float | None = None) -> bool:
+        """True for a count not above the last one, a missing or bad count (qop=auth has one),
+        or a forgotten nonce issued before the horizon."""
         try:
-            count = int(nc, 16)
+            count = int(nc or "", 16)
         except ValueError:
             return True
         seen = self._seen.get(nonce)
-        return seen is not None and count <= seen[0]
+        if seen is None:
+            return issued is not None and issued <= self.horizon
+        return count <= seen[0]
 
     def record(self, nonce: str, nc: str | None, now: float) -> None:
-        if not nc:
-            return
         try:
-            count = int(nc, 16)
+            count = int(nc or "", 16)
         except ValueError:
             return
         previous = self._seen.pop(nonce, (0, now))
         self._seen[nonce] = (max(count, previous[0]), previous[1])
         while self._seen:
             oldest, (_, since) = next(iter(self._seen.items()))
-            if len(self._seen) <= self._max and now - since <= self._ttl:
+            expired = now - since > self._ttl
+            if len(self._seen) <= self._max and not expired:
                 break
             del self._seen[oldest]
+            if not expired:  # forgotten while it may still be used
+                self.horizon = max(self.horizon, since)

@@ -142,6 +142,7 @@ class SubscriptionDelete(TypedDict):
 class SubscriptionLoad(TypedDict):
     op: Literal["load_edge"]
     edge_id: str
+    cursor: NotRequired[str]  # the `next` of the previous page
 
 
 class StoredSubscription(TypedDict):
@@ -157,6 +158,7 @@ class SubscriptionsAnswer(TypedDict, total=False):
     found: bool
     deleted: bool
     subscriptions: list[StoredSubscription]
+    next: str  # load_edge: the cursor of the next page, when there is one
 
 
 class PresenceLookupRequest(TypedDict, total=False):

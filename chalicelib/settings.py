@@ -199,6 +199,13 @@ class Settings:
     register_max_bindings: int = _setting(
         "REGISTER_MAX_BINDINGS", 10, "Live contacts one account may register."
     )
+    register_max_contact_bytes: int = _setting(
+        "REGISTER_MAX_CONTACT_BYTES",
+        1024,
+        "Longest Contact URI plus parameters a binding stores (push tokens fit); longer is 400."
+        " Over UDP a 200 lists the request's own bindings first, then others while within 3x"
+        " the request's size.",
+    )
     subscribe_default_expires: int = _setting(
         "SUBSCRIBE_DEFAULT_EXPIRES", 3600, "Subscription lifetime when SUBSCRIBE names none."
     )
@@ -207,6 +214,24 @@ class Settings:
     )
     subscribe_max_expires: int = _setting(
         "SUBSCRIBE_MAX_EXPIRES", 86400, "Longest subscription; longer requests are clamped."
+    )
+    subscribe_max_dialogs_per_account: int = _setting(
+        "SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT",
+        20,
+        "Live subscription dialogs one account may hold on an edge (its phones and lists);"
+        " a new SUBSCRIBE past it gets 403. Bounds what one account costs an edge's memory.",
+    )
+    edge_reload_wait: float = _setting(
+        "EDGE_RELOAD_WAIT",
+        10.0,
+        "Seconds an edge waits for its stored dialogs at start before serving anyway; the"
+        " reload goes on with backoff and resumes them when the backend answers.",
+    )
+    load_edge_page_bytes: int = _setting(
+        "LOAD_EDGE_PAGE_BYTES",
+        1_000_000,
+        "Approximate size of one answer of the edge's dialog reload (load_edge is paged;"
+        " Lambda answers are capped at 6 MB). A single larger dialog still comes alone.",
     )
     publish_default_expires: int = _setting(
         "PUBLISH_DEFAULT_EXPIRES", 3600, "Publication lifetime when PUBLISH names none."
@@ -231,6 +256,18 @@ class Settings:
     )
     sip_max_connections: int = _setting(
         "SIP_MAX_CONNECTIONS", 10000, "Open TCP/TLS connections; more are refused."
+    )
+    sip_max_connections_per_source: int = _setting(
+        "SIP_MAX_CONNECTIONS_PER_SOURCE",
+        1000,
+        "Open TCP/TLS connections from one address; more are refused (generous: a carrier NAT"
+        " puts many phones behind one).",
+    )
+    sip_first_message_timeout: float = _setting(
+        "SIP_FIRST_MESSAGE_TIMEOUT",
+        10.0,
+        "Seconds a new TCP/TLS connection has to send a complete SIP message before it is"
+        " closed; CRLF keep-alives do not count until one has.",
     )
     sip_idle_timeout: float = _setting(
         "SIP_IDLE_TIMEOUT", 900.0, "Seconds before an idle TCP/TLS connection is closed."

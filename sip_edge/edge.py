@@ -19,7 +19,7 @@ from chalicelib.resilience import retry_after
 from sip_edge.dialog import Peer
 from sip_edge.digest_guard import DigestGuard
 from sip_edge.functions import FunctionError, Functions
-from sip_edge.handling import Reject
+from sip_edge.handling import Reject, within_budget
 from sip_edge.metrics import EdgeMetrics
 from sip_edge.publish_handler import PublishHandler
 from sip_edge.queue import EdgeQueue
@@ -51,6 +51,8 @@ KNOWN_METHODS = frozenset(
      "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"}
 )  # fmt: skip
 AUTHENTICATED_METHODS = frozenset({"SUBSCRIBE", "REGISTER", "PUBLISH"})
+# Methods with a transaction of their own; anything else is answered once, statelessly.
+SERVED_METHODS = AUTHENTICATED_METHODS | {"OPTIONS"}
 DIALOG_SWEEP_SECONDS = 0.5
 
 
@@ -83,7 +85,7 @@ class Edge:
         self._next_sweep = 0.0
         self.stats: dict[str, int] = {"requests": 0, "notifies": 0, "notify_failures": 0}
         self.subscriptions = SubscriptionService(self, queue)
-        self.digest_guard = DigestGuard(self, self.subscriptions.in_live_dialog)
+        self.digest_guard = DigestGuard(self, self.subscriptions.live_dialog)
         self.register_handler = RegisterHandler(self)
         self.publish_handler = PublishHandler(self)
         self.metrics = EdgeMetrics(self.cfg.edge_metrics_interval)
@@ -134,9 +136,32 @@ class Edge:
             self._run(self.transactions.receive_response(message, now))
             return
         self._stamp_via(message, peer)
+        if message.method not in SERVED_METHODS:
+            self._answer_statelessly(message, peer)
+            return
         self._run(
             self.transactions.receive_request(message, now, reliable=peer.reliable, dest=peer)
         )
+
+    def _answer_statelessly(self, request: Request, peer: Peer) -> None:
+        """A method the edge does not serve gets one answer and no transaction (RFC 3261
+        §8.2.7): an INVITE server transaction would retransmit its 405 eleven times to a
+        source nobody verified. Each retransmission of the request gets one answer again,
+        which is no amplification. ACK never gets one."""
+        self.stats["requests"] += 1
+        if request.method == "ACK":
+            return
+        if request.method not in KNOWN_METHODS:
+            response = make_response(request, 501, None, [("Allow", ALLOW)])
+        elif request.method in ("CANCEL", "BYE"):
+            response = make_response(request, 481)
+        else:
+            response = make_response(request, 405, None, [("Allow", ALLOW)])
+        self.metrics.response(request.method, response)
+        self.stats["stateless"] = self.stats.get("stateless", 0) + 1
+        data = response.to_bytes()
+        if within_budget(request, peer, len(data)):
+            self.send_bytes(peer, data)
 
     def on_connection_lost(self, peer: Peer) -> None:
         self.subscriptions.on_connection_lost(peer)
@@ -261,6 +286,12 @@ class Edge:
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
             response.headers.add("Server", self.cfg.sip_server_header)
+        if not tx.request.source_verified and not within_budget(
+            tx.request, tx.dest, len(response.to_bytes())
+        ):
+            # An unverified UDP source: the same answer without its optional headers.
+            self.stats["trimmed"] = self.stats.get("trimmed", 0) + 1
+            response = make_response(tx.request, response.status, response.reason)
         self.metrics.response(tx.request.method, response)
         if response.status >= 200:
             DEADLINE.set(None)  # answered: what this task still does is not the phone's wait
@@ -270,10 +301,6 @@ class Edge:
         self, request: Request, peer: Peer, tx: ServerTransaction
     ) -> Response | None:
         method = request.method
-        if method not in KNOWN_METHODS:
-            raise Reject(501, None, [("Allow", ALLOW)])
-        if method in ("CANCEL", "BYE"):
-            raise Reject(481)
         # RFC 3261 §8.2.2: the Request-URI's scheme, then Require, for every method we answer.
         if request.request_uri.scheme not in ("sip", "sips"):
             raise Reject(416)
@@ -282,8 +309,6 @@ class Edge:
             raise Reject(420, None, [("Unsupported", ", ".join(unsupported))])
         if method == "OPTIONS":
             return self._options(request)
-        if method not in AUTHENTICATED_METHODS:
-            raise Reject(405, None, [("Allow", ALLOW)])
         max_forwards = request.headers.get("Max-Forwards")
         if max_forwards is not None and max_forwards.strip() == "0":
             raise Reject(483)

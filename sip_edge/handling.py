@@ -15,6 +15,18 @@ from sip_edge.sip.message import Request, Response
 from sip_edge.sip.status import REASON_PHRASES
 from sip_edge.sip.transaction import ServerTransaction
 
+# What an unverified UDP source gets back, retransmissions included, stays within this multiple
+# of what it sent: with a spoofed source, anything more makes the edge a reflector (RFC 3261
+# §18, RFC 8760 §4). Streams are exempt: their handshake proved the source.
+AMPLIFICATION_LIMIT = 3
+
+
+def within_budget(request: Request, peer: Peer, size: int) -> bool:
+    """Whether `size` octets may answer `request`: over UDP within AMPLIFICATION_LIMIT times
+    the datagram it came in (a request built here, of size 0, has no budget to keep)."""
+    budget = AMPLIFICATION_LIMIT * request.wire_size
+    return peer.reliable or not request.wire_size or size <= budget
+
 
 class Reject(Exception):
     """Answer the current request with `status` (and headers) and stop handling it."""
@@ -48,6 +60,11 @@ class EdgeServices(Protocol):
     pacing: Callable[[], float]
     edge_id: str
     stats: dict[str, int]
+    ports: dict[str, int]
+
+    @property
+    def host(self) -> str: ...
+
     metrics: EdgeMetrics
 
     def contact(self, transport: str) -> str: ...

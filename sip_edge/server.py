@@ -63,6 +63,8 @@ async def start(
         edge,
         limits=ParserLimits(max_message_size=cfg.sip_max_message_bytes),
         max_connections=cfg.sip_max_connections,
+        max_per_source=cfg.sip_max_connections_per_source,
+        first_message_timeout=cfg.sip_first_message_timeout,
         idle_timeout=cfg.sip_idle_timeout,
         partial_timeout=cfg.sip_partial_timeout,
         flood=FloodGuard.from_settings(cfg),

@@ -43,35 +43,64 @@ class SubscriptionService:
     async def start(self) -> None:
         """Resume the UDP dialogs this edge owned before a restart, and listen to its queue.
 
-        Stream dialogs are dropped: their connections died with the old process, so their
-        next refresh gets 481 and the phone subscribes again at once.
+        The reload waits at most EDGE_RELOAD_WAIT seconds; past that (an outage, a slow
+        backend) the edge serves new requests while it goes on retrying with backoff, and
+        resumes the dialogs once they come. Stream dialogs are dropped: their connections
+        died with the old process, so their next refresh gets 481 and the phone subscribes
+        again at once.
         """
-        answer = await self._load_edge()
-        for data in answer.get("subscriptions", []):
-            dialog = SubscriptionDialog.from_json(data["dialog"], data["entries"])
-            if dialog.peer.reliable:
-                await self._delete(dialog)
-                continue
-            dialog.expires_at = float(data["expires_at"])
-            self.dialogs[dialog.subscription_id] = dialog
-        self.edge.stats["resumed"] = len(self.dialogs)
+        reload = asyncio.get_running_loop().create_task(self._resume())
+        self.edge.spawn(self._watch(reload))
+        try:
+            await asyncio.wait_for(asyncio.shield(reload), self.edge.cfg.edge_reload_wait)
+        except TimeoutError:
+            logger.warning("dialogs not reloaded yet: serving meanwhile, still retrying")
         if self.queue is not None:
             await self.queue.open(self.edge.edge_id)
             self.edge.spawn(self._poll_queue())
 
-    async def _load_edge(self) -> dict[str, Any]:
-        """This edge's stored dialogs; while the backend is down, try again (an edge restarted
-        in an outage must not give up its dialogs: their phones would hear nothing until they
-        subscribe again)."""
+    @staticmethod
+    async def _watch(reload: asyncio.Task[None]) -> None:
+        await reload  # keeps the reload owned (and cancelled at shutdown) by the edge
+
+    async def _resume(self) -> None:
+        cursor: str | None = None
+        resumed: dict[str, SubscriptionDialog] = {}
+        while True:
+            answer = await self._load_edge(cursor)
+            for data in answer.get("subscriptions", []):
+                dialog = SubscriptionDialog.from_json(data["dialog"], data["entries"])
+                if dialog.peer.reliable:
+                    await self._delete(dialog)
+                    continue
+                dialog.expires_at = float(data["expires_at"])
+                resumed[dialog.subscription_id] = dialog
+            cursor = answer.get("next")
+            if not cursor:
+                break
+        for sub_id, dialog in resumed.items():
+            self.dialogs.setdefault(sub_id, dialog)  # a dialog made meanwhile stays as is
+        self.edge.stats["resumed"] = len(resumed)
+
+    async def _load_edge(self, cursor: str | None) -> dict[str, Any]:
+        """One page of this edge's stored dialogs; while the backend is down or answers an
+        error, try again with backoff (an edge restarted in an outage must not give up its
+        dialogs: their phones would hear nothing until they subscribe again)."""
         pause = 0.5
+        payload: contract.SubscriptionLoad = {"op": "load_edge", "edge_id": self.edge.edge_id}
+        if cursor:
+            payload["cursor"] = cursor
         while True:
             try:
-                load: contract.SubscriptionLoad = {"op": "load_edge", "edge_id": self.edge.edge_id}
-                return await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, load)
+                answer = await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
+                if "error" not in answer:
+                    return answer
+                problem: object = answer["error"]
             except FunctionError as exc:
-                logger.warning("could not load this edge's dialogs (%s); retrying", exc)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 5.0)
+                problem = exc
+            logger.warning("could not load this edge's dialogs (%s); retrying", problem)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     def close(self) -> None:
         if self.queue is not None:
@@ -171,12 +200,12 @@ class SubscriptionService:
 
     # --- SUBSCRIBE ---------------------------------------------------------------------------
 
-    def in_live_dialog(self, request: Request) -> bool:
-        """A request inside one of our live dialogs (Call-ID and both tags match)."""
+    def live_dialog(self, request: Request) -> SubscriptionDialog | None:
+        """The live dialog of ours a request is in (Call-ID and both tags match), if any."""
         dialog = self.dialogs.get(subscription_id(request.call_id, request.to.tag or ""))
-        return (
-            dialog is not None and not dialog.terminated and dialog.remote_tag == request.from_.tag
-        )
+        if dialog is None or dialog.terminated or dialog.remote_tag != request.from_.tag:
+            return None
+        return dialog
 
     def check(self, request: Request) -> None:
         event = request.event
@@ -251,6 +280,10 @@ class SubscriptionService:
         contacts = request.contacts or []
         if not contacts:
             raise Reject(400, "Missing Contact header")
+        cap = self.edge.cfg.subscribe_max_dialogs_per_account
+        held = sum(1 for d in self.dialogs.values() if d.subscriber == identity)
+        if held >= cap and expires:
+            raise Reject(403, f"Too many subscriptions (at most {cap} per account)")
         local_tag = new_local_tag()
         dialog = SubscriptionDialog(
             subscription_id=subscription_id(request.call_id, local_tag),

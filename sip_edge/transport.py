@@ -3,7 +3,8 @@
 Each datagram or stream chunk goes through the parser; complete messages go to the handler with
 the `Peer` they came from. Unparseable requests are answered (400 and a reason) when the parser
 recovered enough headers; a broken stream is then closed, since its framing is lost. Stream
-connections are capped, and closed when idle or when a message stays half-sent too long.
+connections are capped in all and per source address, and closed when idle, when a message
+stays half-sent too long, or when no complete message came soon after connecting.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class _Udp(asyncio.DatagramProtocol):
             return
         if isinstance(message, KeepAlive):
             return
+        if isinstance(message, Request):
+            message.wire_size = len(data)
         self.owner.deliver(message, peer)
 
     def error_received(self, exc: Exception) -> None:
@@ -63,6 +66,8 @@ class _Stream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.last_activity = time.monotonic()
+        self.opened = self.last_activity
+        self.spoke = False  # has sent a complete SIP message: until then keep-alives don't count
         self.partial_since: float | None = None
         self.unanswered = 0  # requests delivered whose final response is not written yet
         self.draining = False
@@ -70,19 +75,25 @@ class _Stream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         host, port = transport.get_extra_info("peername")[:2]
-        banned = self.owner.flood and self.owner.flood.banned(host, time.monotonic())
-        if banned or len(self.owner.connections) >= self.owner.max_connections:
-            self.owner.stats["refused_connections"] += 1
+        owner = self.owner
+        banned = owner.flood and owner.flood.banned(host, time.monotonic())
+        crowded = owner.per_source.get(host, 0) >= owner.max_per_source
+        if banned or crowded or len(owner.connections) >= owner.max_connections:
+            owner.stats["refused_connections"] += 1
+            if crowded:
+                owner.stats["refused_per_source"] += 1
             transport.close()
             return
-        conn_id = next(self.owner.ids)
+        conn_id = next(owner.ids)
         self.peer = Peer(self.kind, host, port, conn_id)
-        self.owner.connections[conn_id] = self
+        owner.connections[conn_id] = self
+        owner.per_source[host] = owner.per_source.get(host, 0) + 1
 
     def data_received(self, data: bytes) -> None:
         if self.peer is None or self.transport is None:
             return
-        self.last_activity = time.monotonic()
+        if self.spoke:
+            self.last_activity = time.monotonic()
         try:
             events = self.parser.feed(data)
         except ParseError as err:
@@ -113,6 +124,9 @@ class _Stream(asyncio.Protocol):
             return
         if isinstance(event, Request) and event.method != "ACK":
             self.unanswered += 1
+        if not self.spoke:
+            self.spoke = True
+            self.last_activity = now
         self.owner.deliver(event, self.peer)
 
     def _drain_then_close(self) -> None:
@@ -137,6 +151,10 @@ class _Stream(asyncio.Protocol):
             self.peer is not None
             and self.owner.connections.pop(self.peer.connection or 0, None) is not None
         ):
+            host, per_source = self.peer.host, self.owner.per_source
+            per_source[host] -= 1
+            if per_source[host] <= 0:
+                del per_source[host]
             self.owner.handler.on_connection_lost(self.peer)
 
 
@@ -153,12 +171,17 @@ class Transports:
         partial_timeout: float,
         flood: FloodGuard | None = None,
         drain_timeout: float = 5.0,
+        max_per_source: int = 1000,
+        first_message_timeout: float = 10.0,
     ) -> None:
         self.handler = handler
         self.flood = flood
         self.drain_timeout = drain_timeout
         self.limits = limits
         self.max_connections = max_connections
+        self.max_per_source = max_per_source
+        self.per_source: dict[str, int] = {}  # open connections per address
+        self.first_message_timeout = first_message_timeout
         self.idle_timeout = idle_timeout
         self.partial_timeout = partial_timeout
         self.connections: dict[int, _Stream] = {}
@@ -168,7 +191,9 @@ class Transports:
             "udp_errors": 0,
             "rejected": 0,
             "refused_connections": 0,
+            "refused_per_source": 0,
             "closed_idle": 0,
+            "closed_silent": 0,
         }
         self._udp: _Udp | None = None
         self._servers: list[asyncio.AbstractServer] = []
@@ -237,14 +262,28 @@ class Transports:
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(min(1.0, self.partial_timeout / 2, self.idle_timeout / 2))
+            await asyncio.sleep(
+                min(
+                    1.0,
+                    self.partial_timeout / 2,
+                    self.idle_timeout / 2,
+                    self.first_message_timeout / 2,
+                )
+            )
             now = time.monotonic()
             for conn in list(self.connections.values()):
+                if conn.transport is None or conn.transport.is_closing():
+                    continue
+                if not conn.spoke and now - conn.opened > self.first_message_timeout:
+                    # Connected, and said nothing a SIP server serves: the slot goes back.
+                    self.stats["closed_silent"] += 1
+                    conn.transport.close()
+                    continue
                 idle = now - conn.last_activity > self.idle_timeout
                 stuck = conn.partial_since is not None and (
                     now - conn.partial_since > self.partial_timeout
                 )
-                if (idle or stuck) and conn.transport is not None:
+                if idle or stuck:
                     self.stats["closed_idle"] += 1
                     conn.transport.close()
 

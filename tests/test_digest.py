@@ -50,6 +50,11 @@ def test_nonces_stale_and_forged():
     assert nonces.check(n, "other.org", now=1100) == "invalid"
     assert digest.Nonces("other", 300).check(n, "example.org", now=1100) == "invalid"
     assert nonces.check("garbage", "example.org") == "invalid"
+    # Bound to a source: checked from another one, it is not ours.
+    bound = nonces.make("example.org", now=1000, bind="192.0.2.1")
+    assert nonces.check(bound, "example.org", now=1100, bind="192.0.2.1") == "ok"
+    assert nonces.check(bound, "example.org", now=1100, bind="192.0.2.2") == "invalid"
+    assert nonces.check(bound, "example.org", now=1400, bind="192.0.2.1", ttl=600) == "ok"
 
 
 def test_parse_rejects_other_schemes_and_garbage():
@@ -71,12 +76,21 @@ def test_md5_ha1_never_checks_sha256_credentials():
     stored = digest.ha1_pair("alice", "example.org", "secret")
     nonce = "n"
     good = digest.expected_response(
-        "SHA-256", stored["ha1_sha256"], "SUBSCRIBE", "sip:rls@example.org", nonce
-    )
+        "SHA-256", stored["ha1_sha256"], "SUBSCRIBE", "sip:rls@example.org", nonce,
+        qop="auth", nc="00000001", cnonce="c",
+    )  # fmt: skip
     params = {"algorithm": "SHA-256", "uri": "sip:rls@example.org", "nonce": nonce,
-              "response": good}  # fmt: skip
+              "response": good, "qop": "auth", "nc": "00000001", "cnonce": "c"}  # fmt: skip
     assert digest.verify(params, "SUBSCRIBE", {"SHA-256": stored["ha1_sha256"]})
     assert not digest.verify(params, "SUBSCRIBE", {"MD5": stored["ha1_md5"]})
+
+
+def test_an_answer_without_qop_is_refused():
+    """RFC 2069 answers carry no nonce count: nothing could tell a replayed one."""
+    stored = digest.ha1_pair("alice", "example.org", "secret")
+    good = digest.expected_response("MD5", stored["ha1_md5"], "REGISTER", "sip:example.org", "n")
+    params = {"algorithm": "MD5", "uri": "sip:example.org", "nonce": "n", "response": good}
+    assert not digest.verify(params, "REGISTER", {"MD5": stored["ha1_md5"]})
 
 
 def test_linphone_capture_parses_as_digest_credentials():
@@ -97,10 +111,13 @@ def test_nonce_counts_refuse_a_replayed_count():
     assert counts.is_replay("n1", "00000001")
     assert not counts.is_replay("n1", "00000002")
     assert counts.is_replay("n1", "zz")
-    assert not counts.is_replay("n1", None)  # RFC 2069 style: nothing to count
+    assert counts.is_replay("n1", None)  # RFC 2069 style: no count, nothing to check
     counts.record("n2", "00000001", now=1)
-    counts.record("n3", "00000001", now=2)  # over the bound: the oldest is forgotten
-    assert not counts.is_replay("n1", "00000001")
+    counts.record("n3", "00000001", now=2)  # over the bound: the oldest is forgotten...
+    # ...but the horizon moved past it: a nonce issued by then may have been seen, so a
+    # forgotten one counts as a replay while still alive; one issued later does not.
+    assert counts.is_replay("n1", "00000001", issued=0) and counts.horizon == 0
+    assert not counts.is_replay("n9", "00000001", issued=1)
     counts.record("n4", "00000001", now=400)  # past the lifetime: older ones go too
     assert not counts.is_replay("n2", "00000001") and not counts.is_replay("n3", "00000001")
 

@@ -96,8 +96,12 @@ def test_sip_digest_checks_the_accounts_signup_created(aws):
             "nonce": "n",
             "uri": "sip:example.org",
             "algorithm": algorithm,
+            "qop": "auth",  # required: without a count a replay could not be told
+            "nc": "00000001",
+            "cnonce": "c",
             "response": digest.expected_response(
-                algorithm, ha1, "REGISTER", "sip:example.org", "n"
+                algorithm, ha1, "REGISTER", "sip:example.org", "n",
+                qop="auth", nc="00000001", cnonce="c",
             ),
-        }
+        }  # fmt: skip
         assert sip_auth.verify("REGISTER", "example.org", params)["result"] == "ok"

@@ -73,3 +73,28 @@ def test_a_dialog_stored_before_lists_had_their_own_item_resumes_with_its_list(a
     )  # fmt: skip
     assert [s["entries"] for s in subscriptions.load_edge("edge-a", now=NOW)] == [numbers(2)]
     assert subscriptions.get("old-1")["entries"] == numbers(2)
+
+
+def test_load_edge_is_paged_by_size(aws):
+    """Lambda caps an answer at 6 MB: every page stops once past LOAD_EDGE_PAGE_BYTES; the
+    cursor walks the rest, each dialog once, and the function answers the same way."""
+    import json
+
+    from app import sip_subscriptions
+
+    for i in range(25):
+        save(f"sub-{i:02}", numbers(40), watcher=f"phone-{i}")
+    one = len(json.dumps(subscriptions.load_edge("edge-a")[0], default=str))
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page, cursor = subscriptions.load_edge_page("edge-a", cursor, max_bytes=3 * one)
+        pages += 1
+        assert len(json.dumps(page, default=str)) < 4 * one + 100
+        seen += [s["subscription_id"] for s in page]
+        if cursor is None:
+            break
+    assert sorted(seen) == [f"sub-{i:02}" for i in range(25)] and pages >= 8
+    answer = sip_subscriptions({"op": "load_edge", "edge_id": "edge-a"}, None)
+    assert len(answer["subscriptions"]) == 25 and answer["next"] is None  # default: 1 MB pages

@@ -1,5 +1,6 @@
 """HTTP authentication of the account routes: Basic, and Digest (RFC 7616) with SHA-256 and MD5,
-both checked against the stored HA1s, realm = the SIP domain, stateless nonces.
+both checked against the stored HA1s, realm = the SIP domain, stateless nonces whose counts
+(qop=auth required) are checked in the shared rate-limit table, so no Authorization replays.
 
 Failures answer 401 with one challenge per scheme (Digest SHA-256 first, the preferred one,
 then Digest MD5, then Basic); a disabled account answers 403. Password checks sit behind the
@@ -13,8 +14,11 @@ import binascii
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from chalicelib import accounts, digest, settings
+from botocore.exceptions import ClientError
+
+from chalicelib import accounts, clock, digest, settings, tables
 from chalicelib.accounts import auth_guard
+from chalicelib.aws import client
 from chalicelib.errors import DomainError
 
 #: Longest Authorization header considered (a Digest one is a few hundred bytes).
@@ -128,4 +132,29 @@ def _digest(value: str, method: str, path: str, source: str | None) -> accounts.
     if state == "stale":
         # Right credentials, old nonce: the client retries with a fresh one, no prompt.
         raise unauthorized("nonce expired", stale=True)
+    _count(params["nonce"], params.get("nc") or "")
     return account
+
+
+def _count(nonce: str, nc: str) -> None:
+    """RFC 7616 §3.4.5: each nonce count once, rising, across every Lambda instance: the
+    highest one seen is kept in the shared rate-limit table until the nonce expires. A count
+    not above it is a replayed Authorization: 401 stale, which a client answers anew."""
+    count = int(nc, 16)  # digest.verify accepted it: qop=auth with a hex count
+    issued = digest.Nonces.issued(nonce) or clock.now_int()
+    try:
+        client("dynamodb").update_item(
+            TableName=tables.RATE_LIMITS.name(),
+            Key={"bucket": {"S": "nonce#" + digest.keyed_hash("nc", nonce, length=32)}},
+            UpdateExpression="SET nc = :nc, expires_at = :exp",
+            ConditionExpression="attribute_not_exists(#b) OR nc < :nc",
+            ExpressionAttributeNames={"#b": "bucket"},
+            ExpressionAttributeValues={
+                ":nc": {"N": str(count)},
+                ":exp": {"N": str(issued + settings.get().nonce_ttl_seconds + 60)},
+            },
+        )
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            raise unauthorized("nonce count replayed", stale=True) from None
+        raise

@@ -112,7 +112,11 @@ def register(
                 batch.delete_item(Key={"aor": aor, "contact_key": key})
         return []
     live_keys = {k for k, i in stored.items() if int(i["expires_at"]) > now}
+    longest = settings.get().register_max_contact_bytes
     for contact in contacts:
+        if len(contact.uri) + len(contact.params) > longest:
+            # Every stored byte goes back in each 200 (and to other devices' lookups).
+            raise DomainError("invalid_contact", f"Contact longer than {longest} bytes")
         expires = _granted(contact.expires, expires_header)
         previous = stored.get(contact.key)
         if previous and previous.get("call_id") == call_id and int(previous["cseq"]) >= cseq:

@@ -25,7 +25,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, dynamo, tables
+from chalicelib import clock, dynamo, settings, tables
 from chalicelib.presence.watched import Watched, watched_keys
 
 # A watcher's pointer outlives its subscription by this margin: a phone whose dialog just ended
@@ -261,14 +261,37 @@ def delete(sub_id: str) -> None:
 
 
 def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
-    """Live subscriptions owned by one edge (its restart reloads them)."""
+    """Live subscriptions owned by one edge (its restart reloads them), every page."""
+    out: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = load_edge_page(edge_id, cursor, now=now)
+        out += page
+        if cursor is None:
+            return out
+
+
+def load_edge_page(
+    edge_id: str, cursor: str | None = None, *, max_bytes: int | None = None,
+    now: float | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+    """One answer's worth of an edge's live subscriptions, from after `cursor` (the last
+    subscription id of the previous page), and the cursor of the next page (None: done).
+
+    A page stops once its JSON passes `max_bytes` (LOAD_EDGE_PAGE_BYTES): Lambda caps an
+    answer at 6 MB, and a 5,000-entry list alone can weigh a megabyte."""
     now = clock.now() if now is None else now
+    budget = settings.get().load_edge_page_bytes if max_bytes is None else max_bytes
     table = tables.table(tables.SUBSCRIPTIONS)
     out: list[dict[str, Any]] = []
+    size = 0
     kwargs: dict[str, Any] = {
         "IndexName": "by_edge",
         "KeyConditionExpression": Key("edge_id").eq(edge_id),
+        "Limit": 10,  # lists are read ten at a time, so a page overshoots by little
     }
+    if cursor:
+        kwargs["ExclusiveStartKey"] = {"edge_id": edge_id, "subscription_id": cursor}
     while True:
         page = table.query(**kwargs)
         ids = [i["subscription_id"] for i in page["Items"]]
@@ -277,9 +300,13 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
         for sub_id in ids:
             item = found.get(sub_id)
             if item and int(item["expires_at"]) > now and item["edge_id"] == edge_id:
-                out.append(_from_item(item, _entries(item, found.get(LIST_PREFIX + sub_id))))
+                entry = _from_item(item, _entries(item, found.get(LIST_PREFIX + sub_id)))
+                out.append(entry)
+                size += len(json.dumps(entry, default=str))
+            if size >= budget:
+                return out, sub_id
         if "LastEvaluatedKey" not in page:
-            return out
+            return out, None
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
@@ -392,7 +419,8 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
 
     ops: save {subscription_id, edge_id, subscriber, expires_at, version, dialog, entries},
     refresh {subscription_id, expires_at, version, dialog} -> {"found": bool},
-    delete {subscription_id}, load_edge {edge_id} -> {"subscriptions": [...]}.
+    delete {subscription_id}, load_edge {edge_id, cursor} -> {"subscriptions": [...], "next"}
+    (paged: call again with `cursor` = `next` until it is None).
     """
     op = payload.get("op")
     if op == "save":
@@ -421,5 +449,6 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
         delete(str(payload["subscription_id"]))
         return {"deleted": True}
     if op == "load_edge":
-        return {"subscriptions": load_edge(str(payload["edge_id"]))}
+        page, cursor = load_edge_page(str(payload["edge_id"]), payload.get("cursor"))
+        return {"subscriptions": page, "next": cursor}
     return {"error": {"code": "invalid_field", "message": f"unknown op {op!r}"}}

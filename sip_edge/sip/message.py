@@ -146,6 +146,12 @@ class Request(_Message):
     headers: Headers = field(default_factory=Headers)
     body: bytes = b""
     version: str = SIP_VERSION
+    # Octets of the datagram it came in (0 over streams or when built here): the amplification
+    # budget of what an unverified UDP source may get back is counted against it.
+    wire_size: int = 0
+    # Its source proved itself (a digest nonce bound to that address, or a trusted proxy): its
+    # answers are not held to the budget.
+    source_verified: bool = False
 
     @property
     def request_uri(self) -> URI:

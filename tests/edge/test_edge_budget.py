@@ -19,7 +19,7 @@ from chalicelib import accounts, clock, settings
 from chalicelib.accounts import discovery_budget
 from tests.accounts_support import basic, post
 from tests.conftest import reset_caches
-from tests.edge.conftest import DOMAIN, PASSWORD, make_account
+from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
 from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import LIST_HEADERS, RLS, resource_list
 from tests.presence_helpers import put_account
@@ -120,7 +120,9 @@ def test_a_scraper_mixing_rest_and_subscribes_learns_one_budget_only(edge, tcp_c
     assert found == {n: planted[n] for n in book[:5000:1000]}
 
 
-def test_a_book_resubscribed_a_hundred_times_costs_its_size_once(edge):
+def test_a_book_resubscribed_a_hundred_times_costs_its_size_once(aws):
+    # A hundred live dialogs of one account: past SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT's default.
+    edge = EdgeThread(subscribe_max_dialogs_per_account=100)
     make_account("alice")
     book = numbers(500_000, 1000)
     put_account("bob", phone_number=book[-1])
@@ -132,6 +134,7 @@ def test_a_book_resubscribed_a_hundred_times_costs_its_size_once(edge):
             assert states[entries[-1]] == f"sip:bob@{DOMAIN}"
     finally:
         client.close()
+        edge.stop()
     shown = discovery_budget.show(ALICE)
     assert shown["known_numbers"] == 1000
     assert shown["tokens"] == pytest.approx(settings.get().discovery_budget - 1000, abs=1)

@@ -243,3 +243,45 @@ def test_the_server_header_setting_names_the_edge_in_its_requests_too(users):
     finally:
         c.close()
         named.stop()
+
+
+def test_dialogs_per_account_are_capped(users):
+    """SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT: one account cannot fill an edge's memory with
+    dialogs; past the cap a new SUBSCRIBE is 403, other accounts are served, a freed slot is
+    usable again."""
+    from tests.edge.conftest import EdgeThread
+
+    edge = EdgeThread(subscribe_max_dialogs_per_account=2)
+    phones = [SipClient(edge.address) for _ in range(4)]
+    try:
+        assert subscribe(phones[0], ENTRIES).status == 200
+        assert subscribe(phones[1], ENTRIES).status == 200
+        refused = subscribe(phones[2], ENTRIES)
+        assert refused.status == 403 and "at most 2" in refused.reason
+        assert subscribe(phones[3], ENTRIES, user="bob").status == 200
+        assert len(edge.edge.subscriptions.dialogs) == 3
+    finally:
+        for phone in phones:
+            phone.close()
+        edge.stop()
+
+
+def test_a_restart_reloads_its_dialogs_page_by_page(users):
+    """LOAD_EDGE_PAGE_BYTES=1: every page of the reload holds one dialog; all come back."""
+    from tests.edge.conftest import EdgeThread
+
+    first = EdgeThread(edge_id="edge-paged")
+    phones = [SipClient(first.address) for _ in range(3)]
+    try:
+        for phone in phones:
+            assert subscribe(phone, ENTRIES).status == 200
+            assert phone.notify() is not None  # sent once the dialog is stored
+        first.stop()
+        second = EdgeThread(edge_id="edge-paged", load_edge_page_bytes=1)
+        try:
+            assert second.edge.stats["resumed"] == 3
+        finally:
+            second.stop()
+    finally:
+        for phone in phones:
+            phone.close()

@@ -83,6 +83,69 @@ def test_connection_cap_and_idle_timeout(aws):
         edge.stop()
 
 
+def test_one_source_at_its_cap_while_another_still_connects(aws):
+    """SIP_MAX_CONNECTIONS_PER_SOURCE: 127.0.0.2 holds its 3 and is refused a 4th; 127.0.0.3
+    still connects and is served; a slot freed is usable again."""
+    edge = EdgeThread(sip_max_connections_per_source=3)
+    try:
+        held = [socket.create_connection(edge.address, source_address=("127.0.0.2", 0))
+                for _ in range(3)]  # fmt: skip
+        time.sleep(0.2)
+        extra = socket.create_connection(edge.address, source_address=("127.0.0.2", 0))
+        extra.settimeout(3)
+        assert extra.recv(10) == b""  # refused: closed at once
+        other = SipClient(edge.address, "tcp", host="127.0.0.3")
+        other.send_raw(options("TCP", "other"))
+        assert other.response("OPTIONS").status == 200
+        other.close()
+        held.pop().close()
+        time.sleep(0.2)
+        again = SipClient(edge.address, "tcp", host="127.0.0.2")
+        again.send_raw(options("TCP", "again"))
+        assert again.response("OPTIONS").status == 200
+        again.close()
+        stats = edge.running.transports.stats
+        assert stats["refused_per_source"] == 1
+        for s in held:
+            s.close()
+    finally:
+        edge.stop()
+
+
+def test_keepalives_do_not_hold_a_connection_that_never_spoke(aws):
+    """SIP_FIRST_MESSAGE_TIMEOUT: CRLF keep-alives alone do not keep a slot; once a message
+    came, they do (the idle timeout applies from then)."""
+    edge = EdgeThread(sip_first_message_timeout=1.0)
+    try:
+        silent = socket.create_connection(edge.address)
+        spoke = SipClient(edge.address, "tcp")
+        spoke.send_raw(options("TCP", "spoke"))
+        assert spoke.response("OPTIONS").status == 200
+        silent.settimeout(0.3)
+        deadline = time.monotonic() + 3.5
+        closed = False
+        while time.monotonic() < deadline:
+            try:
+                silent.sendall(b"\r\n\r\n")  # a keep-alive ping every 0.3 s
+                spoke.send_raw(b"\r\n\r\n")
+                if silent.recv(10) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed
+        spoke.send_raw(options("TCP", "still"))
+        assert spoke.response("OPTIONS").status == 200
+        assert edge.running.transports.stats["closed_silent"] == 1
+        silent.close()
+        spoke.close()
+    finally:
+        edge.stop()
+
+
 def test_oversized_datagram_and_stream_errors_keep_the_edge_up(client, edge):
     body = b"x" * 300000
     head = options("UDP", "big").replace(

@@ -204,3 +204,33 @@ def test_sqs_down_for_a_minute_delays_the_update_and_drops_nothing(live_edge, wo
     if update is None:
         pytest.fail("the sign-up made while SQS was down never reached the phone")
     assert users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+
+
+def test_an_edge_past_its_reload_wait_serves_while_it_keeps_reloading(world, clock):
+    """EDGE_RELOAD_WAIT: an outage longer than it no longer keeps the slot dark; the edge
+    answers new requests, and resumes its dialogs once the backend is back (with backoff)."""
+    cfg = {"edge_id": "edge-late", "notify_min_interval": 0.0}
+    first = EdgeThread(**cfg)
+    phone = SipClient(first.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    assert phone.notify() is not None
+    first.stop()
+
+    faults = Faults()
+    faults.set("dynamodb", "refuse")
+    second = EdgeThread(edge_reload_wait=0.5, **cfg)
+    other = SipClient(second.address)
+    try:
+        assert "resumed" not in second.edge.stats
+        other.request("OPTIONS", f"sip:{DOMAIN}", from_uri=f"sip:x@{DOMAIN}")
+        assert other.response("OPTIONS").status == 200
+        faults.clear()
+        deadline = time.monotonic() + 15
+        while second.edge.stats.get("resumed") != 1:
+            assert time.monotonic() < deadline, "the dialogs never came back"
+            time.sleep(0.1)
+    finally:
+        faults.clear()
+        second.stop()
+        other.close()
+        phone.close()
