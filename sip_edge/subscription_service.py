@@ -128,7 +128,7 @@ class SubscriptionService:
                 if dialog is None or dialog.terminated:
                     done.append(receipt)  # gone, or owned by another edge: nothing to do
                     continue
-                known = set(dialog.entries)
+                known = set(dialog.entries)  # unpacked for this message only
                 dialog.dirty.update(u for u in change.get("uris", []) if u in known)
                 self._receipts.setdefault(dialog.subscription_id, []).append(receipt)
             await self.queue.ack(done)
@@ -369,9 +369,7 @@ class SubscriptionService:
             if result.get("error"):
                 await self._ack(dialog.subscription_id, receipts)
                 return
-            changed = [
-                r for r in result["resources"] if dialog.last_states.get(r["uri"]) != _state(r)
-            ]
+            changed = [r for r in result["resources"] if dialog.last_state(r["uri"]) != _state(r)]
             for r in result["resources"]:  # numbers still past the budget: ask again later
                 if r.get("recheck_at"):
                     dialog.rechecks[r["uri"]] = float(r["recheck_at"])
@@ -380,9 +378,7 @@ class SubscriptionService:
                 return  # a replayed or stale change: the phone already knows this
             # A resource with no last state (a dialog resumed after a restart) may have been
             # a user: only full state takes it back on Linphone, so err on that side.
-            removed = any(
-                r["user"] is None and dialog.last_states.get(r["uri"]) != "-" for r in changed
-            )
+            removed = any(r["user"] is None and dialog.last_state(r["uri"]) != "-" for r in changed)
             policy = self.edge.cfg.notify_full_state_on_removal
             if removed and (policy == "always" or policy == dialog.profile):
                 await self._notify_full(dialog)
@@ -402,8 +398,10 @@ class SubscriptionService:
     ) -> None:
         bodies = result.get("bodies") or []
         dialog.version = int(result.get("version", dialog.version))
+        if bodies and bodies[0].get("full_state"):
+            dialog.told = True  # every entry's state goes out: missing from last_states = "-"
         for resource in result.get("resources", []):
-            dialog.last_states[resource["uri"]] = _state(resource)
+            dialog.remember(resource["uri"], _state(resource))
             if resource.get("recheck_at"):
                 dialog.rechecks[resource["uri"]] = float(resource["recheck_at"])
             else:
