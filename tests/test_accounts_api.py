@@ -118,7 +118,13 @@ def test_digest_stale_nonce_is_401_with_stale_true(api):
     sign_up(api, A, "alice")
     challenge = challenges(api.http.get(ME))[0]
     nonces = digest.Nonces(settings.get().nonce_key, settings.get().nonce_ttl_seconds)
-    old = nonces.make("example.org", now=clock.now() - settings.get().nonce_ttl_seconds - 1)
+    # Nonces are bound to the client's address: the one chalice's local server reports.
+    from chalice.local import LambdaEventConverter
+
+    source = LambdaEventConverter.LOCAL_SOURCE_IP
+    old = nonces.make(
+        "example.org", now=clock.now() - settings.get().nonce_ttl_seconds - 1, bind=source
+    )
     stale_challenge = challenge.replace(digest.parse_params(challenge)["nonce"], old)
     r = api.http.get(ME, headers=digest_header(stale_challenge, "alice", PASSWORD, "GET", ME))
     assert_error(r, 401, "unauthorized")

@@ -65,7 +65,7 @@ def test_unknown_and_known_usernames_get_identical_answers(alice, api):
 
 
 def test_digest_is_limited_too(alice, api):
-    challenge = challenges(api.http.get(ME))[0]
+    challenge = challenges(api.http.get(ME, headers={"X-Forwarded-For": "203.0.113.3"}))[0]
     for _ in range(10):
         h = digest_header(challenge, "alice", "wrong", "GET", ME)
         r = api.http.get(ME, headers={**h, "X-Forwarded-For": "203.0.113.3"})
@@ -118,3 +118,14 @@ def test_xmlrpc_ha1_checks_are_limited_too(alice, api):
         assert link(ha1("SHA-256", "alice", "guess")).string == "ERROR_PASSWORD_DOESNT_MATCH"
     # Right HA1, not checked: the assistant has no word for "wait", so a generic failure.
     assert link(ha1("SHA-256", "alice", GOOD)).string == "ERROR_UNEXPECTED"
+
+
+def test_a_digest_nonce_is_bound_to_the_address_it_was_given_to(alice, api):
+    """An Authorization captured at one address, right password and all, is stale elsewhere."""
+    here = {"X-Forwarded-For": "203.0.113.20"}
+    challenge = challenges(api.http.get(ME, headers=here))[0]
+    answer = digest_header(challenge, "alice", GOOD, "GET", ME)
+    elsewhere = api.http.get(ME, headers={**answer, "X-Forwarded-For": "198.51.100.99"})
+    assert elsewhere.status_code == 401
+    assert any("stale=true" in c for c in challenges(elsewhere))
+    assert api.http.get(ME, headers={**answer, **here}).status_code == 200

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from contextvars import ContextVar
 from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError
@@ -34,12 +35,17 @@ def _nonces() -> digest.Nonces:
     return digest.Nonces(s.nonce_key, s.nonce_ttl_seconds)
 
 
+#: The client address of the request being authenticated: its nonces are bound to it (an HMAC
+#: over it), so an Authorization header captured from one address is stale from any other.
+_SOURCE: ContextVar[str] = ContextVar("digest_source", default="")
+
+
 def challenges(*, stale: bool = False) -> list[str]:
     """The WWW-Authenticate values of a 401, one header line each."""
     realm = _realm()
     nonces = _nonces()
     offered = [
-        digest.challenge(realm, nonces.make(realm), algorithm, stale=stale)
+        digest.challenge(realm, nonces.make(realm, bind=_SOURCE.get()), algorithm, stale=stale)
         for algorithm in digest.OFFERED
     ]
     return [*offered, f'Basic realm="{realm}", charset="UTF-8"']
@@ -58,6 +64,16 @@ def authenticate(
     password-guessing limits for this account and `source`, the client's address).
 
     `path` is the request path as the client sent it (a Digest `uri` must name it)."""
+    bound = _SOURCE.set(source or "")
+    try:
+        return _authenticate(headers, method, path, source)
+    finally:
+        _SOURCE.reset(bound)
+
+
+def _authenticate(
+    headers: Mapping[str, str], method: str, path: str, source: str | None
+) -> accounts.Account:
     value = headers.get("authorization") or ""
     if not value:
         raise unauthorized("authentication required")
@@ -112,9 +128,15 @@ def _digest(value: str, method: str, path: str, source: str | None) -> accounts.
     realm = _realm()
     if params["realm"] != realm:
         raise unauthorized("wrong realm")
-    state = _nonces().check(params["nonce"], realm)
+    state = _nonces().check(params["nonce"], realm, bind=_SOURCE.get())
     if state == "invalid":
-        raise unauthorized("unknown nonce")
+        # A recent nonce of our shape, given to another address (the client's moved, or the
+        # header was captured): a fresh one, stale=true, lets a real client retry unprompted.
+        issued = digest.Nonces.issued(params["nonce"])
+        recent = (
+            issued is not None and 0 <= clock.now() - issued <= settings.get().nonce_ttl_seconds
+        )
+        raise unauthorized("unknown nonce", stale=recent and params["nonce"].count(".") == 2)
     if not _uri_matches(params["uri"], path):
         raise unauthorized("digest uri does not match the request")
 
