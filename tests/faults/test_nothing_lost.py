@@ -146,15 +146,22 @@ def test_a_change_read_but_not_yet_notified_survives_a_killed_edge(world, clock)
         phone.close()
 
 
-def test_an_edge_started_during_an_outage_waits_for_its_dialogs(world, clock):
-    import threading
-
-    cfg = {"edge_id": "edge-outage", "notify_min_interval": 0.0}
+def _a_dialog_left_by_a_stopped_edge(edge_id: str) -> tuple[dict, SipClient]:
+    """A phone subscribed at edge `edge_id`, which then stopped: its dialog waits in storage
+    for the next edge with that id. Answers that edge's settings and the phone."""
+    cfg = {"edge_id": edge_id, "notify_min_interval": 0.0}
     first = EdgeThread(**cfg)
     phone = SipClient(first.address)
     assert subscribe(phone, ENTRIES).status == 200
     assert phone.notify() is not None
     first.stop()
+    return cfg, phone
+
+
+def test_an_edge_started_during_an_outage_waits_for_its_dialogs(world, clock):
+    import threading
+
+    cfg, phone = _a_dialog_left_by_a_stopped_edge("edge-outage")
 
     faults = Faults()
     faults.set("dynamodb", "refuse")
@@ -209,12 +216,7 @@ def test_sqs_down_for_a_minute_delays_the_update_and_drops_nothing(live_edge, wo
 def test_an_edge_past_its_reload_wait_serves_while_it_keeps_reloading(world, clock):
     """EDGE_RELOAD_WAIT: an outage longer than it no longer keeps the slot dark; the edge
     answers new requests, and resumes its dialogs once the backend is back (with backoff)."""
-    cfg = {"edge_id": "edge-late", "notify_min_interval": 0.0}
-    first = EdgeThread(**cfg)
-    phone = SipClient(first.address)
-    assert subscribe(phone, ENTRIES).status == 200
-    assert phone.notify() is not None
-    first.stop()
+    cfg, phone = _a_dialog_left_by_a_stopped_edge("edge-late")
 
     faults = Faults()
     faults.set("dynamodb", "refuse")
