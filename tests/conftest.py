@@ -4,6 +4,7 @@ domain clock, the REST app behind chalice.test.Client, and DynamoDB-like atomici
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
 import socket
@@ -160,6 +161,27 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.stop()
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     reset_caches()
+
+
+@pytest.fixture
+def log_records() -> Iterator[list[str]]:
+    """Every record the service's Powertools logger emits during the test, formatted as in
+    production (JSON lines)."""
+    from chalicelib.observability import logger
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(self.format(record))
+
+    handler = Keep()
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
 
 
 def require_tool(binary: str, package: str) -> str:

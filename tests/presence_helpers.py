@@ -9,6 +9,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from email.message import Message
+from typing import Any
 
 from lxml import etree
 
@@ -113,8 +114,23 @@ class ParsedBody:
                 return part.root
         raise AssertionError(f"no part {cid}")
 
+    @property
+    def full_state(self) -> bool:
+        return self.rlmi.get("fullState") == "true"
+
+    def contacts(self) -> dict[str, str | None]:
+        """{resource uri: PIDF contact of its instance, None for a resource without one}."""
+        out: dict[str, str | None] = {}
+        for res in self.resources():
+            inst = res.find(f"{RLMI}instance")
+            doc = self.pidf_for(inst.get("cid")) if inst is not None else None
+            out[res.get("uri")] = (
+                None if doc is None else doc.findtext(f"{PIDF}tuple/{PIDF}contact")
+            )
+        return out
+
     def users(self) -> dict[str, str]:
-        """{resource uri: PIDF contact} for resources with an instance."""
+        """{resource uri: PIDF contact} for resources with an active instance."""
         out = {}
         for res in self.resources():
             inst = res.find(f"{RLMI}instance")
@@ -151,6 +167,15 @@ def parse_body(content_type: str, body: bytes, content_encoding: str | None) -> 
         root = etree.fromstring(payload, safe_xml.parser())
         parts.append(ParsedPart(head, sub, payload, root))
     return ParsedBody(content_type, boundary, start, plain, parts)
+
+
+def parse_notify(notify: Any) -> ParsedBody:
+    """`parse_body` of a received list NOTIFY (a `sip_edge.sip.message.Request`)."""
+    return parse_body(
+        notify.headers.get("Content-Type") or "",
+        notify.body,
+        notify.headers.get("Content-Encoding"),
+    )
 
 
 class SequentialIds:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 
 import pytest
 
@@ -16,7 +15,7 @@ from chalicelib import accounts, clock, settings, tables
 from chalicelib.accounts import admin, signup
 from chalicelib.accounts.rate_limits import DAY
 from chalicelib.errors import DomainError
-from chalicelib.observability import logger, pseudonym
+from chalicelib.observability import pseudonym
 from chalicelib.presence import resolve
 from tests.accounts_support import expire_codes, last_code, pass_interval, post, sent_sms
 from tests.conftest import advance_clock
@@ -312,31 +311,19 @@ def test_sms_per_destination_prefix(api, monkeypatch):
 # --- No PII at rest ---------------------------------------------------------------------------
 
 
-def test_logs_carry_pseudonyms_and_pending_payloads_hold_only_an_ha1(api):
-    records: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(self.format(record))
-
-    handler = Keep()
-    handler.setFormatter(logger.registered_formatter)
-    logger.addHandler(handler)
-    try:
-        key = ha1("SHA-256", FREE, PASSWORD)
-        call(api, "create_phone_account", FREE, FREE, key, "x", DOMAIN, "fr", "SHA-256")
-        item = tables.table(tables.VERIFICATION_CODES).scan()["Items"][0]
-        assert json.loads(item["payload"]) == {"ha1": key}
-        call(api, "activate_phone_account", FREE, FREE, "0000", DOMAIN, "SHA-256")
-        code = last_code(FREE)
-        call(api, "activate_phone_account", FREE, FREE, code, DOMAIN, "SHA-256")
-        expire_codes()
-        call(api, "create_phone_account", FREE, "taken", "", "x", DOMAIN, "fr", "MD5")
-        item = tables.table(tables.VERIFICATION_CODES).scan()["Items"][0]
-        assert "payload" not in item  # no HA1 given: nothing kept (a password is made later)
-    finally:
-        logger.removeHandler(handler)
-    text = "\n".join(records)
+def test_logs_carry_pseudonyms_and_pending_payloads_hold_only_an_ha1(api, log_records):
+    key = ha1("SHA-256", FREE, PASSWORD)
+    call(api, "create_phone_account", FREE, FREE, key, "x", DOMAIN, "fr", "SHA-256")
+    item = tables.table(tables.VERIFICATION_CODES).scan()["Items"][0]
+    assert json.loads(item["payload"]) == {"ha1": key}
+    call(api, "activate_phone_account", FREE, FREE, "0000", DOMAIN, "SHA-256")
+    code = last_code(FREE)
+    call(api, "activate_phone_account", FREE, FREE, code, DOMAIN, "SHA-256")
+    expire_codes()
+    call(api, "create_phone_account", FREE, "taken", "", "x", DOMAIN, "fr", "MD5")
+    item = tables.table(tables.VERIFICATION_CODES).scan()["Items"][0]
+    assert "payload" not in item  # no HA1 given: nothing kept (a password is made later)
+    text = "\n".join(log_records)
     assert FREE not in text and FREE[1:] not in text and FREE[-9:] not in text
     assert pseudonym(FREE) in text
     used = [i for i in tables.table(tables.VERIFICATION_CODES).scan()["Items"] if "used_at" in i]

@@ -4,16 +4,12 @@ numbers deferred for lack of tokens reach the phone by partial NOTIFY once token
 
 from __future__ import annotations
 
-import email
-import email.policy
 import math
 import secrets
 import time
-import zlib
 
 import pytest
 from chalice.test import Client
-from lxml import etree
 
 from chalicelib import accounts, clock, settings
 from chalicelib.accounts import discovery_budget
@@ -22,11 +18,9 @@ from tests.conftest import reset_caches
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
 from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import LIST_HEADERS, RLS, resource_list
-from tests.presence_helpers import put_account
+from tests.presence_helpers import parse_notify, put_account
 
 ALICE = f"alice@{DOMAIN}"
-RLMI = "{urn:ietf:params:xml:ns:rlmi}"
-PIDF_CONTACT = "{urn:ietf:params:xml:ns:pidf}tuple/{urn:ietf:params:xml:ns:pidf}contact"
 
 
 def numbers(start: int, count: int) -> list[str]:
@@ -35,24 +29,8 @@ def numbers(start: int, count: int) -> list[str]:
 
 def parts_of(notify) -> tuple[bool, dict[str, str | None]]:
     """(full state?, {resource uri: contact of the user, None for a non-user}) of a NOTIFY."""
-    body = notify.body
-    if "deflate" in (notify.headers.get("Content-Encoding") or ""):
-        body = zlib.decompress(body)
-    raw = f"Content-Type: {notify.headers.get('Content-Type')}\r\n\r\n".encode() + body
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    parts = msg.get_payload()
-    rlmi = etree.fromstring(parts[0].get_payload(decode=True))
-    by_cid = {}
-    for part in parts[1:]:
-        cid = (part["Content-Id"] or part["Content-ID"]).strip("<>")
-        by_cid[cid] = etree.fromstring(part.get_payload(decode=True))
-    out: dict[str, str | None] = {}
-    for res in rlmi.findall(f"{RLMI}resource"):
-        inst = res.find(f"{RLMI}instance")
-        out[res.get("uri")] = (
-            by_cid[inst.get("cid")].findtext(PIDF_CONTACT) if inst is not None else None
-        )
-    return rlmi.get("fullState") == "true", out
+    body = parse_notify(notify)
+    return body.full_state, body.contacts()
 
 
 def list_subscribe(client: SipClient, entries: list[str]) -> dict[str, str | None]:

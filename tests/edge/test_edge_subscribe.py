@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
-import zlib
-
 import pytest
-from lxml import etree
 
 from tests.edge.conftest import DOMAIN, PASSWORD, make_account
 from tests.edge.sipclient import SipClient
+from tests.presence_helpers import parse_notify
 
 ALICE = f"sip:alice@{DOMAIN}"
 RLS = f"sip:rls@{DOMAIN}"
@@ -43,26 +39,8 @@ def resource_list(entries: list[str]) -> bytes:
 
 
 def users_in(notify) -> dict[str, str]:
-    """{resource uri: PIDF contact} for every resource with an instance."""
-    body = notify.body
-    if "deflate" in (notify.headers.get("Content-Encoding") or ""):
-        body = zlib.decompress(body)
-    raw = f"Content-Type: {notify.headers.get('Content-Type')}\r\n\r\n".encode() + body
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    parts = msg.get_payload()
-    rlmi = etree.fromstring(parts[0].get_payload(decode=True))
-    ns = {"r": "urn:ietf:params:xml:ns:rlmi", "p": "urn:ietf:params:xml:ns:pidf"}
-    by_cid = {}
-    for part in parts[1:]:
-        cid = (part["Content-Id"] or part["Content-ID"]).strip("<>")
-        by_cid[cid] = etree.fromstring(part.get_payload(decode=True))
-    out = {}
-    for res in rlmi.findall("r:resource", ns):
-        inst = res.find("r:instance", ns)
-        if inst is not None:
-            doc = by_cid[inst.get("cid")]
-            out[res.get("uri")] = doc.findtext("p:tuple/p:contact", namespaces=ns)
-    return out
+    """{resource uri: PIDF contact} for every resource that has one."""
+    return {u: c for u, c in parse_notify(notify).contacts().items() if c is not None}
 
 
 @pytest.fixture
