@@ -84,25 +84,25 @@ def test_refresh_keeps_the_list_and_unsubscribe_terminates(client, users):
     assert first.headers.get("Event") == "presence"  # rfc profile for other agents
     to = ok.headers.get("To")
     # The refresh carries no body (as Linphone's do) and must not wipe the list.
+    assert in_dialog_subscribe(client, to, 600).status == 200
+    again = client.notify()
+    assert len(users_in(again)) == 2
+    assert in_dialog_subscribe(client, to, 0).status == 200
+    last = client.notify()
+    assert last.headers.get("Subscription-State").startswith("terminated")
+
+
+def in_dialog_subscribe(client, to: str, expires: int):
+    """A refresh (or, with 0, an un-SUBSCRIBE) as Linphone sends it: no body, digest on the
+    second try. Its first try carries a stray Content-Encoding, as some clients' do."""
     client.request("SUBSCRIBE", RLS, from_uri=ALICE, to=to,
-                   headers=[("Event", "presence"), ("Expires", "600"),
+                   headers=[("Event", "presence"), ("Expires", str(expires)),
                             ("Content-Encoding", "deflate")])  # fmt: skip
     challenge = client.response("SUBSCRIBE")
     client.authorized("SUBSCRIBE", RLS, challenge, username="alice", password=PASSWORD,
                       from_uri=ALICE, to=to,
-                      headers=[("Event", "presence"), ("Expires", "600")])  # fmt: skip
-    assert client.response("SUBSCRIBE").status == 200
-    again = client.notify()
-    assert len(users_in(again)) == 2
-    client.request("SUBSCRIBE", RLS, from_uri=ALICE, to=to,
-                   headers=[("Event", "presence"), ("Expires", "0")])  # fmt: skip
-    challenge = client.response("SUBSCRIBE")
-    client.authorized("SUBSCRIBE", RLS, challenge, username="alice", password=PASSWORD,
-                      from_uri=ALICE, to=to,
-                      headers=[("Event", "presence"), ("Expires", "0")])  # fmt: skip
-    assert client.response("SUBSCRIBE").status == 200
-    last = client.notify()
-    assert last.headers.get("Subscription-State").startswith("terminated")
+                      headers=[("Event", "presence"), ("Expires", str(expires))])  # fmt: skip
+    return client.response("SUBSCRIBE")
 
 
 def test_unknown_dialog_gets_481(client, users):
