@@ -16,11 +16,12 @@ from chalicelib import settings
 from chalicelib.resilience import check_deadline
 
 
-def _config() -> Config:
-    """Timeouts and bounded retries that fit a request's deadline (see chalicelib.resilience)."""
+def _config(wait: float = 0.0) -> Config:
+    """Timeouts and bounded retries that fit a request's deadline (see chalicelib.resilience);
+    `wait` is how long the server may rightly hold the answer (a long poll) on top of them."""
     return Config(
         connect_timeout=settings.from_env("aws_connect_timeout"),
-        read_timeout=settings.from_env("aws_read_timeout"),
+        read_timeout=settings.from_env("aws_read_timeout") + wait,
         retries={"total_max_attempts": settings.from_env("aws_max_attempts"), "mode": "standard"},
         max_pool_connections=32,
     )
@@ -38,6 +39,17 @@ def client(service: str) -> Any:
 
 
 @cache
+def long_poll_client(service: str, wait_seconds: int) -> Any:
+    """A client for calls the server holds up to `wait_seconds` by design (SQS ReceiveMessage
+    with WaitTimeSeconds): the short read timeout of `client` would end every empty poll."""
+    made = boto3.session.Session().client(
+        service, region_name=region(), config=_config(wait_seconds)
+    )
+    made.meta.events.register_first("before-send", check_deadline)
+    return made
+
+
+@cache
 def resource(service: str) -> Any:
     made = boto3.session.Session().resource(service, region_name=region(), config=_config())
     made.meta.client.meta.events.register_first("before-send", check_deadline)
@@ -47,4 +59,5 @@ def resource(service: str) -> Any:
 def reset() -> None:
     """Forget every client (after the endpoint or credentials changed)."""
     client.cache_clear()
+    long_poll_client.cache_clear()
     resource.cache_clear()

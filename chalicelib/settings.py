@@ -332,7 +332,9 @@ class Settings:
         "EDGE_QUEUE_PREFIX", "sc-local-edge-", "Name prefix of the edges' SQS queues."
     )
     edge_queue_wait: int = _setting(
-        "EDGE_QUEUE_WAIT", 20, "Long-poll seconds of the edge's queue (1-20)."
+        "EDGE_QUEUE_WAIT",
+        20,
+        "Long-poll seconds of the edge's queue (1-20); read timeout: this + AWS_READ_TIMEOUT.",
     )
     edge_queue_url: str = _setting(
         "EDGE_QUEUE_URL", "", "SQS queue of this edge; empty = created at start."

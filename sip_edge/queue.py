@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from chalicelib import edge_contract, settings
-from chalicelib.aws import client
+from chalicelib.aws import client, long_poll_client
 from chalicelib.observability import logger
 
 
@@ -41,11 +41,9 @@ class EdgeQueue:
 
     def _receive(self) -> list[tuple[dict[str, Any], str]]:
         """Up to ten changes with their receipt handles; nothing is deleted here (see `ack`)."""
-        sqs = client("sqs")
-        answer = sqs.receive_message(
-            QueueUrl=self.url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=max(1, min(20, self.cfg.edge_queue_wait)),
+        wait = max(1, min(20, self.cfg.edge_queue_wait))
+        answer = long_poll_client("sqs", wait).receive_message(
+            QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
         )
         messages = answer.get("Messages", [])
         if messages and self.closed:
