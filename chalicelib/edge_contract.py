@@ -168,6 +168,7 @@ class PresenceLookupRequest(TypedDict, total=False):
     list_b64: str
     content_encoding: str | None
     entries: list[str]
+    subscription_id: str  # instead of entries: the list stored with this subscription
     single: bool
     accept_encoding: list[str] | str
     profile: str  # "linphone" or "rfc"

@@ -245,6 +245,18 @@ def get(sub_id: str) -> dict[str, Any] | None:
     return _from_item(item, _entries(item, listed))
 
 
+def stored_list(
+    sub_id: str, subscriber: str, counter: dynamo.CallCounter | None = None
+) -> list[str] | None:
+    """The list a subscription of `subscriber` was made with, or None (unknown, or another
+    account's): what an edge holding only its keys asks for a full-state NOTIFY."""
+    found = dynamo.batch_get(tables.SUBSCRIPTIONS, [sub_id, LIST_PREFIX + sub_id], counter=counter)
+    item = found.get(sub_id)
+    if item is None or str(item.get("subscriber", "")) != subscriber.lower():
+        return None
+    return _entries(item, found.get(LIST_PREFIX + sub_id))
+
+
 def delete(sub_id: str) -> None:
     """Remove a subscription and its list (unsubscribe, expiry, 481 from the phone).
 
