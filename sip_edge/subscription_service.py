@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 from typing import Any
 
 from chalicelib import edge_contract as contract
@@ -64,9 +65,12 @@ class SubscriptionService:
         await reload  # keeps the reload owned (and cancelled at shutdown) by the edge
 
     async def _resume(self) -> None:
+        started = time.monotonic()
         cursor: str | None = None
         resumed: dict[str, SubscriptionDialog] = {}
+        pages = 0
         while True:
+            pages += 1
             answer = await self._load_edge(cursor)
             for data in answer.get("subscriptions", []):
                 dialog = SubscriptionDialog.from_json(
@@ -83,6 +87,12 @@ class SubscriptionService:
         for sub_id, dialog in resumed.items():
             self.dialogs.setdefault(sub_id, dialog)  # a dialog made meanwhile stays as is
         self.edge.stats["resumed"] = len(resumed)
+        # The one sign, in the logs, that a restarted edge holds its dialogs again.
+        logger.info(
+            "dialogs reloaded",
+            extra={"dialogs": len(resumed), "pages": pages,
+                   "seconds": round(time.monotonic() - started, 3)},
+        )  # fmt: skip
 
     @property
     def _inline_limit(self) -> int:
