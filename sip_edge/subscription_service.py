@@ -516,7 +516,9 @@ class SubscriptionService:
                 dialog.subscriber, dialog.device, "" if dialog.is_list else entries[0]
             )
         try:
-            await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
+            answer = await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
+            if answer.get("error"):
+                raise FunctionError(str(answer["error"]))
         except FunctionError as exc:
             # The dialog still works from memory; only a restart would lose it. A list kept
             # as keys alone was stored nowhere: the edge keeps it whole, its only copy.

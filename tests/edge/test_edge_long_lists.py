@@ -120,3 +120,29 @@ def test_a_keys_only_list_survives_a_restart(world, clock):
             second.stop()
     finally:
         phone.close()
+
+
+def test_a_large_list_that_could_not_be_stored_stays_whole_in_the_edge(world):
+    """Past the inline limit, but its save failed: the edge holds the only copy, so it keeps
+    the list deflated, and a refresh still gets full state."""
+    from tests.faults.botofaults import Faults
+
+    edge = EdgeThread(**SMALL_INLINE)
+    phone = SipClient(edge.address)
+    faults = Faults()
+    users = {BOB: f"sip:bob@{DOMAIN}", ENTRIES[-1]: f"sip:carol@{DOMAIN}"}
+    try:
+        faults.set("dynamodb", "refuse", operations=["BatchWriteItem"])
+        ok = subscribe(phone, ENTRIES, extra=LINPHONE)
+        assert ok.status == 200
+        first = phone.notify()
+        assert_full_state(first, users)
+        faults.clear()
+        (dialog,) = edge.edge.subscriptions.dialogs.values()
+        assert dialog.entries == ENTRIES and not dialog.entry_keys
+        assert refresh(phone, ok.headers.get("To")) == 200
+        assert_full_state(fresh_notify(phone, first), users)
+    finally:
+        faults.clear()
+        phone.close()
+        edge.stop()
