@@ -93,4 +93,4 @@ def run(argv: list[str]) -> None:
         from bench import reload as restart
 
         print()
-        restart.run(reload)
+        restart.run(reload, "long URIs" if "--long" in argv else "numbers")

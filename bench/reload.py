@@ -1,4 +1,4 @@
-"""`python -m bench dialogs --reload=N`: a real edge restarts holding N dialogs of 5,000 numbers.
+"""`python -m bench dialogs --reload=N [--long]`: a real edge restarts with N 5,000-entry dialogs.
 
 Everything real but AWS: moto's server in this process (with the query patches of
 devstack/moto_local.py), N list subscriptions of Linphone's shape (5,000 numbers each, a
@@ -9,7 +9,9 @@ with that EDGE_ID, functions in-process as `make run` has them. EDGE_RELOAD_WAIT
 edge listens at once and its RSS then is that of a fresh process; its paged `load_edge` goes on
 in the background until its "dialogs reloaded" log line. The peer, measured in the same run:
 the same edge started with an EDGE_ID that owns nothing. Then a queued change for one
-reloaded dialog must reach a UDP socket at that dialog's peer address as a NOTIFY.
+reloaded dialog must reach a UDP socket at that dialog's peer address as a NOTIFY. `--long`:
+lists of long random URIs instead, which the edge keeps as keys only (each still comes whole in
+`load_edge`'s pages, ~0.6 MB a dialog, so moto holds N of them: keep N to a few hundred).
 
 RSS counts the in-process functions too (boto3, the pages' JSON): on AWS they are Lambdas, so
 the deployed edge holds less than this.
@@ -96,7 +98,7 @@ def _reloaded(line: str) -> dict[str, Any] | None:
     return record if record.get("message") == "dialogs reloaded" else None
 
 
-def _store(count: int, peer: Peer) -> float:
+def _store(count: int, peer: Peer, kind: str) -> float:
     """Write `count` dialogs owned by EDGE_ID; the seconds it took."""
     from chalicelib import clock
     from chalicelib.live import subscriptions
@@ -107,7 +109,7 @@ def _store(count: int, peer: Peer) -> float:
     def save(i: int) -> None:
         subscriptions.save(
             f"sub-{i}", edge_id=EDGE_ID, subscriber="alice@example.org", expires_at=expires,
-            version=1, dialog=stored_dialog(i, peer), entries=entry_list("numbers", i),
+            version=1, dialog=stored_dialog(i, peer), entries=entry_list(kind, i),
             watched=[],
         )  # fmt: skip
 
@@ -116,11 +118,11 @@ def _store(count: int, peer: Peer) -> float:
     return time.perf_counter() - started
 
 
-def _verify(phone: Any) -> str:
+def _verify(phone: Any, kind: str) -> str:
     """A queued change for a reloaded dialog must come out as a NOTIFY to its peer."""
     from chalicelib.live import updates
 
-    wanted = entry_list("numbers", 0)[1234]
+    wanted = entry_list(kind, 0)[1234]
     stranger = "sip:+33100000000@example.org;user=phone"  # not in the list: ignored
     updates._send(EDGE_ID, [{"subscription_id": "sub-0", "uris": [wanted, stranger]}])
     notify = phone.notify(timeout=30)
@@ -136,7 +138,7 @@ def _verify(phone: Any) -> str:
     return "ok (a queued change reached dialog sub-0's peer as a partial NOTIFY)"
 
 
-def run(count: int) -> None:
+def run(count: int, kind: str = "numbers") -> None:
     os.environ.update(ENV)
     keyed_queries()
     light_transactions()
@@ -154,7 +156,7 @@ def run(count: int) -> None:
         tables.create_all(aws.client("dynamodb"))
         phone = SipClient(("127.0.0.1", port))
         try:
-            store_s = _store(count, Peer("udp", "127.0.0.1", phone.port))
+            store_s = _store(count, Peer("udp", "127.0.0.1", phone.port), kind)
             env = {
                 **os.environ, "SIP_HOST": "127.0.0.1", "SIP_PORT": str(port),
                 "EDGE_RELOAD_WAIT": "0", "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -180,7 +182,7 @@ def run(count: int) -> None:
                                                  RELOAD_TIMEOUT_S))  # fmt: skip
                 wall = time.monotonic() - started
                 after = edge.rss_mib()
-                verdict = _verify(phone)
+                verdict = _verify(phone, kind)
                 if verdict.startswith("FAILED"):
                     time.sleep(1)
                     while not edge.lines.empty():
@@ -196,7 +198,7 @@ def run(count: int) -> None:
     assert record is not None
     peer = statistics.median(peers)
     n = int(record["dialogs"])
-    print(f"Restart of an edge holding {count:,} dialogs of {ENTRIES:,} numbers"
+    print(f"Restart of an edge holding {count:,} dialogs of {ENTRIES:,} {kind}"
           f" (stored in {store_s:,.0f} s):")  # fmt: skip
     print("| | value |\n|---|---:|")
     print(f"| dialogs reloaded | {n:,} |")
