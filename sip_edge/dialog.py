@@ -14,14 +14,14 @@ keeps them in one of two compact forms (`keep_entries`):
 - past it, only a sorted array of 8-byte keyed hashes, one per entry (40 KB for 5,000 whatever
   the URIs' length), enough to check a change's URIs; the list itself lives only in its
   DynamoDB list item, which `presence_lookup` reads when given the subscription id instead of
-  entries. The hash key is random per process and never leaves it (a reload rebuilds the keys
-  from the stored list), so nobody can craft a URI that collides with a list's entry.
+  entries. The hash key is random per process, never stored, and handed only to `load_edge`,
+  which answers a large list's keys made with it (a reload carries ~54 KB per such dialog, not
+  the ~0.6 MB of its URIs); nobody can craft a URI that collides with a list's entry.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
 import json
 import secrets
 import zlib
@@ -29,15 +29,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from chalicelib.edge_contract import ENTRY_KEY_BYTES, entry_keys
 from sip_edge.sip.headers import Headers
 from sip_edge.sip.message import Request, new_tag
 
-_KEY_BYTES = 8  # a false match among 5,000 entries: ~1 in 3.7e15
-_HASH_KEY = secrets.token_bytes(16)
-
-
-def _entry_key(uri: str) -> bytes:
-    return hashlib.blake2b(uri.encode(), digest_size=_KEY_BYTES, key=_HASH_KEY).digest()
+#: This process's key of entry keys: never stored, and handed to `load_edge` only, which
+#: answers a large list's keys made with it (so a reload need not carry the list).
+HASH_KEY = secrets.token_bytes(16)
 
 
 @dataclass(frozen=True)
@@ -105,21 +103,21 @@ class SubscriptionDialog:
             self.packed_entries, self.entry_keys = packed, b""
         else:
             self.packed_entries = b""
-            self.entry_keys = b"".join(sorted({_entry_key(u) for u in entries}))
+            self.entry_keys = entry_keys(entries, HASH_KEY)
 
     def holding(self, uris: Iterable[str]) -> list[str]:
         """Those of `uris` that are entries of the list (the list unpacked once, if inline)."""
         if not self.entry_keys:
             known = set(self.entries or ())
             return [u for u in uris if u in known]
-        keys, count = self.entry_keys, len(self.entry_keys) // _KEY_BYTES
+        keys, count = self.entry_keys, len(self.entry_keys) // ENTRY_KEY_BYTES
 
         def key_at(i: int) -> bytes:
-            return keys[i * _KEY_BYTES : (i + 1) * _KEY_BYTES]
+            return keys[i * ENTRY_KEY_BYTES : (i + 1) * ENTRY_KEY_BYTES]
 
         found = []
         for uri in uris:
-            wanted = _entry_key(uri)
+            wanted = entry_keys([uri], HASH_KEY)
             i = bisect.bisect_left(range(count), wanted, key=key_at)
             if i < count and key_at(i) == wanted:
                 found.append(uri)
@@ -199,13 +197,22 @@ class SubscriptionDialog:
 
     @classmethod
     def from_json(
-        cls, data: dict[str, Any], entries: list[str], *, inline_limit: int | None
+        cls,
+        data: dict[str, Any],
+        entries: list[str] | None,
+        *,
+        inline_limit: int | None,
+        keys: bytes = b"",
     ) -> SubscriptionDialog:
+        """`entries`, or (None) the list's `keys` as `load_edge` made them with HASH_KEY."""
         data = dict(data)
         data["peer"] = Peer(**data["peer"])
         data.pop("entries", None)  # dialogs stored before the entries moved out of the dict
         dialog = cls(**data)
-        dialog.keep_entries(entries, inline_limit)
+        if entries is None:
+            dialog.entry_keys = keys
+        else:
+            dialog.keep_entries(entries, inline_limit)
         return dialog
 
 

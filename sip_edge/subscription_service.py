@@ -13,7 +13,7 @@ from typing import Any
 from chalicelib import edge_contract as contract
 from chalicelib.edge_contract import subscription_id, watcher_id
 from chalicelib.observability import logger
-from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
+from sip_edge.dialog import HASH_KEY, Peer, SubscriptionDialog, new_local_tag
 from sip_edge.functions import FunctionError
 from sip_edge.handling import EdgeServices, Reject, raise_function_error
 from sip_edge.queue import EdgeQueue
@@ -73,9 +73,11 @@ class SubscriptionService:
             pages += 1
             answer = await self._load_edge(cursor)
             for data in answer.get("subscriptions", []):
+                keys = base64.b64decode(data.get("entry_keys_b64") or "")
                 dialog = SubscriptionDialog.from_json(
-                    data["dialog"], data["entries"], inline_limit=self._inline_limit
-                )
+                    data["dialog"], None if keys else data.get("entries", []),
+                    inline_limit=self._inline_limit, keys=keys,
+                )  # fmt: skip
                 if dialog.peer.reliable:
                     await self._delete(dialog)
                     continue
@@ -103,7 +105,12 @@ class SubscriptionService:
         error, try again with backoff (an edge restarted in an outage must not give up its
         dialogs: their phones would hear nothing until they subscribe again)."""
         pause = 0.5
-        payload: contract.SubscriptionLoad = {"op": "load_edge", "edge_id": self.edge.edge_id}
+        payload: contract.SubscriptionLoad = {
+            "op": "load_edge",
+            "edge_id": self.edge.edge_id,
+            "inline_limit": self._inline_limit,
+            "keys_key_hex": HASH_KEY.hex(),
+        }
         if cursor:
             payload["cursor"] = cursor
         while True:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 
-from sip_edge.dialog import Peer, SubscriptionDialog
+from chalicelib.edge_contract import entry_keys
+from sip_edge.dialog import HASH_KEY, Peer, SubscriptionDialog
 
 NUMBERS = [f"sip:+336{n:08d}@example.org;user=phone" for n in range(0, 5000 * 7919, 7919)]
 
@@ -68,3 +69,8 @@ def test_what_is_kept_is_never_stored_and_a_reload_rebuilds_it():
     large = SubscriptionDialog.from_json(stored, uris, inline_limit=256)
     assert small.entries == uris and large.entries is None
     assert large.entry_keys == d.entry_keys and large.holding(uris[:3]) == uris[:3]
+    # load_edge's keys (made with this process's key) stand for the list: no URIs carried.
+    keyed = SubscriptionDialog.from_json(
+        stored, None, inline_limit=256, keys=entry_keys(uris, HASH_KEY)
+    )
+    assert keyed.entry_keys == d.entry_keys and keyed.holding(uris[-2:]) == uris[-2:]
