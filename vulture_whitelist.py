@@ -55,3 +55,5 @@ _.fmt  # BotoCoreError subclasses: botocore formats the message from `fmt`
 _.is_open  # the edge's per-function breaker: read by tests/faults/test_edge_faults.py
 _.original  # devstack.moto_local: moto's unpatched methods, read by tests/test_moto_local.py
 _.load_edge  # subscriptions.load_edge: every page at once, read by tests (restart fixtures)
+_.keys_key_hex  # edge_contract.SubscriptionLoad key: written and read by its string name
+_.entry_keys_b64  # edge_contract.StoredSubscription key: likewise

@@ -1,12 +1,12 @@
-"""`python -m bench dialogs [--dialogs=N]`: edge memory per 5,000-entry subscription dialog.
+"""`python -m bench dialogs [--dialogs=N] [--reload=N]`: edge memory per 5,000-entry dialog.
 
 Dialogs are built the way a restarted edge reloads them (`SubscriptionDialog.from_json` from
-what `load_edge` answers, entries as the phone sent them), for two URI shapes: Linphone's
-phone numbers (`sip:+336...@domain;user=phone`) and long SIP URIs (120 characters). Memory is
-what tracemalloc sees allocated by the dialogs (median of 3 runs), next to the peer of the
-same run: the entries' raw bytes, i.e. what any representation keeping the URIs must hold.
-`--reload=N` also reports the RSS of this process before and after it reloads N dialogs of
-5,000 numbers the way a restarted edge does (issue 16 asks for 1,000: `--reload=1000`).
+what `load_edge` answers, entries as the phone sent them, EDGE_DIALOG_INLINE_ENTRIES_BYTES at
+its default), for two URI shapes: Linphone's phone numbers (`sip:+336...@domain;user=phone`,
+kept inline, deflated) and long SIP URIs (120 characters, incompressible: kept as keys only).
+Memory is what tracemalloc sees allocated by the dialogs (median of 3 runs), next to the peer
+of the same run: the entries' raw bytes, i.e. what any representation keeping the URIs must
+hold. `--reload=N` restarts a real edge process holding N stored dialogs (bench/reload.py).
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import statistics
 import tracemalloc
 from typing import Any
 
+from chalicelib import settings
 from sip_edge.dialog import Peer, SubscriptionDialog
 
 ENTRIES = 5000
 
 
-def _entries(kind: str, salt: int) -> list[str]:
+def entry_list(kind: str, salt: int) -> list[str]:
     """Random numbers and names, as an address book holds them: nothing a compressor could
     exploit beyond what real entries share (the scheme, the domain, `;user=phone`)."""
     rng = random.Random(salt)
@@ -39,50 +40,37 @@ def _entries(kind: str, salt: int) -> list[str]:
     ]
 
 
-def _stored(sub: int) -> dict[str, Any]:
+def stored_dialog(sub: int, peer: Peer | None = None) -> dict[str, Any]:
+    """A dialog as an edge stores it (`to_json`), its NOTIFYs going to `peer`."""
+    peer = peer or Peer("udp", "192.0.2.1", 5060)
     dialog = SubscriptionDialog(
         subscription_id=f"sub-{sub}", call_id=f"call-{sub}", local_tag="lt", remote_tag="rt",
         local_uri="<sip:rls@example.org>", remote_uri="<sip:alice@example.org>",
-        remote_target="sip:alice@192.0.2.1:5060", route_set=[], subscriber="alice@example.org",
-        peer=Peer("udp", "192.0.2.1", 5060), expires_at=0.0,
+        remote_target=f"sip:alice@{peer.host}:{peer.port}", route_set=[],
+        subscriber="alice@example.org",
+        peer=peer, expires_at=0.0, version=1,  # saved once its first NOTIFY went
     )  # fmt: skip
     return dialog.to_json()
 
 
 def _measure(kind: str, count: int) -> tuple[float, float]:
     """(bytes per dialog held, raw entry bytes per dialog)."""
-    answers = [(_stored(i), _entries(kind, i % 100)) for i in range(count)]
+    answers = [(stored_dialog(i), entry_list(kind, i % 100)) for i in range(count)]
     raw = statistics.mean(sum(len(e) for e in entries) for _, entries in answers)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    held = [SubscriptionDialog.from_json(data, list(entries)) for data, entries in answers]
+    limit = settings.get().edge_dialog_inline_entries_bytes
+    held = [
+        SubscriptionDialog.from_json(data, list(entries), inline_limit=limit)
+        for data, entries in answers
+    ]
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     del held
     # What stays allocated once the dialogs are built: the answer's entry strings are packed
     # into each dialog and not kept (the edge unpacks them only to look the list up again).
     return (after - before) / count, raw
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/status") as status:
-        kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-    return kib / 1024
-
-
-def _reload_rss(count: int) -> tuple[float, float]:
-    """(RSS before, RSS after) an edge process reloads `count` 5,000-number dialogs, one page
-    at a time as `load_edge` hands them (each answer's strings are dropped once packed)."""
-    gc.collect()
-    before = _rss_mib()
-    held = []
-    for i in range(count):
-        held.append(SubscriptionDialog.from_json(_stored(i), _entries("numbers", i)))
-    gc.collect()
-    after = _rss_mib()
-    del held
-    return before, after
 
 
 def run(argv: list[str]) -> None:
@@ -102,8 +90,7 @@ def run(argv: list[str]) -> None:
         raw = statistics.median(r[1] for r in runs)
         print(f"| {kind} | {held / 1024:,.0f} KB | {raw / 1024:,.0f} KB | {held / raw:.2f} |")
     if reload:
-        before, after = _reload_rss(reload)
-        print(
-            f"\nRSS reloading {reload:,} dialogs of {ENTRIES:,} numbers: {before:,.0f} MB before,"
-            f" {after:,.0f} MB after (+{after - before:,.0f} MB)"
-        )
+        from bench import reload as restart
+
+        print()
+        restart.run(reload, "long URIs" if "--long" in argv else "numbers")

@@ -227,6 +227,13 @@ class Settings:
         "Seconds an edge waits for its stored dialogs at start before serving anyway; the"
         " reload goes on with backoff and resumes them when the backend answers.",
     )
+    edge_dialog_inline_entries_bytes: int = _setting(
+        "EDGE_DIALOG_INLINE_ENTRIES_BYTES",
+        65_536,
+        "Largest deflated list an edge keeps inline in a dialog (5,000 phone numbers take"
+        " ~28 KB); a larger one is kept as 8-byte keys per entry and its full-state NOTIFYs"
+        " read the stored list (one more DynamoDB read each).",
+    )
     load_edge_page_bytes: int = _setting(
         "LOAD_EDGE_PAGE_BYTES",
         1_000_000,

@@ -4,18 +4,38 @@ A `SubscriptionDialog` is created from the SUBSCRIBE that opened it, answers wha
 change, and builds the NOTIFY requests of the dialog (CSeq, tags, route set, Subscription-State,
 the Event spelling of the subscriber's profile). The edge decides when to send them. Its state
 round-trips through `to_json`/`from_json` so an edge that restarts can resume the dialog.
+
+A list dialog's entries are read for two things only: a full-state NOTIFY (the whole list goes
+to `presence_lookup`) and checking that a queued change names URIs of the list. So the edge
+keeps them in one of two compact forms (`keep_entries`):
+
+- inline, deflated JSON, while that stays within EDGE_DIALOG_INLINE_ENTRIES_BYTES: Linphone's
+  lists of phone numbers (~28 KB for 5,000) need no extra call for a full-state NOTIFY;
+- past it, only a sorted array of 8-byte keyed hashes, one per entry (40 KB for 5,000 whatever
+  the URIs' length), enough to check a change's URIs; the list itself lives only in its
+  DynamoDB list item, which `presence_lookup` reads when given the subscription id instead of
+  entries. The hash key is random per process, never stored, and handed only to `load_edge`,
+  which answers a large list's keys made with it (a reload carries ~54 KB per such dialog, not
+  the ~0.6 MB of its URIs); nobody can craft a URI that collides with a list's entry.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import secrets
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from chalicelib.edge_contract import ENTRY_KEY_BYTES, entry_keys
 from sip_edge.sip.headers import Headers
 from sip_edge.sip.message import Request, new_tag
+
+#: This process's key of entry keys: never stored, and handed to `load_edge` only, which
+#: answers a large list's keys made with it (so a reload need not carry the list).
+HASH_KEY = secrets.token_bytes(16)
 
 
 @dataclass(frozen=True)
@@ -50,9 +70,10 @@ class SubscriptionDialog:
     accept_deflate: bool = False
     is_list: bool = True
     device: str = ""  # the phone: its +sip.instance, else its Contact URI (watchers index)
-    # The list's entries, deflated JSON: a 5,000-entry list costs the edge tens of KB, not
-    # the ~0.5 MB its strings would (they are read only to look the list up again).
+    # The list's entries (see the module docstring): deflated JSON while small, else only
+    # their sorted keys (the list then lives in DynamoDB alone). Never both.
     packed_entries: bytes = b""
+    entry_keys: bytes = b""
     version: int = 0  # next RLMI version
     local_cseq: int = field(default_factory=lambda: secrets.randbelow(10000) + 1)
     remote_cseq: int = 0
@@ -67,12 +88,40 @@ class SubscriptionDialog:
     rechecks: dict[str, float] = field(default_factory=dict)  # uri -> when its status lapses
 
     @property
-    def entries(self) -> list[str]:
+    def entries(self) -> list[str] | None:
+        """The list, when the edge holds it; None when only its keys are here (a full-state
+        lookup then names the subscription, and the function reads the stored list)."""
+        if self.entry_keys:
+            return None
         return json.loads(zlib.decompress(self.packed_entries)) if self.packed_entries else []
 
-    @entries.setter
-    def entries(self, value: list[str]) -> None:
-        self.packed_entries = zlib.compress(json.dumps(list(value)).encode(), 6) if value else b""
+    def keep_entries(self, entries: list[str], inline_limit: int | None) -> None:
+        """Hold `entries` inline if deflated they fit `inline_limit` bytes (None: always),
+        else only their keys."""
+        packed = zlib.compress(json.dumps(list(entries)).encode(), 6) if entries else b""
+        if inline_limit is None or len(packed) <= inline_limit:
+            self.packed_entries, self.entry_keys = packed, b""
+        else:
+            self.packed_entries = b""
+            self.entry_keys = entry_keys(entries, HASH_KEY)
+
+    def holding(self, uris: Iterable[str]) -> list[str]:
+        """Those of `uris` that are entries of the list (the list unpacked once, if inline)."""
+        if not self.entry_keys:
+            known = set(self.entries or ())
+            return [u for u in uris if u in known]
+        keys, count = self.entry_keys, len(self.entry_keys) // ENTRY_KEY_BYTES
+
+        def key_at(i: int) -> bytes:
+            return keys[i * ENTRY_KEY_BYTES : (i + 1) * ENTRY_KEY_BYTES]
+
+        found = []
+        for uri in uris:
+            wanted = entry_keys([uri], HASH_KEY)
+            i = bisect.bisect_left(range(count), wanted, key=key_at)
+            if i < count and key_at(i) == wanted:
+                found.append(uri)
+        return found
 
     def last_state(self, uri: str) -> str | None:
         """What the phone was last told of `uri` ("-": not a user), or None if unknown (a
@@ -141,18 +190,29 @@ class SubscriptionDialog:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        for transient in ("packed_entries", "dirty", "next_notify_at", "last_states", "told",
-                          "rechecks"):  # fmt: skip
+        for transient in ("packed_entries", "entry_keys", "dirty", "next_notify_at",
+                          "last_states", "told", "rechecks"):  # fmt: skip
             data.pop(transient)  # entries are stored beside the dialog, compressed
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], entries: list[str]) -> SubscriptionDialog:
+    def from_json(
+        cls,
+        data: dict[str, Any],
+        entries: list[str] | None,
+        *,
+        inline_limit: int | None,
+        keys: bytes = b"",
+    ) -> SubscriptionDialog:
+        """`entries`, or (None) the list's `keys` as `load_edge` made them with HASH_KEY."""
         data = dict(data)
         data["peer"] = Peer(**data["peer"])
         data.pop("entries", None)  # dialogs stored before the entries moved out of the dict
         dialog = cls(**data)
-        dialog.entries = entries
+        if entries is None:
+            dialog.entry_keys = keys
+        else:
+            dialog.keep_entries(entries, inline_limit)
         return dialog
 
 

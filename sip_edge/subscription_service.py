@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import time
 from typing import Any
 
 from chalicelib import edge_contract as contract
 from chalicelib.edge_contract import subscription_id, watcher_id
 from chalicelib.observability import logger
-from sip_edge.dialog import Peer, SubscriptionDialog, new_local_tag
+from sip_edge.dialog import HASH_KEY, Peer, SubscriptionDialog, new_local_tag
 from sip_edge.functions import FunctionError
 from sip_edge.handling import EdgeServices, Reject, raise_function_error
 from sip_edge.queue import EdgeQueue
@@ -64,12 +65,19 @@ class SubscriptionService:
         await reload  # keeps the reload owned (and cancelled at shutdown) by the edge
 
     async def _resume(self) -> None:
+        started = time.monotonic()
         cursor: str | None = None
         resumed: dict[str, SubscriptionDialog] = {}
+        pages = 0
         while True:
+            pages += 1
             answer = await self._load_edge(cursor)
             for data in answer.get("subscriptions", []):
-                dialog = SubscriptionDialog.from_json(data["dialog"], data["entries"])
+                keys = base64.b64decode(data.get("entry_keys_b64") or "")
+                dialog = SubscriptionDialog.from_json(
+                    data["dialog"], None if keys else data.get("entries", []),
+                    inline_limit=self._inline_limit, keys=keys,
+                )  # fmt: skip
                 if dialog.peer.reliable:
                     await self._delete(dialog)
                     continue
@@ -81,13 +89,28 @@ class SubscriptionService:
         for sub_id, dialog in resumed.items():
             self.dialogs.setdefault(sub_id, dialog)  # a dialog made meanwhile stays as is
         self.edge.stats["resumed"] = len(resumed)
+        # The one sign, in the logs, that a restarted edge holds its dialogs again.
+        logger.info(
+            "dialogs reloaded",
+            extra={"dialogs": len(resumed), "pages": pages,
+                   "seconds": round(time.monotonic() - started, 3)},
+        )  # fmt: skip
+
+    @property
+    def _inline_limit(self) -> int:
+        return self.edge.cfg.edge_dialog_inline_entries_bytes
 
     async def _load_edge(self, cursor: str | None) -> dict[str, Any]:
         """One page of this edge's stored dialogs; while the backend is down or answers an
         error, try again with backoff (an edge restarted in an outage must not give up its
         dialogs: their phones would hear nothing until they subscribe again)."""
         pause = 0.5
-        payload: contract.SubscriptionLoad = {"op": "load_edge", "edge_id": self.edge.edge_id}
+        payload: contract.SubscriptionLoad = {
+            "op": "load_edge",
+            "edge_id": self.edge.edge_id,
+            "inline_limit": self._inline_limit,
+            "keys_key_hex": HASH_KEY.hex(),
+        }
         if cursor:
             payload["cursor"] = cursor
         while True:
@@ -128,8 +151,7 @@ class SubscriptionService:
                 if dialog is None or dialog.terminated:
                     done.append(receipt)  # gone, or owned by another edge: nothing to do
                     continue
-                known = set(dialog.entries)  # unpacked for this message only
-                dialog.dirty.update(u for u in change.get("uris", []) if u in known)
+                dialog.dirty.update(dialog.holding(change.get("uris", [])))
                 self._receipts.setdefault(dialog.subscription_id, []).append(receipt)
             await self.queue.ack(done)
 
@@ -319,14 +341,15 @@ class SubscriptionService:
             payload["single"] = True
         result = await self.edge.functions.call(contract.PRESENCE_LOOKUP, payload)
         raise_function_error(result)
-        dialog.entries = list(result["entries"])
+        entries = list(result["entries"])
+        dialog.keep_entries(entries, self._inline_limit)
         self.dialogs[dialog.subscription_id] = dialog
         self.edge.respond(tx, self._subscribe_ok(request, dialog, expires))
         if expires == 0:  # a fetch (RFC 6665 §4.4.3): one NOTIFY, then the dialog is over
             await self._send_bodies(dialog, result, reason="timeout")
             self._forget(dialog)
             return None
-        await self._save(dialog, refresh=False)
+        await self._save(dialog, refresh=False, entries=entries)
         await self._send_bodies(dialog, result)
         return None
 
@@ -337,19 +360,23 @@ class SubscriptionService:
         return make_response(request, 200, None, headers, to_tag=dialog.local_tag)
 
     async def _presence_lookup(
-        self, dialog: SubscriptionDialog, entries: list[str], *, full_state: bool
+        self, dialog: SubscriptionDialog, entries: list[str] | None, *, full_state: bool
     ) -> dict[str, Any]:
-        """presence_lookup for resources of the dialog's stored list (no body to re-read)."""
+        """presence_lookup for resources of the dialog's stored list (no body to re-read);
+        `entries` None: the whole list, as the function stored it (the edge keeps its keys)."""
         lookup: contract.PresenceLookupRequest = {
             "subscriber": dialog.subscriber,
             "profile": dialog.profile,
             "accept_encoding": ["deflate"] if dialog.accept_deflate else [],
             "version": dialog.version,
-            "entries": entries,
             "full_state": full_state,
             "single": not dialog.is_list,
             "list_uri": _uri_of(dialog.local_uri),
         }
+        if entries is None:
+            lookup["subscription_id"] = dialog.subscription_id
+        else:
+            lookup["entries"] = entries
         return await self.edge.functions.call(contract.PRESENCE_LOOKUP, lookup)
 
     async def _notify_full(self, dialog: SubscriptionDialog) -> None:
@@ -475,8 +502,11 @@ class SubscriptionService:
         self._ending.discard(dialog.subscription_id)
         self._notify_locks.pop(dialog.subscription_id, None)
 
-    async def _save(self, dialog: SubscriptionDialog, *, refresh: bool) -> None:
-        """Store the dialog through the functions, so a restarted edge can resume it."""
+    async def _save(
+        self, dialog: SubscriptionDialog, *, refresh: bool, entries: list[str] | None = None
+    ) -> None:
+        """Store the dialog through the functions, so a restarted edge can resume it; a new
+        dialog (not `refresh`) stores its `entries` too."""
         payload: contract.SubscriptionSave = {
             "op": "refresh" if refresh else "save",
             "subscription_id": dialog.subscription_id,
@@ -485,17 +515,23 @@ class SubscriptionService:
             "dialog": dialog.to_json(),
         }
         if not refresh:
+            entries = entries or []
             payload["edge_id"] = self.edge.edge_id
             payload["subscriber"] = dialog.subscriber
-            payload["entries"] = dialog.entries
+            payload["entries"] = entries
             payload["watcher"] = watcher_id(
-                dialog.subscriber, dialog.device, "" if dialog.is_list else dialog.entries[0]
+                dialog.subscriber, dialog.device, "" if dialog.is_list else entries[0]
             )
         try:
-            await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
+            answer = await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
+            if answer.get("error"):
+                raise FunctionError(str(answer["error"]))
         except FunctionError as exc:
-            # The dialog still works from memory; only a restart would lose it.
+            # The dialog still works from memory; only a restart would lose it. A list kept
+            # as keys alone was stored nowhere: the edge keeps it whole, its only copy.
             logger.warning("could not store subscription: %s", exc)
+            if not refresh and dialog.entries is None:
+                dialog.keep_entries(entries or [], None)
 
     async def _delete(self, dialog: SubscriptionDialog) -> None:
         try:

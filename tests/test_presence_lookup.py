@@ -301,3 +301,28 @@ def test_a_mixed_thousand_entry_list_costs_ten_calls(aws):
     counter = dynamo.CallCounter()
     presence.resolve(entries, subscriber="alice@example.org", region="FR", counter=counter)
     assert counter.calls == 10
+
+
+def test_a_stored_list_is_read_by_subscription_id_for_its_own_subscriber_only(users):
+    """An edge keeping only keys of a large list names the subscription; the function reads
+    the list that dialog stored, and refuses another account's or an unknown one."""
+    from chalicelib.live import subscriptions
+
+    first = presence_lookup.handle(payload_from("subscribe-initial-udp-deflate"))
+    subscriptions.save(
+        "sub-big", edge_id="e1", subscriber="alice@example.org", expires_at=2**31,
+        version=first["version"], dialog={}, entries=first["entries"], watched=[],
+    )  # fmt: skip
+    by_id = {
+        "subscriber": "alice@example.org",
+        "subscription_id": "sub-big",
+        "accept_encoding": ["deflate"],
+        "profile": "linphone",
+        "version": first["version"],
+    }
+    again = presence_lookup.handle(by_id)
+    (parsed,) = bodies_of(again)
+    assert parsed.rlmi.get("fullState") == "true" and parsed.uris() == FIXTURE_ENTRIES
+    assert parsed.users() == FIXTURE_USERS and again["entries"] == first["entries"]
+    for other in ({"subscriber": "bob@example.org"}, {"subscription_id": "sub-none"}):
+        assert presence_lookup.handle({**by_id, **other})["error"]["code"] == "not_found"

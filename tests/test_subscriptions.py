@@ -98,3 +98,25 @@ def test_load_edge_is_paged_by_size(aws):
     assert sorted(seen) == [f"sub-{i:02}" for i in range(25)] and pages >= 8
     answer = sip_subscriptions({"op": "load_edge", "edge_id": "edge-a"}, None)
     assert len(answer["subscriptions"]) == 25 and answer["next"] is None  # default: 1 MB pages
+
+
+def test_load_edge_answers_a_list_past_the_edges_inline_limit_as_its_keys(aws):
+    """The edge names its hash key and inline limit: a list deflated past the limit comes as
+    the keys the edge would make (8 bytes an entry), a smaller one as its entries."""
+    import base64
+
+    from app import sip_subscriptions
+    from chalicelib.edge_contract import entry_keys
+
+    key = bytes(range(16))
+    long = [f"sip:{i:040x}{i * 7919:040x}@long.example.org" for i in range(300)]
+    save("sub-long", long, watcher="phone-1")
+    save("sub-short", numbers(3), watcher="phone-2")
+    request = {"op": "load_edge", "edge_id": "edge-a", "inline_limit": 1024,
+               "keys_key_hex": key.hex()}  # fmt: skip
+    got = {s["subscription_id"]: s for s in sip_subscriptions(request, None)["subscriptions"]}
+    assert "entries" not in got["sub-long"]
+    assert base64.b64decode(got["sub-long"]["entry_keys_b64"]) == entry_keys(long, key)
+    assert got["sub-short"]["entries"] == numbers(3) and "entry_keys_b64" not in got["sub-short"]
+    plain = sip_subscriptions({"op": "load_edge", "edge_id": "edge-a"}, None)["subscriptions"]
+    assert all("entries" in s for s in plain)  # an edge that names no key gets the lists

@@ -2,9 +2,10 @@
 
 The SIP edge calls it for the first NOTIFY of a subscription (with the SUBSCRIBE body) and for
 later full-state NOTIFYs (with the entries it kept from the first answer: refreshes carry no
-body). JSON in, JSON out, bodies in base64; errors come back as `{"error": {code, message}}`
-with a code of the error catalogue, which the edge maps to a SIP status. See
-docs/presence_lookup.md.
+body; or, for a list too large for the edge to keep, with the subscription's id, and the list
+is read from where the dialog stored it). JSON in, JSON out, bodies in base64; errors come back
+as `{"error": {code, message}}` with a code of the error catalogue, which the edge maps to a SIP
+status. See docs/presence_lookup.md.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from chalicelib import accounts, clock, dynamo, settings
 from chalicelib.accounts import discovery_budget, phone
 from chalicelib.errors import DomainError
 from chalicelib.live import status as live_status
+from chalicelib.live import subscriptions
 from chalicelib.observability import flush_metrics, logger, metrics
 from chalicelib.presence import multipart, notify, pidf, resource_list
 from chalicelib.presence import resolve as presence
@@ -43,7 +45,9 @@ def _positive(limits: dict[str, Any], name: str, default: int, *, ceiling: int |
     return min(value, ceiling) if ceiling is not None else value
 
 
-def _read_list(payload: dict[str, Any], limits: dict[str, Any]) -> resource_list.ResourceList:
+def _read_list(
+    payload: dict[str, Any], limits: dict[str, Any], subscriber: str, counter: dynamo.CallCounter
+) -> resource_list.ResourceList:
     cfg = settings.get()
     list_limits = resource_list.ListLimits(
         _positive(
@@ -57,8 +61,14 @@ def _read_list(payload: dict[str, Any], limits: dict[str, Any]) -> resource_list
     if payload.get("entries") is not None:
         return resource_list.from_entries(payload["entries"], list_limits)
     encoded = _field(payload, "list_b64", str, None)
+    sub_id = _field(payload, "subscription_id", str, None)
+    if encoded is None and sub_id is not None:
+        stored = subscriptions.stored_list(sub_id, subscriber, counter)
+        if stored is None:
+            raise DomainError("not_found", "no stored list for this subscriber's subscription")
+        return resource_list.from_entries(stored, list_limits)
     if encoded is None:
-        raise DomainError("missing_field", "list_b64 or entries is required")
+        raise DomainError("missing_field", "list_b64, entries or subscription_id is required")
     if len(encoded) > list_limits.max_inflated_bytes * 4 // 3 + 4:
         raise DomainError("list_too_large", "list body larger than the inflated-size limit")
     try:
@@ -165,13 +175,13 @@ def build_answer(
     notify_limit = _positive(limits, "notify_limit", cfg.notify_limit, ceiling=None)
     max_bytes = _positive(limits, "notify_max_bytes", cfg.notify_max_bytes, ceiling=None)
 
-    rl = _read_list(payload, limits)
+    counter = dynamo.CallCounter()
+    rl = _read_list(payload, limits, subscriber, counter)
     aor = presence.parse_aor(subscriber)
     account = accounts.get(aor) if aor else None
     if account is not None and account.disabled:
         # A dialog made before the account was disabled learns nothing more.
         raise DomainError("account_disabled", "the subscriber's account is disabled")
-    counter = dynamo.CallCounter()
     resolved, used_region, deferred, recheck_at = _resolve_within_budget(
         rl.entries, subscriber, region, counter
     )

@@ -25,7 +25,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from chalicelib import clock, dynamo, settings, tables
+from chalicelib import clock, dynamo, edge_contract, settings, tables
 from chalicelib.presence.watched import Watched, watched_keys
 
 # A watcher's pointer outlives its subscription by this margin: a phone whose dialog just ended
@@ -245,6 +245,18 @@ def get(sub_id: str) -> dict[str, Any] | None:
     return _from_item(item, _entries(item, listed))
 
 
+def stored_list(
+    sub_id: str, subscriber: str, counter: dynamo.CallCounter | None = None
+) -> list[str] | None:
+    """The list a subscription of `subscriber` was made with, or None (unknown, or another
+    account's): what an edge holding only its keys asks for a full-state NOTIFY."""
+    found = dynamo.batch_get(tables.SUBSCRIPTIONS, [sub_id, LIST_PREFIX + sub_id], counter=counter)
+    item = found.get(sub_id)
+    if item is None or str(item.get("subscriber", "")) != subscriber.lower():
+        return None
+    return _entries(item, found.get(LIST_PREFIX + sub_id))
+
+
 def delete(sub_id: str) -> None:
     """Remove a subscription and its list (unsubscribe, expiry, 481 from the phone).
 
@@ -271,15 +283,28 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
             return out
 
 
+def _as_keys(entry: dict[str, Any], listed: dict[str, Any], keys: tuple[bytes, int]) -> bool:
+    """Give a list deflated past the edge's inline limit as its entry keys: the edge keeps
+    nothing more of it, and 5,000 long URIs weigh ~0.6 MB in an answer, their keys 54 KB."""
+    key, inline_limit = keys
+    packed = base64.b64decode(listed["entries"])  # deflated exactly as the edge packs it
+    if len(packed) <= inline_limit:
+        return False
+    uris = json.loads(zlib.decompress(packed))
+    entry["entry_keys_b64"] = base64.b64encode(edge_contract.entry_keys(uris, key)).decode()
+    return True
+
+
 def load_edge_page(
     edge_id: str, cursor: str | None = None, *, max_bytes: int | None = None,
-    now: float | None = None,
+    now: float | None = None, keys: tuple[bytes, int] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
     """One answer's worth of an edge's live subscriptions, from after `cursor` (the last
     subscription id of the previous page), and the cursor of the next page (None: done).
 
     A page stops once its JSON passes `max_bytes` (LOAD_EDGE_PAGE_BYTES): Lambda caps an
-    answer at 6 MB, and a 5,000-entry list alone can weigh a megabyte."""
+    answer at 6 MB, and a 5,000-entry list alone can weigh a megabyte. With `keys` (the
+    edge's hash key and inline limit), a list larger than that limit comes as its keys."""
     now = clock.now() if now is None else now
     budget = settings.get().load_edge_page_bytes if max_bytes is None else max_bytes
     table = tables.table(tables.SUBSCRIPTIONS)
@@ -300,7 +325,10 @@ def load_edge_page(
         for sub_id in ids:
             item = found.get(sub_id)
             if item and int(item["expires_at"]) > now and item["edge_id"] == edge_id:
-                entry = _from_item(item, _entries(item, found.get(LIST_PREFIX + sub_id)))
+                listed = found.get(LIST_PREFIX + sub_id)
+                entry = _from_item(item, None)
+                if keys is None or listed is None or not _as_keys(entry, listed, keys):
+                    entry["entries"] = _entries(item, listed)
                 out.append(entry)
                 size += len(json.dumps(entry, default=str))
             if size >= budget:
@@ -419,8 +447,9 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
 
     ops: save {subscription_id, edge_id, subscriber, expires_at, version, dialog, entries},
     refresh {subscription_id, expires_at, version, dialog} -> {"found": bool},
-    delete {subscription_id}, load_edge {edge_id, cursor} -> {"subscriptions": [...], "next"}
-    (paged: call again with `cursor` = `next` until it is None).
+    delete {subscription_id}, load_edge {edge_id, cursor, inline_limit, keys_key_hex} ->
+    {"subscriptions": [...], "next"} (paged: call again with `cursor` = `next` until it is
+    None; see edge_contract.SubscriptionLoad for the keys).
     """
     op = payload.get("op")
     if op == "save":
@@ -449,6 +478,9 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
         delete(str(payload["subscription_id"]))
         return {"deleted": True}
     if op == "load_edge":
-        page, cursor = load_edge_page(str(payload["edge_id"]), payload.get("cursor"))
+        keys = None
+        if payload.get("keys_key_hex") and payload.get("inline_limit") is not None:
+            keys = (bytes.fromhex(str(payload["keys_key_hex"])), int(payload["inline_limit"]))
+        page, cursor = load_edge_page(str(payload["edge_id"]), payload.get("cursor"), keys=keys)
         return {"subscriptions": page, "next": cursor}
     return {"error": {"code": "invalid_field", "message": f"unknown op {op!r}"}}
