@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import math
 import os
 import random
 import re
@@ -39,6 +40,7 @@ FAULTS = [("dynamodb", "throttle"), ("dynamodb", "refuse"), ("dynamodb", "stall"
           ("sns", "throttle"), ("sns", "stall")]  # fmt: skip
 RLMI = {"r": "urn:ietf:params:xml:ns:rlmi"}
 SCENARIO = Path(__file__).parent / "scenarios" / "chaos_phone.xml"
+CYCLE = Path(__file__).parent / "scenarios" / "chaos_cycle.xml"
 PASSWORD = "correct horse battery"
 
 
@@ -57,6 +59,8 @@ class Report:
     kills: int = 0
     sipp_exit: int | None = None
     sipp_errors: str = ""
+    cycles: dict[str, int] = field(default_factory=dict)
+    cycle_statuses: dict[int, int] = field(default_factory=dict)
     notifies: int = 0
     terminated: int = 0
     probe_statuses: dict[int, int] = field(default_factory=dict)
@@ -83,7 +87,9 @@ class Report:
              f"{self.sms_sent} / {sum(self.extra_sms.values())} / {self.codes_lost}"),
             ("fault windows", ", ".join(self.fault_windows)),
             ("edge SIGKILLs", str(self.kills)),
-            ("NOTIFYs SIPp received", str(self.notifies)),
+            ("NOTIFYs the SIPp phones received", str(self.notifies)),
+            ("SIPp short cycles", ", ".join(f"{v} {k}" for k, v in self.cycles.items())),
+            ("cycles' SUBSCRIBE statuses", str(dict(sorted(self.cycle_statuses.items())))),
             ("subscriptions terminated before the end", str(self.terminated)),
             ("probe REGISTER statuses", str(dict(sorted(self.probe_statuses.items())))),
             ("probe median / max latency (ms)",
@@ -176,30 +182,72 @@ def phone_views(
     return views
 
 
-class SippPhones:
-    """One SIPp process whose calls are the phones (phone1..phoneN), until the epoch `end`."""
+def cycle_outcomes(messages: list[tuple[float, bytes]]) -> tuple[dict[str, int], dict[int, int]]:
+    """How the short cycles ended, and the final statuses their SUBSCRIBEs got (each
+    transaction once), from the cycle SIPp's received messages."""
+    from sip_edge.sip.message import Request, Response
+    from sip_edge.sip.parser import parse_datagram
+
+    finals: dict[tuple[str, int], int] = {}
+    notifies: dict[str, list[str]] = {}
+    for _, raw in messages:
+        msg = parse_datagram(raw)
+        if isinstance(msg, Response) and msg.status >= 200 and msg.cseq.method == "SUBSCRIBE":
+            finals.setdefault((msg.call_id, msg.cseq.seq), msg.status)
+        elif isinstance(msg, Request) and msg.method == "NOTIFY":
+            state = msg.headers.get("Subscription-State") or ""
+            notifies.setdefault(msg.call_id, []).append(state)
+    outcomes = {"completed": 0, "refused (503)": 0, "cut by the SIGKILL": 0}
+    for (call_id, seq), status in finals.items():
+        if seq != 1:
+            continue
+        if status == 503:
+            outcomes["refused (503)"] += 1
+        elif status == 200 and any(x.startswith("terminated") for x in notifies.get(call_id, [])):
+            outcomes["completed"] += 1
+        else:
+            outcomes["cut by the SIGKILL"] += 1
+    statuses: dict[int, int] = {}
+    for status in finals.values():
+        statuses[status] = statuses.get(status, 0) + 1
+    return outcomes, statuses
+
+
+class Sipp:
+    """One SIPp process running `scenario` against the edge: `calls` calls, `rate` a second,
+    `limit` at once; `sets` are its -set globals. Traces land in workdir/<name>_*.log."""
 
     def __init__(
-        self, edge: tuple[str, int], workdir: Path, phones: int, entries: list[str], end: float
+        self,
+        name: str,
+        scenario: Path,
+        edge: tuple[str, int],
+        workdir: Path,
+        *,
+        calls: int,
+        rate: float,
+        limit: int,
+        sets: dict[str, str],
+        timeout: float,
     ) -> None:
         import shutil
 
         binary = shutil.which("sipp")
         if binary is None:
             raise RuntimeError("sipp not found: install the Debian package sip-tester")
-        self.messages = workdir / "sipp_messages.log"
-        self.errors = workdir / "sipp_errors.log"
-        self.output = workdir / "sipp.out"
-        entry_xml = "".join(f'<entry uri="{e}"/>' for e in entries)
+        self.messages = workdir / f"{name}_messages.log"
+        self.errors = workdir / f"{name}_errors.log"
+        self.output = workdir / f"{name}.out"
         self.command = [
-            binary, f"{edge[0]}:{edge[1]}", "-sf", str(SCENARIO), "-t", "u1",
+            binary, f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-t", "u1",
             "-i", "127.0.0.1", "-p", str(_free_udp_port()),
-            "-m", str(phones), "-l", str(phones), "-r", "10",
-            "-set", "domain", DOMAIN, "-set", "entries", entry_xml, "-set", "end", f"{end:.0f}",
-            "-nostdin", "-timeout", f"{end - time.time() + 60:.0f}s", "-timeout_error",
+            "-m", str(calls), "-l", str(limit), "-r", str(rate),
+            "-nostdin", "-timeout", f"{timeout:.0f}s", "-timeout_error",
             "-trace_msg", "-message_file", str(self.messages),
             "-trace_err", "-error_file", str(self.errors),
         ]  # fmt: skip
+        for key, value in sets.items():
+            self.command += ["-set", key, value]
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -222,8 +270,10 @@ class SippPhones:
             self.proc.wait(10)
 
     def explain(self) -> str:
-        tail = self.errors.read_text(errors="replace")[-2000:] if self.errors.exists() else ""
-        return tail.strip()
+        """SIPp's error log, less the receive timeouts the phones' clock loop makes."""
+        text = self.errors.read_text(errors="replace") if self.errors.exists() else ""
+        events = re.split(r"(?=\d{4}-\d\d-\d\d\t)", text)
+        return "\n".join(e for e in events if "receive timeout" not in e)[-3000:].strip()
 
 
 def _free_udp_port() -> int:
@@ -360,10 +410,12 @@ def run_chaos(
     phones: int = 5,
     numbers: int = 8,
     quiet: float = 20.0,
+    cycle_rate: float = 2.0,
     seed: int = 12,
 ) -> Report:
     """Run the chaos against moto at `moto_url`; the caller's AWS env is reused. The phones
-    un-SUBSCRIBE `quiet` seconds after the last fault cleared; their views are read then."""
+    un-SUBSCRIBE `quiet` seconds after the last fault cleared; their views are read then.
+    Meanwhile a second SIPp offers `cycle_rate` short subscription cycles a second."""
     from chalicelib import accounts, aws, settings, tables
     from chalicelib.aws import client
     from devstack.rest_thread import RestThread
@@ -388,6 +440,8 @@ def run_chaos(
     port = free_port()
     env = {**os.environ, "SIP_HOST": "127.0.0.1", "SIP_PORT": str(port),
            "EDGE_ID": "chaos-edge", "SIP_TRUSTED_PROXIES": "127.0.0.1", "SIP_DOMAIN": DOMAIN,
+           # The cycles are all one account's, and the SIGKILL leaves some of them behind.
+           "SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT": "100000",
            "EDGE_QUEUE_WAIT": "1", "EDGE_QUEUE_VISIBILITY": "5", "NOTIFY_MIN_INTERVAL": "0.5",
            "POWERTOOLS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path.cwd())}  # fmt: skip
     edge = EdgeProcess(env, workdir / "edge.log")
@@ -399,11 +453,12 @@ def run_chaos(
     stop_replay = None
     rest = None
     sipp = None
+    cycles = None
     try:
         tables.create_all(client("dynamodb"))
-        for i in range(phones + 1):  # phone0 is the probe's; SIPp's calls are phone1..N
-            creds = accounts.credentials_from_password(f"phone{i}", PASSWORD, DOMAIN)
-            accounts.create(f"phone{i}", creds)
+        # phone0 is the probe's, phone1..N SIPp's phones, cycler the short cycles'.
+        for name in [*(f"phone{i}" for i in range(phones + 1)), "cycler"]:
+            accounts.create(name, accounts.credentials_from_password(name, PASSWORD, DOMAIN))
         rest_port = free_port()
         rest = RestThread("127.0.0.1", rest_port, name="chaos-rest")
         edge.start()
@@ -411,14 +466,22 @@ def run_chaos(
         stop_replay = StreamReplayer().start()
         # SIPp's phones hang up at `end`: the run, the quiet time, and a few seconds for
         # them to subscribe.
-        end = time.time() + 5 + seconds + quiet
-        sipp = SippPhones(address, workdir, phones, entries, end)
+        end = float(math.ceil(time.time() + 5 + seconds + quiet))  # SIPp reads whole seconds
+        entry_xml = "".join(f'<entry uri="{e}"/>' for e in entries)
+        sipp = Sipp("phones", SCENARIO, address, workdir, calls=phones, rate=10, limit=phones,
+                    sets={"domain": DOMAIN, "entries": entry_xml, "end": f"{end:.0f}"},
+                    timeout=end - time.time() + 60)  # fmt: skip
         sipp.start()
         deadline = time.monotonic() + 15
         while not _subscribed(phones) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _subscribed(phones), f"the SIPp phones did not subscribe: {sipp.explain()}"
 
+        cycles = Sipp("cycles", CYCLE, address, workdir, calls=max(1, int(seconds * cycle_rate)),
+                      rate=cycle_rate, limit=20,
+                      sets={"domain": DOMAIN, "entries": entry_xml, "user": "cycler"},
+                      timeout=seconds + 60)  # fmt: skip
+        cycles.start()
         started = time.monotonic()
         signups = SignupClient(("127.0.0.1", rest_port), report, stop)
 
@@ -489,6 +552,7 @@ def run_chaos(
         proxy.clear()
         cleared = time.time()
         signer.join(quiet)
+        cycles.wait(30)
         report.sipp_exit = sipp.wait(end - time.time() + 30)
         report.quiet = end - cleared
         stop.set()
@@ -503,6 +567,7 @@ def run_chaos(
             expected[uri] = None if account is None else account.sip_uri
         report.sms_sent = sum(1 for number, _ in sent_sms() if number in e164s)
         views = phone_views(received(sipp.messages), entries, expected, end)
+        report.cycles, report.cycle_statuses = cycle_outcomes(received(cycles.messages))
         report.notifies = sum(v.notifies for v in views.values())
         report.terminated = sum(v.terminated_early for v in views.values())
         for i in range(1, phones + 1):
@@ -520,8 +585,9 @@ def run_chaos(
         stop.set()
         if stop_replay is not None:
             stop_replay()
-        if sipp is not None:
-            sipp.stop()
+        for process in (sipp, cycles):
+            if process is not None:
+                process.stop()
         if rest is not None:
             rest.stop()
         edge.stop()
