@@ -61,6 +61,7 @@ class Report:
     sipp_errors: str = ""
     cycles: dict[str, int] = field(default_factory=dict)
     cycle_statuses: dict[int, int] = field(default_factory=dict)
+    phone_statuses: dict[int, int] = field(default_factory=dict)
     notifies: int = 0
     terminated: int = 0
     probe_statuses: dict[int, int] = field(default_factory=dict)
@@ -87,6 +88,8 @@ class Report:
              f"{self.sms_sent} / {sum(self.extra_sms.values())} / {self.codes_lost}"),
             ("fault windows", ", ".join(self.fault_windows)),
             ("edge SIGKILLs", str(self.kills)),
+            ("SIPp phones' SUBSCRIBE statuses (503: retried)",
+             str(dict(sorted(self.phone_statuses.items())))),
             ("NOTIFYs the SIPp phones received", str(self.notifies)),
             ("SIPp short cycles", ", ".join(f"{v} {k}" for k, v in self.cycles.items())),
             ("cycles' SUBSCRIBE statuses", str(dict(sorted(self.cycle_statuses.items())))),
@@ -184,7 +187,7 @@ def phone_views(
 
 def cycle_outcomes(messages: list[tuple[float, bytes]]) -> tuple[dict[str, int], dict[int, int]]:
     """How the short cycles ended, and the final statuses their SUBSCRIBEs got (each
-    transaction once), from the cycle SIPp's received messages."""
+    transaction once), from a SIPp's received messages."""
     from sip_edge.sip.message import Request, Response
     from sip_edge.sip.parser import parse_datagram
 
@@ -472,7 +475,7 @@ def run_chaos(
                     sets={"domain": DOMAIN, "entries": entry_xml, "end": f"{end:.0f}"},
                     timeout=end - time.time() + 60)  # fmt: skip
         sipp.start()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 45  # a phone refused (503) waits its Retry-After
         while not _subscribed(phones) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert _subscribed(phones), f"the SIPp phones did not subscribe: {sipp.explain()}"
@@ -568,6 +571,7 @@ def run_chaos(
         report.sms_sent = sum(1 for number, _ in sent_sms() if number in e164s)
         views = phone_views(received(sipp.messages), entries, expected, end)
         report.cycles, report.cycle_statuses = cycle_outcomes(received(cycles.messages))
+        report.phone_statuses = cycle_outcomes(received(sipp.messages))[1]
         report.notifies = sum(v.notifies for v in views.values())
         report.terminated = sum(v.terminated_early for v in views.values())
         for i in range(1, phones + 1):
