@@ -55,4 +55,4 @@ _.fmt  # BotoCoreError subclasses: botocore formats the message from `fmt`
 _.is_open  # the edge's per-function breaker: read by tests/faults/test_edge_faults.py
 _.original  # devstack.moto_local: moto's unpatched methods, read by tests/test_moto_local.py
 _.load_edge  # subscriptions.load_edge: every page at once, read by tests (restart fixtures)
-_.sipp_errors  # bench/chaos Report: SIPp's error log, shown by tests/faults/test_chaos.py on failure
+_.sipp_errors  # bench/chaos Report: SIPp's errors, shown by tests/faults/test_chaos.py
