@@ -57,3 +57,4 @@ _.original  # devstack.moto_local: moto's unpatched methods, read by tests/test_
 _.load_edge  # subscriptions.load_edge: every page at once, read by tests (restart fixtures)
 _.keys_key_hex  # edge_contract.SubscriptionLoad key: written and read by its string name
 _.entry_keys_b64  # edge_contract.StoredSubscription key: likewise
+_.sipp_errors  # bench/chaos Report: SIPp's errors, shown by tests/faults/test_chaos.py

@@ -1,25 +1,34 @@
-"""Chaos: phones subscribed to lists over UDP and sign-ups going on while AWS faults switch on
-and off and the edge is SIGKILLed and restarted once; then every phone's view must match the
-accounts that exist (zero lost updates), no SIP request may get a 500, and the edge's RSS stays
-bounded.
+"""Chaos: SIPp phones subscribed to lists and users signing up over the REST API while AWS
+faults switch on and off and the edge is SIGKILLed and restarted once; then every phone's view,
+rebuilt from the NOTIFYs SIPp received, must match the accounts that exist (zero lost updates),
+no SIP or REST request may get a 500, a retried sign-up sends no second SMS, and the edge's RSS
+stays bounded.
 
-Everything real but AWS: a `python -m sip_edge` subprocess (killed with SIGKILL), moto's server
-behind a fault-injecting proxy (tests/faults/proxy.py) that the edge, the stream replayer and the
-sign-ups all go through, phones on real sockets. `python -m bench chaos [--seconds=300]`; the
-test suite runs a short version (tests/faults/test_chaos.py).
+Everything real but AWS: a `python -m sip_edge` subprocess (killed with SIGKILL), SIPp phones
+(bench/scenarios/chaos_phone.xml), the REST API on chalice's local server, moto's server behind a
+fault-injecting proxy (tests/faults/proxy.py) that the edge, the REST API and the stream replayer
+all go through. `python -m bench chaos [--seconds=300]`; the test suite runs a short version
+(tests/faults/test_chaos.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import json
+import math
 import os
 import random
+import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +36,39 @@ from lxml import etree
 
 DOMAIN = "example.org"
 FAULTS = [("dynamodb", "throttle"), ("dynamodb", "refuse"), ("dynamodb", "stall"),
-          ("sqs", "throttle"), ("sqs", "refuse"), ("sqs", "stall")]  # fmt: skip
+          ("sqs", "throttle"), ("sqs", "refuse"), ("sqs", "stall"),
+          ("sns", "throttle"), ("sns", "stall")]  # fmt: skip
 RLMI = {"r": "urn:ietf:params:xml:ns:rlmi"}
+SCENARIO = Path(__file__).parent / "scenarios" / "chaos_phone.xml"
+CYCLE = Path(__file__).parent / "scenarios" / "chaos_cycle.xml"
+PASSWORD = "correct horse battery"
 
 
 @dataclass
 class Report:
     seconds: float
     phones: int
+    numbers: int
     signups: int = 0
     signup_retries: int = 0
+    rest_statuses: dict[int, int] = field(default_factory=dict)
+    sms_sent: int = 0
+    extra_sms: dict[str, int] = field(default_factory=dict)
+    codes_lost: int = 0
     fault_windows: list[str] = field(default_factory=list)
     kills: int = 0
+    sipp_exit: int | None = None
+    sipp_errors: str = ""
+    cycles: dict[str, int] = field(default_factory=dict)
+    cycle_statuses: dict[int, int] = field(default_factory=dict)
+    phone_statuses: dict[int, int] = field(default_factory=dict)
     notifies: int = 0
     terminated: int = 0
     probe_statuses: dict[int, int] = field(default_factory=dict)
     probe_slow: int = 0
     probe_latencies: list[float] = field(default_factory=list)
     rss_kb: list[int] = field(default_factory=list)
+    quiet: float = 0.0
     converged_after: float | None = None
     mismatches: dict[str, Any] = field(default_factory=dict)
 
@@ -56,71 +80,69 @@ class Report:
         lat = sorted(self.probe_latencies) or [0.0]
         rows = [
             ("duration (s)", f"{self.seconds:.0f}"),
-            ("phones / sign-ups", f"{self.phones} / {self.signups}"),
+            ("SIPp phones (exit code)", f"{self.phones} ({self.sipp_exit})"),
+            ("sign-ups done over REST / client retries (503, 429)",
+             f"{self.signups} of {self.numbers} / {self.signup_retries}"),
+            ("REST statuses", str(dict(sorted(self.rest_statuses.items())))),
+            ("SMS sent / more than one per sign-up / codes lost",
+             f"{self.sms_sent} / {sum(self.extra_sms.values())} / {self.codes_lost}"),
             ("fault windows", ", ".join(self.fault_windows)),
             ("edge SIGKILLs", str(self.kills)),
-            ("NOTIFYs received", str(self.notifies)),
-            ("subscriptions terminated", str(self.terminated)),
+            ("SIPp phones' SUBSCRIBE statuses (503: retried)",
+             str(dict(sorted(self.phone_statuses.items())))),
+            ("NOTIFYs the SIPp phones received", str(self.notifies)),
+            ("SIPp short cycles", ", ".join(f"{v} {k}" for k, v in self.cycles.items())),
+            ("cycles' SUBSCRIBE statuses", str(dict(sorted(self.cycle_statuses.items())))),
+            ("subscriptions terminated before the end", str(self.terminated)),
             ("probe REGISTER statuses", str(dict(sorted(self.probe_statuses.items())))),
             ("probe median / max latency (ms)",
              f"{statistics.median(lat) * 1000:.0f} / {lat[-1] * 1000:.0f}"),
             ("probe answers over 3 s", str(self.probe_slow)),
             ("edge RSS max (MB)", f"{max(self.rss_kb or [0]) / 1024:.0f}"),
-            ("views converged after faults cleared (s)",
+            ("views right, after faults cleared and the last sign-up (s)",
              "never" if self.converged_after is None else f"{self.converged_after:.1f}"),
+            ("quiet time, then every phone un-SUBSCRIBEs (s)", f"{self.quiet:.0f}"),
             ("lost updates", str(self.lost)),
         ]  # fmt: skip
         return "\n".join(["| chaos | |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows]])
 
 
-class Phone:
-    """A subscribed phone: answers every NOTIFY 200 and keeps the view they build."""
+_TRACE = re.compile(
+    rb"^-{47} (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\n\w+ message received \[(\d+)\] bytes :\n\n",
+    re.MULTILINE,
+)
 
-    def __init__(self, edge: tuple[str, int], name: str, entries: list[str]) -> None:
-        from tests.edge.sipclient import SipClient
 
-        self.client = SipClient(edge, "udp")
-        self.name = name
-        self.entries = entries
-        self.view: dict[str, str | None] = {}
-        self.notifies = 0
-        self.terminated = False
-        self._stop = False
-        self._lock = threading.Lock()
+def received(message_file: Path) -> list[tuple[float, bytes]]:
+    """(wall time, message) of everything SIPp's -trace_msg log says it received, in order."""
+    data = message_file.read_bytes() if message_file.exists() else b""
+    out = []
+    for m in _TRACE.finditer(data):
+        # SIPp stamps its log in local time.
+        when = datetime.strptime(m.group(1).decode(), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        out.append((when, data[m.end() : m.end() + int(m.group(2))]))
+    return out
 
-    def subscribe(self) -> int:
-        from tests.edge.test_edge_subscribe import LIST_HEADERS, RLS, resource_list
 
-        c = self.client
-        c.request("SUBSCRIBE", RLS, from_uri=f"sip:{self.name}@{DOMAIN}", to=f"<{RLS}>",
-                  headers=LIST_HEADERS, body=resource_list(self.entries))  # fmt: skip
-        r = c.response("SUBSCRIBE", timeout=5)
-        return 0 if r is None else r.status
+@dataclass
+class PhoneView:
+    """What one phone knows, built from the NOTIFYs it received, as a phone builds it."""
 
-    def run(self) -> None:
-        from sip_edge.sip.message import Request
+    entries: list[str]
+    view: dict[str, str | None] = field(default_factory=dict)
+    notifies: int = 0
+    terminated_early: int = 0
+    ok_since: float | None = None  # wall time the view last became right
 
-        while not self._stop:
-            msg = self.client.receive(lambda m: isinstance(m, Request), timeout=0.5)
-            if msg is None or msg.method != "NOTIFY":
-                continue
-            self.client.answer(msg, 200)
-            self._apply(msg)
-
-    def _apply(self, notify: Any) -> None:
-        import zlib
-
+    def apply(self, when: float, notify: Any, expected: dict[str, str | None], end: float) -> None:
         from tests.edge.test_edge_subscribe import users_in
 
+        self.notifies += 1
+        state = notify.headers.get("Subscription-State") or ""
+        if state.startswith("terminated") and when < end:
+            self.terminated_early += 1
         body = notify.body
-        if "deflate" in (notify.headers.get("Content-Encoding") or ""):
-            body = zlib.decompress(body)
-        with self._lock:
-            self.notifies += 1
-            if (notify.headers.get("Subscription-State") or "").startswith("terminated"):
-                self.terminated = True
-            if not body:
-                return
+        if body:  # the final NOTIFY of an un-SUBSCRIBE has none
             start = body.index(b"<?xml")
             rlmi = etree.fromstring(body[start : body.index(b"</list>", start) + 7])
             users = users_in(notify)
@@ -128,16 +150,209 @@ class Phone:
                 self.view = {}
             for res in rlmi.findall("r:resource", RLMI):
                 self.view[res.get("uri")] = users.get(res.get("uri"))
+        right = self.snapshot() == expected
+        if not right:
+            self.ok_since = None
+        elif self.ok_since is None:
+            self.ok_since = when
 
     def snapshot(self) -> dict[str, str | None]:
-        with self._lock:
-            return {uri: self.view.get(uri) for uri in self.entries}
+        return {uri: self.view.get(uri) for uri in self.entries}
 
-    def stop(self, thread: threading.Thread | None = None) -> None:
-        self._stop = True
-        if thread is not None:
-            thread.join(2)  # its receive ends within 0.5 s; then the socket can go
-        self.client.close()
+
+def phone_views(
+    messages: list[tuple[float, bytes]],
+    entries: list[str],
+    expected: dict[str, str | None],
+    end: float,
+) -> dict[str, PhoneView]:
+    """Each phone's view (by its SIP user) from SIPp's received messages."""
+    from sip_edge.sip.message import Request
+    from sip_edge.sip.parser import parse_datagram
+
+    views: dict[str, PhoneView] = {}
+    seen: set[bytes] = set()
+    for when, raw in messages:
+        msg = parse_datagram(raw)
+        if not isinstance(msg, Request) or msg.method != "NOTIFY":
+            continue
+        digest = hashlib.sha256(raw).digest()
+        if digest in seen:  # a retransmission (SIPp answered it again); it changes nothing
+            continue
+        seen.add(digest)
+        phone = msg.to.uri.user or "?"
+        views.setdefault(phone, PhoneView(entries)).apply(when, msg, expected, end)
+    return views
+
+
+def cycle_outcomes(messages: list[tuple[float, bytes]]) -> tuple[dict[str, int], dict[int, int]]:
+    """How the short cycles ended, and the final statuses their SUBSCRIBEs got (each
+    transaction once), from a SIPp's received messages."""
+    from sip_edge.sip.message import Request, Response
+    from sip_edge.sip.parser import parse_datagram
+
+    finals: dict[tuple[str, int], int] = {}
+    notifies: dict[str, list[str]] = {}
+    for _, raw in messages:
+        msg = parse_datagram(raw)
+        if isinstance(msg, Response) and msg.status >= 200 and msg.cseq.method == "SUBSCRIBE":
+            finals.setdefault((msg.call_id, msg.cseq.seq), msg.status)
+        elif isinstance(msg, Request) and msg.method == "NOTIFY":
+            state = msg.headers.get("Subscription-State") or ""
+            notifies.setdefault(msg.call_id, []).append(state)
+    outcomes = {"completed": 0, "refused (503)": 0, "cut by the SIGKILL": 0}
+    for (call_id, seq), status in finals.items():
+        if seq != 1:
+            continue
+        if status == 503:
+            outcomes["refused (503)"] += 1
+        elif status == 200 and any(x.startswith("terminated") for x in notifies.get(call_id, [])):
+            outcomes["completed"] += 1
+        else:
+            outcomes["cut by the SIGKILL"] += 1
+    statuses: dict[int, int] = {}
+    for status in finals.values():
+        statuses[status] = statuses.get(status, 0) + 1
+    return outcomes, statuses
+
+
+class Sipp:
+    """One SIPp process running `scenario` against the edge: `calls` calls, `rate` a second,
+    `limit` at once; `sets` are its -set globals. Traces land in workdir/<name>_*.log."""
+
+    def __init__(
+        self,
+        name: str,
+        scenario: Path,
+        edge: tuple[str, int],
+        workdir: Path,
+        *,
+        calls: int,
+        rate: float,
+        limit: int,
+        sets: dict[str, str],
+        timeout: float,
+        options: tuple[str, ...] = (),
+    ) -> None:
+        import shutil
+
+        binary = shutil.which("sipp")
+        if binary is None:
+            raise RuntimeError("sipp not found: install the Debian package sip-tester")
+        self.messages = workdir / f"{name}_messages.log"
+        self.errors = workdir / f"{name}_errors.log"
+        self.output = workdir / f"{name}.out"
+        self.command = [
+            binary, f"{edge[0]}:{edge[1]}", "-sf", str(scenario), "-t", "u1",
+            "-i", "127.0.0.1", "-p", str(_free_udp_port()),
+            "-m", str(calls), "-l", str(limit), "-r", str(rate),
+            "-nostdin", "-timeout", f"{timeout:.0f}s", "-timeout_error",
+            "-trace_msg", "-message_file", str(self.messages),
+            "-trace_err", "-error_file", str(self.errors),
+        ]  # fmt: skip
+        for key, value in sets.items():
+            self.command += ["-set", key, value]
+        self.command += options
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.output.open("wb") as out:
+            self.proc = subprocess.Popen(self.command, cwd=self.workdir, stdout=out,
+                                         stderr=subprocess.STDOUT)  # fmt: skip
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def explain(self) -> str:
+        """SIPp's error log, less the receive timeouts the phones' clock loop makes."""
+        text = self.errors.read_text(errors="replace") if self.errors.exists() else ""
+        events = re.split(r"(?=\d{4}-\d\d-\d\d\t)", text)
+        return "\n".join(e for e in events if "receive timeout" not in e)[-3000:].strip()
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SignupClient:
+    """A user signing up as the app does: ask for a code, read the SMS, confirm; each step
+    retried after 503 (or 429) + Retry-After, never past `until`."""
+
+    def __init__(self, rest: tuple[str, int], report: Report, stop: threading.Event) -> None:
+        self.rest, self.report, self.stop = rest, report, stop
+        self.lock = threading.Lock()  # users sign up in threads of their own
+        self.last_done = 0.0  # wall time of the last account made
+
+    def _post(self, path: str, body: dict[str, Any]) -> tuple[int, float]:
+        conn = http.client.HTTPConnection(*self.rest, timeout=30)
+        try:
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            status = r.status
+            retry_after = float(r.getheader("Retry-After") or 1)
+        finally:
+            conn.close()
+        with self.lock:
+            self.report.rest_statuses[status] = self.report.rest_statuses.get(status, 0) + 1
+        return status, retry_after
+
+    def _wait(self, seconds: float, until: float) -> bool:
+        """Sleep before a retry; False when the run is over."""
+        with self.lock:
+            self.report.signup_retries += 1
+        return not self.stop.wait(min(seconds, max(0.0, until - time.monotonic())))
+
+    def sign_up(self, e164: str, username: str, until: float) -> bool:
+        from tests.accounts_support import last_code, sent_sms
+
+        def sms_count() -> int:
+            return sum(1 for number, _ in sent_sms() if number == e164)
+
+        before = sms_count()
+        while time.monotonic() < until:
+            status, retry_after = self._post(
+                "/v1/signup/phone", {"phone": e164, "username": username}
+            )
+            # A 429 after a lost answer: the first request's SMS went out; the app has it.
+            if status == 202 or (status == 429 and sms_count() > before):
+                break
+            if status not in (429, 503) or not self._wait(retry_after, until):
+                return False
+        else:
+            return False
+        code = last_code(e164)
+        body = {"phone": e164, "code": code, "password": PASSWORD}
+        while time.monotonic() < until:
+            status, retry_after = self._post("/v1/signup/phone/confirm", body)
+            if status in (200, 201):
+                sent = sms_count() - before
+                with self.lock:
+                    if sent > 1:
+                        self.report.extra_sms[e164] = sent - 1
+                    self.report.signups += 1
+                    self.last_done = max(self.last_done, time.time())
+                return True
+            if status != 503:
+                with self.lock:
+                    self.report.codes_lost += status in (404, 410)
+                return False
+            if not self._wait(retry_after, until):
+                return False
+        return False
 
 
 class EdgeProcess:
@@ -199,75 +414,102 @@ def run_chaos(
     fault_period: float = 20.0,
     phones: int = 5,
     numbers: int = 8,
+    quiet: float = 20.0,
+    cycle_rate: float = 2.0,
     seed: int = 12,
 ) -> Report:
-    """Run the chaos against moto at `moto_url`; the caller's AWS env is reused."""
+    """Run the chaos against moto at `moto_url`; the caller's AWS env is reused. The phones
+    un-SUBSCRIBE `quiet` seconds after the last fault cleared; their views are read then.
+    Meanwhile a second SIPp offers `cycle_rate` short subscription cycles a second."""
     from chalicelib import accounts, aws, settings, tables
     from chalicelib.aws import client
+    from devstack.rest_thread import RestThread
     from devstack.streams import StreamReplayer
+    from tests.accounts_support import sent_sms
     from tests.conftest import free_port
-    from tests.edge.conftest import PASSWORD
     from tests.edge.sipclient import SipClient
     from tests.faults.proxy import FaultProxy
 
-    rng = random.Random(seed)
+    faults = FAULTS[:]
+    random.Random(seed).shuffle(faults)  # each fault once before any comes again
     proxy = FaultProxy(moto_url)
-    previous = os.environ.get("AWS_ENDPOINT_URL")
-    os.environ["AWS_ENDPOINT_URL"] = proxy.url
+    # The REST API (in this process) reads these: every simulated user signs up from
+    # loopback, where a real deployment sees one address per phone.
+    overrides = {"AWS_ENDPOINT_URL": proxy.url, "CODE_REQUESTS_PER_IP_HOURLY": "100000",
+                 "SMS_PER_IP_DAILY": "100000"}  # fmt: skip
+    previous = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
     settings.get.cache_clear()
     aws.reset()
-    report = Report(seconds=seconds, phones=phones)
+    report = Report(seconds=seconds, phones=phones, numbers=numbers)
     port = free_port()
     env = {**os.environ, "SIP_HOST": "127.0.0.1", "SIP_PORT": str(port),
            "EDGE_ID": "chaos-edge", "SIP_TRUSTED_PROXIES": "127.0.0.1", "SIP_DOMAIN": DOMAIN,
-           "SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT": "1000000",  # one account for every phone
+           # The cycles are all one account's, and the SIGKILL leaves some of them behind.
+           "SUBSCRIBE_MAX_DIALOGS_PER_ACCOUNT": "100000",
            "EDGE_QUEUE_WAIT": "1", "EDGE_QUEUE_VISIBILITY": "5", "NOTIFY_MIN_INTERVAL": "0.5",
            "POWERTOOLS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(Path.cwd())}  # fmt: skip
     edge = EdgeProcess(env, workdir / "edge.log")
     address = ("127.0.0.1", port)
-    numbers_uris = [f"sip:+336{70000000 + i}@{DOMAIN};user=phone" for i in range(numbers)]
-    subscribers: list[Phone] = []
+    e164s = [f"+336{70000000 + i}" for i in range(numbers)]
+    entries = [f"sip:{n}@{DOMAIN};user=phone" for n in e164s]
     stop = threading.Event()
-    threads: list[threading.Thread] = []
+    helpers: list[threading.Thread] = []
     stop_replay = None
+    rest = None
+    sipp = None
+    cycles = None
     try:
         tables.create_all(client("dynamodb"))
-        for i in range(phones):
-            creds = accounts.credentials_from_password(f"phone{i}", PASSWORD, DOMAIN)
-            accounts.create(f"phone{i}", creds)
+        # phone0 is the probe's, phone1..N SIPp's phones, cycler the short cycles'.
+        for name in [*(f"phone{i}" for i in range(phones + 1)), "cycler"]:
+            accounts.create(name, accounts.credentials_from_password(name, PASSWORD, DOMAIN))
+        rest_port = free_port()
+        rest = RestThread("127.0.0.1", rest_port, name="chaos-rest")
         edge.start()
         assert _wait_options(address, 30), "the edge did not start"
         stop_replay = StreamReplayer().start()
-        for i in range(phones):
-            phone = Phone(address, f"phone{i}", numbers_uris)
-            status = phone.subscribe()
-            assert status == 200, f"phone{i} SUBSCRIBE: {status}"
-            subscribers.append(phone)
-            threads.append(threading.Thread(target=phone.run, daemon=True))
-        for t in threads:
-            t.start()
+        # SIPp's phones hang up at `end`: the run, the quiet time, and a few seconds for
+        # them to subscribe.
+        end = float(math.ceil(time.time() + 5 + seconds + quiet))  # SIPp reads whole seconds
+        entry_xml = "".join(f'<entry uri="{e}"/>' for e in entries)
+        sipp = Sipp("phones", SCENARIO, address, workdir, calls=phones, rate=10, limit=phones,
+                    sets={"domain": DOMAIN, "entries": entry_xml, "end": f"{end:.0f}"},
+                    timeout=end - time.time() + 60,
+                    # SIPp takes a message arriving while a call runs its clock check (nop
+                    # steps) as unexpected and kills the call; -aa answers such a NOTIFY 200
+                    # instead, and it is in the trace like any other.
+                    options=("-aa",))  # fmt: skip
+        sipp.start()
+        deadline = time.monotonic() + 45  # a phone refused (503) waits its Retry-After
+        while not _subscribed(phones) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _subscribed(phones), f"the SIPp phones did not subscribe: {sipp.explain()}"
 
-        signed_up: dict[str, str] = {}
+        cycles = Sipp("cycles", CYCLE, address, workdir, calls=max(1, int(seconds * cycle_rate)),
+                      rate=cycle_rate, limit=20,
+                      sets={"domain": DOMAIN, "entries": entry_xml, "user": "cycler"},
+                      timeout=seconds + 60)  # fmt: skip
+        cycles.start()
+        started = time.monotonic()
+        signups = SignupClient(("127.0.0.1", rest_port), report, stop)
+
+        def sign_up(i: int, e164: str) -> None:
+            # One begun late may finish in the quiet time, with the faults cleared.
+            signups.sign_up(e164, f"user{i}", started + seconds + quiet / 2)
 
         def sign_ups() -> None:
+            """Users sign up at a steady pace, each on their own (one waiting out a 503's
+            Retry-After holds no one else up)."""
             pace = seconds / (numbers + 1)
-            for i in range(numbers):
-                if stop.wait(pace):
-                    return
-                while not stop.is_set():
-                    try:  # a sign-up app retries until the service takes it
-                        creds = accounts.credentials_from_password(f"user{i}", PASSWORD, DOMAIN)
-                        accounts.create(f"user{i}", creds, phone_e164=f"+336{70000000 + i}")
-                        break
-                    except Exception as exc:
-                        if (
-                            getattr(exc, "code", "") == "username_taken"
-                        ):  # a retry that had gone through
-                            break
-                        report.signup_retries += 1
-                        stop.wait(0.5)
-                signed_up[numbers_uris[i]] = f"sip:user{i}@{DOMAIN}"
-                report.signups += 1
+            users = []
+            for i, e164 in enumerate(e164s):
+                if stop.wait(max(0.0, started + pace * (i + 1) - time.monotonic())):
+                    break
+                users.append(threading.Thread(target=sign_up, args=(i, e164), daemon=True))
+                users[-1].start()
+            for t in users:
+                t.join(max(0.0, started + seconds + quiet - time.monotonic()))
 
         def probe() -> None:
             c = SipClient(address)
@@ -289,11 +531,11 @@ def run_chaos(
                 if edge.alive():
                     report.rss_kb.append(edge.rss_kb())
 
-        helpers = [threading.Thread(target=f, daemon=True) for f in (sign_ups, probe, watch_rss)]
-        for t in helpers:
+        signer = threading.Thread(target=sign_ups, daemon=True)
+        helpers = [threading.Thread(target=f, daemon=True) for f in (probe, watch_rss)]
+        for t in (signer, *helpers):
             t.start()
 
-        started = time.monotonic()
         kill_at = seconds * 0.55
         killed = False
         window = 0
@@ -301,7 +543,7 @@ def run_chaos(
             window_on = int(now // fault_period) % 2 == 1
             if window_on and window != int(now // fault_period):
                 window = int(now // fault_period)
-                service, mode = rng.choice(FAULTS)
+                service, mode = faults[len(report.fault_windows) % len(faults)]
                 proxy.set(service, mode)
                 report.fault_windows.append(f"{service} {mode}")
             elif not window_on and proxy.modes:
@@ -317,39 +559,64 @@ def run_chaos(
                 _wait_options(address, 30)
             time.sleep(0.2)
         proxy.clear()
+        cleared = time.time()
+        signer.join(quiet)
+        cycles.wait(30)
+        report.sipp_exit = sipp.wait(end - time.time() + 30)
+        report.quiet = end - cleared
         stop.set()
         for t in helpers:
             t.join(10)
-        report.signups = len(signed_up)
-        cleared = time.monotonic()
-        expected = {uri: signed_up.get(uri) for uri in numbers_uris}
-        while time.monotonic() - cleared < 45:
-            if all(p.snapshot() == expected for p in subscribers):
-                report.converged_after = time.monotonic() - cleared
-                break
-            time.sleep(0.5)
-        for p in subscribers:
-            got = p.snapshot()
-            wrong = {u: (got[u], expected[u]) for u in numbers_uris if got[u] != expected[u]}
+        if report.sipp_exit != 0:
+            report.sipp_errors = sipp.explain()
+        # The truth: the accounts that exist, each number to its account's address.
+        expected = {}
+        for uri, e164 in zip(entries, e164s, strict=True):
+            account = accounts.find_by_phone(e164)
+            expected[uri] = None if account is None else account.sip_uri
+        report.sms_sent = sum(1 for number, _ in sent_sms() if number in e164s)
+        views = phone_views(received(sipp.messages), entries, expected, end)
+        report.cycles, report.cycle_statuses = cycle_outcomes(received(cycles.messages))
+        report.phone_statuses = cycle_outcomes(received(sipp.messages))[1]
+        report.notifies = sum(v.notifies for v in views.values())
+        report.terminated = sum(v.terminated_early for v in views.values())
+        for i in range(1, phones + 1):
+            view = views.get(f"phone{i}")
+            got = view.snapshot() if view else dict.fromkeys(entries)
+            wrong = {u: (got[u], expected[u]) for u in entries if got[u] != expected[u]}
             if wrong:
-                report.mismatches[p.name] = wrong
-            report.notifies += p.notifies
-            report.terminated += p.terminated
+                report.mismatches[f"phone{i}"] = wrong
+        oks = [v.ok_since for v in views.values() if v.ok_since is not None]
+        if len(oks) == phones:
+            settled = max(cleared, signups.last_done)
+            report.converged_after = max(0.0, max(oks) - settled)
         return report
     finally:
         stop.set()
         if stop_replay is not None:
             stop_replay()
-        for i, p in enumerate(subscribers):
-            p.stop(threads[i] if i < len(threads) else None)
+        for process in (sipp, cycles):
+            if process is not None:
+                process.stop()
+        if rest is not None:
+            rest.stop()
         edge.stop()
         proxy.close()
-        if previous is None:
-            os.environ.pop("AWS_ENDPOINT_URL", None)
-        else:
-            os.environ["AWS_ENDPOINT_URL"] = previous
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         settings.get.cache_clear()
         aws.reset()
+
+
+def _subscribed(phones: int) -> bool:
+    """Every SIPp phone's dialog is stored, with the version its first NOTIFY took."""
+    from chalicelib.live import subscriptions
+
+    stored = subscriptions.load_edge("chaos-edge")
+    return len(stored) >= phones and all(s["version"] >= 1 for s in stored)
 
 
 def run(argv: list[str]) -> None:
