@@ -9,7 +9,7 @@ import threading
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib import settings
+from chalicelib import settings, tables
 from chalicelib.accounts import rate_limits, sms, verification
 from chalicelib.accounts.rate_limits import DAY, HOUR
 from chalicelib.errors import DomainError
@@ -160,6 +160,28 @@ def test_sns_failure_is_503_and_burns_no_quota(aws, monkeypatch):
     send()
     pass_interval()
     refused()
+
+
+def test_a_code_that_could_not_be_stored_is_never_sent(aws, monkeypatch):
+    from chalicelib import aws as aws_clients
+
+    dynamodb = aws_clients.client("dynamodb")
+    real_put = dynamodb.put_item
+
+    def put_item(**kw):
+        if kw["TableName"] == tables.VERIFICATION_CODES.name():
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "PutItem")
+        return real_put(**kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(dynamodb, "put_item", put_item)
+        with pytest.raises(ClientError):
+            send()  # the REST layer answers it 503 + Retry-After
+    assert sent_sms() == []  # no SMS carries a code the service does not know
+    send()  # the client's retry: one SMS, and its code works
+    assert len(sent_sms()) == 1
+    claim = verification.consume(verification.SIGNUP, A, last_code(A), e164=A, fingerprint="f")
+    assert claim.replay is None
 
 
 def test_released_log_entries_free_the_slot(aws):

@@ -8,9 +8,7 @@ from chalicelib import settings
 from chalicelib.aws import client
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger, pseudonym
-
-#: Seconds a client should wait before retrying after SNS refused or failed.
-RETRY_AFTER_FAILURE = 30
+from chalicelib.resilience import retry_after
 
 
 def render(code: str) -> str:
@@ -39,6 +37,6 @@ def send_code(e164: str, code: str) -> None:
         raise DomainError(
             "sms_unavailable",
             "the SMS could not be sent; try again later",
-            headers={"Retry-After": str(RETRY_AFTER_FAILURE)},
+            headers={"Retry-After": retry_after()},  # as any other service's failure
         ) from None
     logger.info("SMS sent", extra={"phone": pseudonym(e164), "message_id": answer.get("MessageId")})

@@ -13,6 +13,7 @@ used it is kept with it, so a retry gets the same answer.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import secrets
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import clock, digest, dynamo, settings, tables
 from chalicelib.accounts import phone, rate_limits, sms
@@ -193,12 +194,6 @@ def send(
         rate_limits.release_all(per_number)
         raise
     code = new_code()
-    if deliver:
-        try:
-            sms.send_code(e164, code)
-        except DomainError:
-            rate_limits.release_all(per_requester + per_number)
-            raise
     item: dict[str, Any] = {
         "code_id": cid,
         "purpose": purpose,
@@ -226,19 +221,47 @@ def send(
         )
         put["ExpressionAttributeNames"] = {"#owner": "owner"}
         put["ExpressionAttributeValues"] = dynamo.to_item({":owner": item["owner"], ":now": now})
-    # Stored after the SMS left: a failed send leaves the previous code in place.
+    # Stored before the SMS leaves: a code that reached a phone always works. If the store
+    # fails nothing was sent (a retry is clean); if the send fails the previous code comes back.
     try:
         client("dynamodb").put_item(**put)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+    except (ClientError, BotoCoreError) as exc:
+        if not (isinstance(exc, ClientError) and dynamo.condition_failed(exc)):
+            with contextlib.suppress(ClientError, BotoCoreError):  # best effort: it is failing
+                rate_limits.release_all(per_requester + per_number)  # nothing was sent
             raise
+        rate_limits.release_all(per_number)
         raise _pending_elsewhere(s.code_ttl_seconds) from None
+    if deliver:
+        try:
+            sms.send_code(e164, code)
+        except DomainError:
+            _restore(cid, item["code_mac"], current)
+            rate_limits.release_all(per_requester + per_number)
+            raise
     metrics.add_metric(name="CodesSent", unit=MetricUnit.Count, value=1 if deliver else 0)
     logger.info(
         "code sent" if deliver else "code request recorded, no SMS",
         extra={"purpose": purpose, "phone": pseudonym(e164)},
     )
     return s.code_ttl_seconds
+
+
+def _restore(cid: str, ours: str, previous: dict[str, Any] | None) -> None:
+    """Put back the code our unsent one replaced (or none), unless another request has
+    replaced ours meanwhile; best effort, as the send already failed."""
+    table = tables.VERIFICATION_CODES.name()
+    guard = {
+        "ConditionExpression": "code_mac = :ours",
+        "ExpressionAttributeValues": {":ours": {"S": ours}},
+    }
+    try:
+        if previous is None:
+            client("dynamodb").delete_item(TableName=table, Key={"code_id": {"S": cid}}, **guard)
+        else:
+            client("dynamodb").put_item(TableName=table, Item=dynamo.to_item(previous), **guard)
+    except (ClientError, BotoCoreError) as exc:
+        logger.warning("unsent code not rolled back", extra={"reason": type(exc).__name__})
 
 
 def _get(cid: str) -> dict[str, Any] | None:
@@ -410,7 +433,7 @@ def complete(claim: Claim, answer: dict[str, Any]) -> None:
         )
     except ClientError as exc:
         # Replaced by a new request meanwhile: the old answer has no one left to serve.
-        if not dynamo.condition_failed(exc):
+        if not (isinstance(exc, ClientError) and dynamo.condition_failed(exc)):
             raise
 
 
@@ -431,5 +454,5 @@ def release(claim: Claim) -> None:
             ExpressionAttributeValues=values,
         )
     except ClientError as exc:
-        if not dynamo.condition_failed(exc):
+        if not (isinstance(exc, ClientError) and dynamo.condition_failed(exc)):
             raise
