@@ -143,10 +143,7 @@ def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @app.lambda_function(name=contract.SIP_SUBSCRIPTIONS)
 def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with within_time_left(event, contract.TIME_LEFT):
-        answer = subscriptions.handle(event)
-        if event.get("op") == "save" and answer.get("saved"):
-            live_updates.subscription_saved(str(event["subscriber"]))
-        return answer
+        return subscriptions.handle(event, on_saved=live_updates.subscription_saved)
 
 
 @app.lambda_function(name=contract.PRESENCE_LOOKUP)

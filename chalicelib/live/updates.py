@@ -162,16 +162,18 @@ def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def subscription_saved(subscriber: str) -> dict[str, int]:
-    """A new list subscription of `subscriber`: the lists that watch it look at it again.
+def subscription_saved(keys: frozenset[str]) -> dict[str, int]:
+    """A new list subscription of a subscriber: the lists that watch it (`keys`, its watcher
+    keys, read with the save: `subscriptions.Saved`) look at it again.
 
     The mutual-contacts rule gives them its detailed status once its own list watches them,
     and a phone subscribes after it registers: without this, a contact that registered before
-    subscribing would stay "a user, no status" to the others until its next change. Best
+    subscribing would stay "a user, no status" to the others until its next change. A
+    subscriber with no account has no keys: no list shows it as a user, so none is told. Best
     effort: the subscription stands if the edges cannot be told.
     """
     try:
-        return _look_again(_account_keys(subscriber))
+        return _look_again(set(keys))
     except Exception:
         logger.exception("could not tell the watchers of a new subscriber to look again")
         return {"subscriptions": 0, "messages": 0, "failed": 0}
