@@ -213,6 +213,14 @@ def create_all(dynamodb_client: Any) -> None:
 
 
 def table(spec: TableSpec) -> Any:
+    """The boto3 Table of `spec`, made once per resource: boto3 builds each Table from its
+    resource model, a millisecond of CPU that every call through it would pay again."""
     from chalicelib.aws import resource
 
-    return resource("dynamodb").Table(spec.name())
+    dynamodb = resource("dynamodb")
+    made: dict[str, Any] = dynamodb.__dict__.setdefault("_tables_made", {})
+    name = spec.name()
+    found = made.get(name)
+    if found is None:
+        found = made[name] = dynamodb.Table(name)
+    return found
