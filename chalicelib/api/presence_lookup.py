@@ -205,8 +205,10 @@ def build_answer(
     )
     # The mutual-contacts rule decides how much each user's status says (live_status).
     # The account read above is the subscriber's when the edge sent a bare AOR (it does).
-    known = {"account": account} if aor == subscriber.lower() else {}
-    seen = live_status.statuses_for(subscriber, resolved, **known)
+    if aor == subscriber.lower():
+        seen = live_status.statuses_for(subscriber, resolved, account=account)
+    else:
+        seen = live_status.statuses_for(subscriber, resolved)
     # Numbers past the discovery budget go out as not (yet) users; the edge asks again about
     # them at `recheck_at` and sends a partial NOTIFY once they are paid for.
     seen.rechecks.update(dict.fromkeys(deferred, recheck_at))
