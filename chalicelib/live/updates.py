@@ -15,27 +15,18 @@ message (`edge_contract.Revocation`) and sends the final NOTIFY.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
 from chalicelib import accounts, dynamo, edge_contract, tables
-from chalicelib.aws import client, region
+from chalicelib.aws import client
 from chalicelib.live import registrar, subscriptions
 from chalicelib.observability import flush_metrics, logger, metrics, pseudonym
 from chalicelib.presence import watched
 
 STREAMED = (tables.ACCOUNTS, tables.PHONE_INDEX, tables.REGISTRATIONS, tables.PUBLICATIONS)
 _ACCOUNT_FIELDS = ("discoverable", "disabled", "phone")
-
-
-def stream_arn(spec: tables.TableSpec) -> str:
-    """The stream a handler listens to: set by the deployment, a placeholder for packaging."""
-    return os.environ.get(
-        f"{spec.env_var}_STREAM_ARN",
-        f"arn:aws:dynamodb:{region()}:000000000000:table/{spec.name()}/stream/latest",
-    )
 
 
 @cache
