@@ -28,6 +28,7 @@ the rest (ours climbs its ladder for its capacity, then soaks; no Kamailio).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import socket
@@ -243,6 +244,19 @@ def free_port_tcp() -> int:
         return s.getsockname()[1]
 
 
+def free_sipp_port() -> int:
+    """A port free for both TCP and UDP: SIPp over TCP (the RLS runs) binds its main socket on
+    TCP, and a port picked free for UDP alone was sometimes taken there (errno 98)."""
+    while True:
+        port = free_port_tcp()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
 def seed_bob(moto_port: int) -> None:
     """bob's account in the devstack's moto (its :MOTO_PORT serves the same backend)."""
     for key in [k for k in os.environ if k.startswith(("AWS_", "TABLE_", "STAGE"))]:
@@ -286,7 +300,7 @@ def sipp(
     stat = workdir / "step.stat.csv"
     command = [
         binary, f"127.0.0.1:{port}", "-sf", str(scenario), "-s", service, "-i", "127.0.0.1",
-        "-p", str(free_port()), "-r", str(rate), "-m", str(calls), "-nostdin",
+        "-p", str(free_sipp_port()), "-r", str(rate), "-m", str(calls), "-nostdin",
         "-timeout", f"{calls / rate + 30:.0f}s", "-recv_timeout", "5000",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-stf", str(stat), "-fd", "1",
         *(extra or []),
@@ -338,9 +352,16 @@ def step(server: Server, binary: str, rate: int, seconds: float, workdir: Path, 
         server.cpu() - cpu,
         None if loop is None or loop_after is None else loop_after - loop,
     )
+    loop_ms = result.per_cycle_ms(result.loop_cpu_seconds)
     print(
         f"  {server.name}: {rate}/s × {calls}: {result.failed} failed, "
-        f"{result.per_cycle_ms(result.cpu_seconds):.2f} ms CPU/cycle",
+        f"{result.per_cycle_ms(result.cpu_seconds):.2f} ms CPU/cycle"
+        + ("" if math.isnan(loop_ms) else f" ({loop_ms:.2f} in the edge loop)")
+        + (
+            f", p50/p99 {percentile(latencies, 0.5):.1f}/{percentile(latencies, 0.99):.1f} ms"
+            if latencies
+            else ""
+        ),
         file=sys.stderr,
         flush=True,
     )
