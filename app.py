@@ -12,17 +12,13 @@ from chalice.app import Request
 
 from chalicelib import edge_contract as contract
 from chalicelib import tables
-from chalicelib.api import account_api
-from chalicelib.api import presence_lookup as presence_lookup_module
-from chalicelib.api import sip_auth as sip_auth_module
-from chalicelib.api.http_api import rest
-from chalicelib.api.idempotency import once_per_sip_request
-from chalicelib.api.xmlrpc_api import ROUTE_CONTENT_TYPES as XMLRPC_CONTENT_TYPES
-from chalicelib.api.xmlrpc_api import handle as xmlrpc_handle
-from chalicelib.live import publications, registrar, subscriptions
-from chalicelib.live import updates as live_updates
+from chalicelib.api.http_api import ANY_CONTENT_TYPE, XMLRPC_ROUTE_CONTENT_TYPES, rest
 from chalicelib.observability import logger
 from chalicelib.resilience import within_time_left
+
+# Each handler imports the modules it runs when it first runs (a Lambda function cold-starts
+# with this file and its own path only: sip_auth loads no lxml, XML-RPC or NOTIFY bodies);
+# tests/test_cold_start.py keeps them out of `import app`.
 
 app = Chalice(app_name="smart-contacts")
 
@@ -46,77 +42,97 @@ def health() -> dict[str, str]:
 # --- Accounts and sign-up (issue: phone-number accounts) ----------------------------------
 
 
-@app.route("/v1/signup/phone", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
+@app.route("/v1/signup/phone", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @rest
 def signup_phone() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.signup_request(current_request())
 
 
-@app.route("/v1/signup/phone/confirm", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
+@app.route("/v1/signup/phone/confirm", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @rest
 def signup_phone_confirm() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.signup_confirm(current_request())
 
 
 @app.route("/v1/accounts/me", methods=["GET"])
 @rest
 def accounts_me() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.me_get(current_request())
 
 
-@app.route("/v1/accounts/me", methods=["PATCH"], content_types=account_api.ANY_CONTENT_TYPE)
+@app.route("/v1/accounts/me", methods=["PATCH"], content_types=ANY_CONTENT_TYPE)
 @rest
 def accounts_me_patch() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.me_patch(current_request())
 
 
-@app.route("/v1/accounts/me", methods=["DELETE"], content_types=account_api.ANY_CONTENT_TYPE)
+@app.route("/v1/accounts/me", methods=["DELETE"], content_types=ANY_CONTENT_TYPE)
 @rest
 def accounts_me_delete() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.me_delete(current_request())
 
 
-@app.route("/v1/accounts/me/phone", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
+@app.route("/v1/accounts/me/phone", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @rest
 def accounts_me_phone() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.phone_link_request(current_request())
 
 
-@app.route(
-    "/v1/accounts/me/phone/confirm", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE
-)
+@app.route("/v1/accounts/me/phone/confirm", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @rest
 def accounts_me_phone_confirm() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.phone_link_confirm(current_request())
 
 
-@app.route("/v1/accounts/me/phone", methods=["DELETE"], content_types=account_api.ANY_CONTENT_TYPE)
+@app.route("/v1/accounts/me/phone", methods=["DELETE"], content_types=ANY_CONTENT_TYPE)
 @rest
 def accounts_me_phone_delete() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.phone_unlink(current_request())
 
 
 # --- Contact discovery ---------------------------------------------------------------------
 
 
-@app.route("/v1/contacts/discover", methods=["POST"], content_types=account_api.ANY_CONTENT_TYPE)
+@app.route("/v1/contacts/discover", methods=["POST"], content_types=ANY_CONTENT_TYPE)
 @rest
 def contacts_discover() -> Response:
+    from chalicelib.api import account_api
+
     return account_api.contacts_discover(current_request())
 
 
 # --- XML-RPC account assistant (Linphone) --------------------------------------------------
 
 
-@app.route("/wizard.php", methods=["POST"], content_types=XMLRPC_CONTENT_TYPES)
+@app.route("/wizard.php", methods=["POST"], content_types=XMLRPC_ROUTE_CONTENT_TYPES)
 def xmlrpc_wizard() -> Response:
     # The path the Linphone apps' public assistant used; some builds hard-code it.
-    return xmlrpc_handle(current_request())
+    from chalicelib.api import xmlrpc_api
+
+    return xmlrpc_api.handle(current_request())
 
 
-@app.route("/v1/xmlrpc", methods=["POST"], content_types=XMLRPC_CONTENT_TYPES)
+@app.route("/v1/xmlrpc", methods=["POST"], content_types=XMLRPC_ROUTE_CONTENT_TYPES)
 def xmlrpc_v1() -> Response:
-    return xmlrpc_handle(current_request())
+    from chalicelib.api import xmlrpc_api
+
+    return xmlrpc_api.handle(current_request())
 
 
 # --- Functions called by the SIP edge -------------------------------------------------------
@@ -124,6 +140,8 @@ def xmlrpc_v1() -> Response:
 
 @app.lambda_function(name=contract.SIP_AUTH)
 def sip_auth(event: contract.SipAuthRequest, context: Any) -> dict[str, Any]:
+    from chalicelib.api import sip_auth as sip_auth_module
+
     with within_time_left(event, contract.TIME_LEFT):
         return sip_auth_module.verify(
             event["method"],
@@ -136,27 +154,35 @@ def sip_auth(event: contract.SipAuthRequest, context: Any) -> dict[str, Any]:
 
 @app.lambda_function(name=contract.SIP_REGISTRAR)
 def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.api.idempotency import once_per_sip_request
+    from chalicelib.live import registrar
+
     with within_time_left(event, contract.TIME_LEFT):
         return once_per_sip_request(registrar.handle)(event, context)
 
 
 @app.lambda_function(name=contract.SIP_SUBSCRIPTIONS)
 def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.live import subscriptions
+    from chalicelib.live import updates as live_updates
+
     with within_time_left(event, contract.TIME_LEFT):
-        answer = subscriptions.handle(event)
-        if event.get("op") == "save" and answer.get("saved"):
-            live_updates.subscription_saved(str(event["subscriber"]))
-        return answer
+        return subscriptions.handle(event, on_saved=live_updates.subscription_saved)
 
 
 @app.lambda_function(name=contract.PRESENCE_LOOKUP)
 def presence_lookup(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.api import presence_lookup as presence_lookup_module
+
     with within_time_left(event, contract.TIME_LEFT):
         return presence_lookup_module.handle(event)
 
 
 @app.lambda_function(name=contract.SIP_PUBLISH)
 def sip_publish(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.api.idempotency import once_per_sip_request
+    from chalicelib.live import publications
+
     with within_time_left(event, contract.TIME_LEFT):
         return once_per_sip_request(publications.handle)(event, context)
 
@@ -164,23 +190,31 @@ def sip_publish(event: dict[str, Any], context: Any) -> dict[str, Any]:
 # --- Event handlers: DynamoDB streams drive live contact lists ----------------------------
 
 
-@app.on_dynamodb_record(stream_arn=live_updates.stream_arn(tables.ACCOUNTS), batch_size=100)
+@app.on_dynamodb_record(stream_arn=tables.stream_arn(tables.ACCOUNTS), batch_size=100)
 def accounts_changed(event: Any) -> dict[str, int]:
+    from chalicelib.live import updates as live_updates
+
     return live_updates.handle_records(event.to_dict()["Records"])
 
 
-@app.on_dynamodb_record(stream_arn=live_updates.stream_arn(tables.PHONE_INDEX), batch_size=100)
+@app.on_dynamodb_record(stream_arn=tables.stream_arn(tables.PHONE_INDEX), batch_size=100)
 def phone_index_changed(event: Any) -> dict[str, int]:
+    from chalicelib.live import updates as live_updates
+
     return live_updates.handle_records(event.to_dict()["Records"])
 
 
-@app.on_dynamodb_record(stream_arn=live_updates.stream_arn(tables.REGISTRATIONS), batch_size=100)
+@app.on_dynamodb_record(stream_arn=tables.stream_arn(tables.REGISTRATIONS), batch_size=100)
 def registrations_changed(event: Any) -> dict[str, int]:
+    from chalicelib.live import updates as live_updates
+
     return live_updates.handle_records(event.to_dict()["Records"])
 
 
-@app.on_dynamodb_record(stream_arn=live_updates.stream_arn(tables.PUBLICATIONS), batch_size=100)
+@app.on_dynamodb_record(stream_arn=tables.stream_arn(tables.PUBLICATIONS), batch_size=100)
 def publications_changed(event: Any) -> dict[str, int]:
+    from chalicelib.live import updates as live_updates
+
     return live_updates.handle_records(event.to_dict()["Records"])
 
 

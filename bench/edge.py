@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.bodies import ENV, is_user, list_body, seed
-from devstack.moto_local import keyed_queries, light_transactions
+from devstack.moto_local import apply_all
 
 LIST_SIZE = 100
 CONCURRENCY = (1, 20)  # one at a time: latency alone; 20: throughput, queueing included
@@ -302,8 +302,7 @@ def run(argv: list[str]) -> None:
     list_calls, single_calls = (100, 200) if quick else (300, 600)
     os.environ.update(ENV)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    keyed_queries()
-    light_transactions()
+    apply_all()
     from chalicelib import accounts, aws, settings, tables
 
     with moto_server() as url, tempfile.TemporaryDirectory() as tmp:

@@ -20,12 +20,15 @@ capacity, for latency and CPU at the same load. Latency is SUBSCRIBE sent to the
 received (SIPp RTD 2), timed with a fine clock (SIPp's own clock ticks every 4 ms).
 A plot of both ladders is written to `docs/bench_kamailio.png`. Skipped with one line when
 kamailio, sipp or gcc is missing. `--quick` climbs shorter steps; `--soak=N` then offers N more
-cycles to ours at 80% of its capacity and reports whether its rate and RSS stay flat.
+cycles to ours at 80% of its capacity and reports, per 30 s chunk, the completed rate, failures,
+CPU per cycle and RSS, with a verdict on whether rate and RSS stay flat; `--soak-only` skips
+the rest (ours climbs its ladder for its capacity, then soaks; no Kamailio).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import socket
@@ -241,6 +244,19 @@ def free_port_tcp() -> int:
         return s.getsockname()[1]
 
 
+def free_sipp_port() -> int:
+    """A port free for both TCP and UDP: SIPp over TCP (the RLS runs) binds its main socket on
+    TCP, and a port picked free for UDP alone was sometimes taken there (errno 98)."""
+    while True:
+        port = free_port_tcp()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+
+
 def seed_bob(moto_port: int) -> None:
     """bob's account in the devstack's moto (its :MOTO_PORT serves the same backend)."""
     for key in [k for k in os.environ if k.startswith(("AWS_", "TABLE_", "STAGE"))]:
@@ -284,7 +300,7 @@ def sipp(
     stat = workdir / "step.stat.csv"
     command = [
         binary, f"127.0.0.1:{port}", "-sf", str(scenario), "-s", service, "-i", "127.0.0.1",
-        "-p", str(free_port()), "-r", str(rate), "-m", str(calls), "-nostdin",
+        "-p", str(free_sipp_port()), "-r", str(rate), "-m", str(calls), "-nostdin",
         "-timeout", f"{calls / rate + 30:.0f}s", "-recv_timeout", "5000",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-stf", str(stat), "-fd", "1",
         *(extra or []),
@@ -336,9 +352,16 @@ def step(server: Server, binary: str, rate: int, seconds: float, workdir: Path, 
         server.cpu() - cpu,
         None if loop is None or loop_after is None else loop_after - loop,
     )
+    loop_ms = result.per_cycle_ms(result.loop_cpu_seconds)
     print(
         f"  {server.name}: {rate}/s × {calls}: {result.failed} failed, "
-        f"{result.per_cycle_ms(result.cpu_seconds):.2f} ms CPU/cycle",
+        f"{result.per_cycle_ms(result.cpu_seconds):.2f} ms CPU/cycle"
+        + ("" if math.isnan(loop_ms) else f" ({loop_ms:.2f} in the edge loop)")
+        + (
+            f", p50/p99 {percentile(latencies, 0.5):.1f}/{percentile(latencies, 0.99):.1f} ms"
+            if latencies
+            else ""
+        ),
         file=sys.stderr,
         flush=True,
     )
@@ -568,8 +591,8 @@ def _run(argv: list[str]) -> None:
     seconds = 3.0 if "--quick" in argv else 5.0
     list_seconds = 4.0 if "--quick" in argv else 6.0
     load_before = os.getloadavg()
-    soak: str | None = None
-    soak_report = ""
+    soak = _option(argv, "--soak")
+    soak_text = ""
     with tempfile.TemporaryDirectory(prefix="bench-kam-") as tmp:
         work = Path(tmp)
         (work / "build").mkdir()
@@ -582,6 +605,9 @@ def _run(argv: list[str]) -> None:
             publish_bob(sipp_bin, sip_port, work, clock_shim)
             rss_start = memory_kib(pid, "VmRSS")
             climb(ours, sipp_bin, OURS_LADDER, seconds, work, clock_shim)
+            if soak and "--soak-only" in argv:
+                print(run_soak(ours, sipp_bin, int(soak), work, clock_shim))
+                return
             ours.repeats = [
                 step(ours, sipp_bin, ours.capacity, seconds, work, clock_shim)
                 for _ in range(REPEATS)
@@ -593,9 +619,8 @@ def _run(argv: list[str]) -> None:
             )  # fmt: skip
             seed_list_users()
             climb(ours_list, sipp_bin, LIST_LADDER, list_seconds, work, clock_shim, False)
-            soak = _option(argv, "--soak")
             if soak:
-                soak_report = run_soak(ours, sipp_bin, int(soak), work, clock_shim)
+                soak_text = run_soak(ours, sipp_bin, int(soak), work, clock_shim)
         servers.append(ours)
         rundir = work / "kam"
         port = free_port()
@@ -635,7 +660,7 @@ def _run(argv: list[str]) -> None:
     )
     print(ladder_table([*servers, kam_list, ours_list]))
     if soak:
-        print(f"\n{soak_report}")
+        print(f"\n{soak_text}")
     if "--no-plot" not in argv and plot(servers, PLOT, note):
         print(f"\nplot: {PLOT.relative_to(ROOT)}")
 
@@ -647,23 +672,64 @@ def _option(argv: list[str], name: str) -> str | None:
     return None
 
 
+SOAK_CHUNK_SECONDS = 30
+SOAK_RATE_TOLERANCE = 0.20  # issue 13: the rate holds within 20%...
+SOAK_RSS_GROWTH_MIB = 200  # ...and RSS within +200 MB over 100,000 cycles
+
+
 def run_soak(server: Server, binary: str, cycles: int, workdir: Path, shim: Path) -> str:
-    """`--soak=N`: N more cycles at 80% of the capacity, in 30 s chunks; is the rate flat?"""
+    """`--soak=N`: N more cycles at 80% of the capacity, in 30 s chunks; is the rate flat?
+
+    Each chunk's completed rate, failures, CPU per cycle and RSS are printed as it ends, then
+    a table and a verdict against issue 13's targets: the median rate of the last three chunks
+    within 20% of the first three's, and RSS at most 200 MiB above where the soak began."""
     rate = max(1, int(server.capacity * 0.8))
-    chunk = rate * 30
-    rss = [memory_kib(server.pid, "VmRSS")]
-    rates: list[float] = []
-    failed = 0
-    for _ in range(max(1, cycles // chunk)):
+    chunk = rate * SOAK_CHUNK_SECONDS
+    rss_start = memory_kib(server.pid, "VmRSS") / 1024
+    rows: list[tuple[int, int, float, int, float, float]] = []
+    for index in range(max(1, cycles // chunk)):
+        cpu = server.cpu()
         ok, wall, _ = sipp(binary, SCENARIO, server.port, rate, chunk, workdir, shim)
-        failed += chunk - ok
-        rates.append(ok / wall)
-        rss.append(memory_kib(server.pid, "VmRSS"))
-    return (
-        f"soak: {len(rates) * chunk:,} cycles offered at {rate}/s, {failed:,} failed; completed "
-        f"rate first/last chunk {rates[0]:.1f}/{rates[-1]:.1f} per s; RSS "
-        f"{rss[0] / 1024:,.0f} → {rss[-1] / 1024:,.0f} MiB"
-    )
+        cpu_ms = 1000 * (server.cpu() - cpu) / max(1, ok)
+        rss = memory_kib(server.pid, "VmRSS") / 1024
+        rows.append(((index + 1) * chunk, ok, ok / wall, chunk - ok, cpu_ms, rss))
+        print(
+            f"  soak chunk {index + 1}: {ok / wall:.1f} cycles/s completed, {chunk - ok} "
+            f"failed, {cpu_ms:.2f} ms CPU/cycle, RSS {rss:,.0f} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
+    return soak_report(rate, rss_start, rows)
+
+
+def soak_report(
+    rate: int, rss_start: float, rows: list[tuple[int, int, float, int, float, float]]
+) -> str:
+    """The soak's table, one row per chunk, and its verdict against the targets."""
+    lines = [
+        f"soak at {rate}/s offered ({SOAK_CHUNK_SECONDS} s chunks), RSS {rss_start:,.0f} MiB "
+        "before:",
+        "",
+        "| cycles offered so far | completed/s | failed | CPU ms/cycle | RSS MiB |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for offered, _, per_second, failed, cpu_ms, rss in rows:
+        lines.append(f"| {offered:,} | {per_second:.1f} | {failed} | {cpu_ms:.2f} | {rss:,.0f} |")
+    first = statistics.median(r[2] for r in rows[:3])
+    last = statistics.median(r[2] for r in rows[-3:])
+    growth = rows[-1][5] - rss_start
+    failed = sum(r[3] for r in rows)
+    rate_ok = last >= first * (1 - SOAK_RATE_TOLERANCE)
+    rss_ok = growth <= SOAK_RSS_GROWTH_MIB
+    lines += [
+        "",
+        f"verdict after {rows[-1][0]:,} cycles ({failed:,} failed): completed rate "
+        f"{first:.1f}/s (median of the first chunks) -> {last:.1f}/s (of the last): "
+        f"{'within' if rate_ok else 'NOT within'} {SOAK_RATE_TOLERANCE:.0%}; RSS "
+        f"{growth:+,.0f} MiB: {'within' if rss_ok else 'NOT within'} "
+        f"+{SOAK_RSS_GROWTH_MIB} MiB. {'FLAT' if rate_ok and rss_ok else 'NOT FLAT'}.",
+    ]
+    return "\n".join(lines)
 
 
 def publish_bob(binary: str, port: int, workdir: Path, clock_shim: Path) -> None:

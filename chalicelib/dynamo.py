@@ -82,9 +82,11 @@ def batch_get_many(
     counter: CallCounter | None = None,
     projections: dict[TableSpec, str] | None = None,
     names: dict[str, str] | None = None,
+    consistent: bool = False,
 ) -> dict[TableSpec, dict[str, dict[str, Any]]]:
     """Fetch items of several tables by hash key: 100 keys per call whatever their table
     (one BatchGetItem may span tables), chunks issued concurrently, unprocessed keys retried.
+    `consistent` asks for strongly consistent reads (what a GetItem before a write needs).
 
     Returns {table: {hash key value: item (plain Python values)}} for the items that exist.
     """
@@ -98,6 +100,8 @@ def batch_get_many(
         request: dict[str, dict[str, Any]] = {}
         for spec, key in pairs[start : start + BATCH_GET_MAX]:
             entry = request.setdefault(spec.name(), {"Keys": []})
+            if consistent:
+                entry["ConsistentRead"] = True
             entry["Keys"].append({spec.hash_key: {"S": key}})
             if spec in projections:
                 entry["ProjectionExpression"] = projections[spec]

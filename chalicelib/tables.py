@@ -212,7 +212,25 @@ def create_all(dynamodb_client: Any) -> None:
             )
 
 
+def stream_arn(spec: TableSpec) -> str:
+    """The stream a handler listens to: set by the deployment, a placeholder for packaging."""
+    import os
+
+    return os.environ.get(
+        f"{spec.env_var}_STREAM_ARN",
+        f"arn:aws:dynamodb:{settings.aws_region()}:000000000000:table/{spec.name()}/stream/latest",
+    )
+
+
 def table(spec: TableSpec) -> Any:
+    """The boto3 Table of `spec`, made once per resource: boto3 builds each Table from its
+    resource model, a millisecond of CPU that every call through it would pay again."""
     from chalicelib.aws import resource
 
-    return resource("dynamodb").Table(spec.name())
+    dynamodb = resource("dynamodb")
+    made: dict[str, Any] = dynamodb.__dict__.setdefault("_tables_made", {})
+    name = spec.name()
+    found = made.get(name)
+    if found is None:
+        found = made[name] = dynamodb.Table(name)
+    return found

@@ -82,10 +82,9 @@ def aws() -> Iterator[None]:
 
     from chalicelib import tables
     from chalicelib.aws import client
-    from devstack.moto_local import keyed_queries, light_transactions
+    from devstack.moto_local import apply_all
 
-    keyed_queries()  # as devstack and the benchmarks run moto
-    light_transactions()
+    apply_all()  # as devstack and the benchmarks run moto
     reset_caches()
     with mock_aws():
         reset_caches()
@@ -146,10 +145,9 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
     from chalicelib import tables
     from chalicelib.aws import client
-    from devstack.moto_local import keyed_queries, light_transactions
+    from devstack.moto_local import apply_all
 
-    keyed_queries()
-    light_transactions()
+    apply_all()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

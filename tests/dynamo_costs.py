@@ -224,11 +224,14 @@ def list_entries(n: int) -> list[str]:
 
 
 def seed(app: Any) -> None:
-    """bob (a user who PUBLISHed) and users among the list's entries (30%, as bench bodies)."""
+    """alice (the subscriber: an account with its number, as a phone's user is), bob (a user
+    who PUBLISHed) and users among the list's entries (30%, as bench bodies)."""
     from chalicelib import accounts, tables
     from chalicelib.accounts import phone
 
-    accounts.create("bob", accounts.credentials_from_password("bob", "bob password", "example.org"))
+    for name, number in (("alice", "+33612345678"), ("bob", None)):
+        credentials = accounts.credentials_from_password(name, f"{name} password", "example.org")
+        accounts.create(name, credentials, phone_e164=number)
     pidf = (
         '<?xml version="1.0"?><presence xmlns="urn:ietf:params:xml:ns:pidf" '
         'entity="sip:bob@example.org"><tuple id="t1"><status><basic>open</basic></status>'

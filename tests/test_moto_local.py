@@ -171,3 +171,33 @@ def test_a_light_transaction_copies_no_table_and_cancels_like_moto(aws, monkeypa
             ]
         )  # fmt: skip
     assert (accounts.scan()["Items"], index.scan()["Items"]) == before
+
+
+# --- cached_dispatch ----------------------------------------------------------------------
+
+
+def test_moto_alone_lists_a_class_s_methods_on_every_request(monkeypatch):
+    import inspect
+
+    from moto.dynamodb.responses import DynamoHandler
+
+    listing = moto_local.original("method_names_from_class")
+    seen: list[object] = []
+    real = inspect.getmembers
+    monkeypatch.setattr(inspect, "getmembers", lambda *a, **k: seen.append(a[0]) or real(*a, **k))
+    listing(DynamoHandler)
+    listing(DynamoHandler)
+    assert len(seen) == 2, (
+        "moto no longer lists methods per request: drop devstack.moto_local.cached_dispatch"
+    )
+
+
+def test_cached_dispatch_serves_every_request_and_answers_as_moto_does(aws):
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    cached = responses.method_names_from_class
+    assert cached(DynamoHandler) == moto_local.original("method_names_from_class")(DynamoHandler)
+    hits = cached.cache_info().hits
+    tables.table(tables.WATCHERS).get_item(Key={"watched": "p#1", "watcher": "w1"})
+    assert cached.cache_info().hits > hits, "moto's dispatch no longer goes through the patch"

@@ -19,7 +19,7 @@ def save(sub_id: str, entries: list[str], *, watcher: str = "phone-1", expires: 
         sub_id, edge_id="edge-a", subscriber="alice@example.org", expires_at=NOW + expires,
         version=1, dialog={}, entries=entries, watcher=watcher, now=NOW,
         watched=[Watched(e, phone_key(e[4:16])) for e in entries],
-    )  # fmt: skip
+    ).written  # fmt: skip
 
 
 def test_a_new_dialog_of_the_same_phone_writes_only_what_changed(aws):

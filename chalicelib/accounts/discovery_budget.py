@@ -45,7 +45,9 @@ class Charge:
 
 
 @dataclass
-class _State:
+class Bucket:
+    """One account's bucket as read (`exists` False: never charged, so full)."""
+
     tokens_milli: int
     at: int
     known: list[bytes]
@@ -67,20 +69,24 @@ def _capacity_milli() -> int:
     return settings.get().discovery_budget * MILLI
 
 
-def _read(aor: str) -> _State:
+def _read(aor: str) -> Bucket:
     raw = client("dynamodb").get_item(
         TableName=tables.DISCOVERY_BUDGETS.name(), Key={"aor": {"S": aor}}, ConsistentRead=True
     )
+    return state_of(dynamo.from_item(raw["Item"]) if "Item" in raw else None)
+
+
+def state_of(item: dict[str, Any] | None) -> Bucket:
+    """A bucket from its item (plain values), read consistently; None: never charged yet."""
     now = clock.now_int()
-    if "Item" not in raw:
-        return _State(_capacity_milli(), now, [], 0, False)
-    item = dynamo.from_item(raw["Item"])
+    if item is None:
+        return Bucket(_capacity_milli(), now, [], 0, False)
     blob = bytes(item.get("known", b"") or b"")
     known = [blob[i : i + HASH_BYTES] for i in range(0, len(blob), HASH_BYTES)]
-    return _State(int(item["tokens_milli"]), int(item["at"]), known, int(item["version"]), True)
+    return Bucket(int(item["tokens_milli"]), int(item["at"]), known, int(item["version"]), True)
 
 
-def _refilled(state: _State, now: int) -> int:
+def _refilled(state: Bucket, now: int) -> int:
     """Tokens after refilling since the last write; a grant above the capacity is kept."""
     capacity = _capacity_milli()
     if state.tokens_milli >= capacity:
@@ -89,7 +95,7 @@ def _refilled(state: _State, now: int) -> int:
     return min(capacity, state.tokens_milli + gained)
 
 
-def _write(aor: str, state: _State, tokens_milli: int, known: list[bytes], now: int) -> bool:
+def _write(aor: str, state: Bucket, tokens_milli: int, known: list[bytes], now: int) -> bool:
     """Store the new state if nobody wrote since `state` was read; False if someone did."""
     limit = settings.get().discovery_known_max
     known = known[-limit:] if limit > 0 else []
@@ -128,16 +134,17 @@ def _retry_after(missing: int, tokens_milli: int) -> int:
     return max(1, math.ceil(wanted / rate)) if rate > 0 else DAY
 
 
-def charge(aor: str, numbers: Iterable[str]) -> Charge:
+def charge(aor: str, numbers: Iterable[str], read: Bucket | None = None) -> Charge:
     """Take one token per number (E.164) the account was never answered about, in order, while
-    tokens last; the rest are deferred. Known numbers are always allowed, and free."""
+    tokens last; the rest are deferred. Known numbers are always allowed, and free. `read` is
+    the bucket as the caller just read it (`state_of`), used for the first try."""
     wanted = list(dict.fromkeys(numbers))
     if not wanted:
         return Charge(frozenset())
     hashes = {n: _number_hash(aor, n) for n in wanted}
     for attempt in range(_CAS_TRIES):
         now = clock.now_int()
-        state = _read(aor)
+        state = read if read is not None and attempt == 0 else _read(aor)
         tokens = _refilled(state, now)
         known = set(state.known)
         allowed: set[str] = set()

@@ -21,9 +21,6 @@ from chalicelib.errors import DomainError
 from chalicelib.observability import flush_metrics, logger, pseudonym
 from chalicelib.presence import discovery
 
-#: Routes accept any Content-Type so that a wrong one gets our 415 envelope, not Chalice's.
-ANY_CONTENT_TYPE = ["*/*"]
-
 
 def _scoped(view: Callable[[Request], Response]) -> Callable[[Request], Response]:
     """Correlation id for the request's logs, and its EMF metrics flushed when it ends."""

@@ -15,6 +15,13 @@ from chalicelib.errors import DomainError
 from chalicelib.observability import logger
 from chalicelib.resilience import budget, is_unavailable, retry_after
 
+#: Routes accept any Content-Type so that a wrong one gets our 415 envelope, not Chalice's.
+ANY_CONTENT_TYPE = ["*/*"]
+XML_CONTENT_TYPES = ("text/xml", "application/xml")
+#: Chalice matches the route's content types before the view runs; "*/*" lets a wrong one
+#: reach the XML-RPC view and get a fault instead of Chalice's JSON 415.
+XMLRPC_ROUTE_CONTENT_TYPES = [*XML_CONTENT_TYPES, "*/*"]
+
 
 def source_ip(request: Request) -> str:
     """The client address API Gateway (or chalice local and the test client) saw."""

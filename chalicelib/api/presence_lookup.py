@@ -18,7 +18,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from chalicelib import accounts, clock, dynamo, settings
+from chalicelib import accounts, clock, dynamo, settings, tables
 from chalicelib.accounts import discovery_budget, phone
 from chalicelib.errors import DomainError
 from chalicelib.live import status as live_status
@@ -116,8 +116,29 @@ def _single_body(
     }
 
 
+def _subscriber(
+    aor: str | None, entries: Sequence[str]
+) -> tuple[accounts.Account | None, discovery_budget.Bucket | None]:
+    """The subscriber's account and, when the list names numbers (which the budget pays for),
+    its discovery bucket: one consistent BatchGetItem for both."""
+    if not aor:
+        return None, None
+    if not presence.names_numbers(entries):
+        return accounts.get(aor), None
+    found = dynamo.batch_get_many(
+        {tables.ACCOUNTS: [aor], tables.DISCOVERY_BUDGETS: [aor]}, consistent=True
+    )
+    item = found[tables.ACCOUNTS].get(aor)
+    account = accounts.Account.from_item(item) if item else None
+    return account, discovery_budget.state_of(found[tables.DISCOVERY_BUDGETS].get(aor))
+
+
 def _resolve_within_budget(
-    entries: Sequence[str], subscriber: str, region: str | None, counter: dynamo.CallCounter
+    entries: Sequence[str],
+    subscriber: str,
+    region: str | None,
+    counter: dynamo.CallCounter,
+    bucket: discovery_budget.Bucket | None,
 ) -> tuple[list[presence.Resolved], str, set[str], int]:
     """Resolve the entries the subscriber's discovery budget pays for (account URIs are free;
     numbers seen before too); the others stay unresolved. Answers the resolved entries, the
@@ -127,7 +148,7 @@ def _resolve_within_budget(
     )
     numbers = [t.key for t in targets if t.kind is presence.Kind.PHONE]
     aor = presence.parse_aor(subscriber)
-    charge = discovery_budget.charge(aor, numbers) if aor and numbers else None
+    charge = discovery_budget.charge(aor, numbers, bucket) if aor and numbers else None
     held = set(charge.deferred) if charge else set()
 
     def paid(target: presence.Target) -> bool:
@@ -178,12 +199,13 @@ def build_answer(
     counter = dynamo.CallCounter()
     rl = _read_list(payload, limits, subscriber, counter)
     aor = presence.parse_aor(subscriber)
-    account = accounts.get(aor) if aor else None
+    counter = dynamo.CallCounter()
+    account, bucket = _subscriber(aor, rl.entries)
     if account is not None and account.disabled:
         # A dialog made before the account was disabled learns nothing more.
         raise DomainError("account_disabled", "the subscriber's account is disabled")
     resolved, used_region, deferred, recheck_at = _resolve_within_budget(
-        rl.entries, subscriber, region, counter
+        rl.entries, subscriber, region, counter, bucket
     )
     options = replace(
         options or notify.BodyOptions(),
@@ -193,7 +215,11 @@ def build_answer(
         max_bytes=max_bytes,
     )
     # The mutual-contacts rule decides how much each user's status says (live_status).
-    seen = live_status.statuses_for(subscriber, resolved)
+    # The account read above is the subscriber's when the edge sent a bare AOR (it does).
+    if aor == subscriber.lower():
+        seen = live_status.statuses_for(subscriber, resolved, account=account)
+    else:
+        seen = live_status.statuses_for(subscriber, resolved)
     # Numbers past the discovery budget go out as not (yet) users; the edge asks again about
     # them at `recheck_at` and sends a partial NOTIFY once they are paid for.
     seen.rechecks.update(dict.fromkeys(deferred, recheck_at))

@@ -17,7 +17,7 @@ from chalice.app import Request
 
 from chalicelib import accounts, settings
 from chalicelib.accounts import auth_guard, linking, phone, rate_limits, signup, verification
-from chalicelib.api.http_api import body_bytes, media_type, source_ip
+from chalicelib.api.http_api import XML_CONTENT_TYPES, body_bytes, media_type, source_ip
 from chalicelib.api.xmlrpc import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -35,10 +35,6 @@ from chalicelib.observability import flush_metrics, logger
 #: Content types an XML-RPC body may be sent with. Neither is one a cross-site HTML form or a
 #: "simple" fetch can send, so a web page cannot make its visitors' browsers ask for codes;
 #: a request without a Content-Type is refused for the same reason.
-XML_CONTENT_TYPES = ("text/xml", "application/xml")
-#: Chalice matches the route's content types before the view runs; "*/*" lets a wrong one
-#: reach us and get a fault instead of Chalice's JSON 415.
-ROUTE_CONTENT_TYPES = [*XML_CONTENT_TYPES, "*/*"]
 
 #: What is not a used number (the SDK: anything but OK_ACCOUNT / OK_ALIAS).
 NOT_USED = "ERROR_ALIAS_DOESNT_EXIST"

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from chalicelib import accounts, clock
 from chalicelib.live import publications, registrar, subscriptions
 from chalicelib.presence import pidf, watched
 from chalicelib.presence.resolve import Resolved
 
+_UNREAD: Any = object()  # the caller has not read the subscriber's account
 
-def mutual_contacts(subscriber: str, candidates: Iterable[str]) -> set[str]:
-    """The accounts among `candidates` (AORs) whose own lists watch `subscriber`."""
+
+def mutual_contacts(
+    subscriber: str, candidates: Iterable[str], account: accounts.Account | None = _UNREAD
+) -> set[str]:
+    """The accounts among `candidates` (AORs) whose own lists watch `subscriber`; `account`
+    is the subscriber's, when the caller has read it already (None: it has none)."""
     wanted = {c.lower() for c in candidates}
     if not wanted:
         return set()
     keys = [watched.account_key(subscriber)]
-    account = accounts.get(subscriber)
+    if account is _UNREAD:
+        account = accounts.get(subscriber)
     if account is not None and account.phone:
         keys.append(watched.phone_key(account.phone))
     watching = {w["subscriber"].lower() for w in subscriptions.watchers(keys)}
@@ -73,11 +80,17 @@ class Statuses:
         return found[0] if found else pidf.USER_DEFAULT
 
 
-def statuses_for(subscriber: str, resolved: list[Resolved], now: float | None = None) -> Statuses:
-    """The statuses `subscriber` may see of the users among `resolved`."""
+def statuses_for(
+    subscriber: str,
+    resolved: list[Resolved],
+    now: float | None = None,
+    account: accounts.Account | None = _UNREAD,
+) -> Statuses:
+    """The statuses `subscriber` may see of the users among `resolved` (`account`: see
+    `mutual_contacts`)."""
     now = clock.now() if now is None else now
     aors = {contact_aor(r) for r in resolved if r.contact}
-    details = {aor: detailed(aor, now) for aor in mutual_contacts(subscriber, aors)}
+    details = {aor: detailed(aor, now) for aor in mutual_contacts(subscriber, aors, account)}
     view = Statuses(details, {}, {})
     for r in resolved:
         if r.contact:

@@ -19,14 +19,15 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib import clock, dynamo, edge_contract, settings, tables
-from chalicelib.presence.watched import Watched, watched_keys
+from chalicelib.presence.watched import Watched, account_key, phone_key, watched_keys
 
 # A watcher's pointer outlives its subscription by this margin: a phone whose dialog just ended
 # (Linphone ends it to restart its list) usually subscribes again at once, and then only the
@@ -54,12 +55,31 @@ def _unpack(blob: str) -> list[str]:
     return json.loads(_unpack_text(blob))
 
 
-def _pointer(watcher: str) -> dict[str, Any] | None:
-    return (
-        tables.table(tables.SUBSCRIPTIONS)
-        .get_item(Key={"subscription_id": POINTER_PREFIX + watcher}, ConsistentRead=True)
-        .get("Item")
+@dataclass(frozen=True)
+class Saved:
+    """What a new subscription wrote, and the watcher keys whose lists should look again at its
+    subscriber (none when the subscriber is no account: nobody's view of it can change)."""
+
+    written: int
+    look_again: frozenset[str]
+
+
+def _pointer_and_subscriber(
+    watcher: str, subscriber: str
+) -> tuple[dict[str, Any] | None, frozenset[str]]:
+    """The watcher's pointer and the subscriber's watcher keys, in one consistent batch read."""
+    aor = subscriber.lower()
+    found = dynamo.batch_get_many(
+        {tables.SUBSCRIPTIONS: [POINTER_PREFIX + watcher], tables.ACCOUNTS: [aor]},
+        projections={tables.ACCOUNTS: "aor, phone"},
+        consistent=True,
     )
+    account = found[tables.ACCOUNTS].get(aor)
+    keys: frozenset[str] = frozenset()
+    if account is not None:
+        number = account.get("phone")
+        keys = frozenset({account_key(aor), *([phone_key(number)] if number else [])})
+    return found[tables.SUBSCRIPTIONS].get(POINTER_PREFIX + watcher), keys
 
 
 def save(
@@ -74,18 +94,19 @@ def save(
     watched: Iterable[Watched],
     watcher: str | None = None,
     now: float | None = None,
-) -> int:
-    """Create a subscription and point its watcher at it; the watcher items written.
+) -> Saved:
+    """Create a subscription and point its watcher at it.
 
-    One read (the watcher's pointer) and one batch of writes: the dialog item, its list item,
-    the watcher items that changed and the pointer.
+    One batch read (the watcher's pointer, and the subscriber's account for the look-again that
+    follows) and one batch of writes: the dialog item, its list item, the watcher items that
+    changed and the pointer.
     """
     now = clock.now() if now is None else now
     watcher = watcher or sub_id
     wanted: dict[str, list[str]] = {}
     for w in watched:
         wanted.setdefault(w.key, []).append(w.uri)
-    previous = _pointer(watcher)
+    previous, look_again = _pointer_and_subscriber(watcher, subscriber)
     had: dict[str, list[str]] = json.loads(_unpack_text(previous["keys"])) if previous else {}
     # The pointer and the list outlive the dialog by a margin, so refreshes need not touch them.
     keep_until = int(expires_at + WATCHER_TTL_MARGIN)
@@ -142,7 +163,7 @@ def save(
         )
     )
     dynamo.batch_write(writes)
-    return written
+    return Saved(written, look_again)
 
 
 def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any]) -> bool:
@@ -442,19 +463,22 @@ def _forget_watchers(gone: list[dict[str, Any]]) -> None:
             batch.delete_item(Key={"watched": key, "watcher": watcher})
 
 
-def handle(payload: dict[str, Any]) -> dict[str, Any]:
+def handle(
+    payload: dict[str, Any], on_saved: Callable[[frozenset[str]], object] | None = None
+) -> dict[str, Any]:
     """The `sip_subscriptions` function: the edge's store of dialogs.
 
     ops: save {subscription_id, edge_id, subscriber, expires_at, version, dialog, entries},
     refresh {subscription_id, expires_at, version, dialog} -> {"found": bool},
     delete {subscription_id}, load_edge {edge_id, cursor, inline_limit, keys_key_hex} ->
     {"subscriptions": [...], "next"} (paged: call again with `cursor` = `next` until it is
-    None; see edge_contract.SubscriptionLoad for the keys).
+    None; see edge_contract.SubscriptionLoad for the keys). After a save, `on_saved` gets the
+    watcher keys whose lists should look again at the subscriber (`Saved.look_again`).
     """
     op = payload.get("op")
     if op == "save":
         entries = list(payload["entries"])
-        save(
+        saved = save(
             str(payload["subscription_id"]),
             edge_id=str(payload["edge_id"]),
             subscriber=str(payload["subscriber"]),
@@ -465,6 +489,8 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
             watched=watched_keys(entries, str(payload["subscriber"])),
             watcher=payload.get("watcher"),
         )
+        if on_saved is not None:
+            on_saved(saved.look_again)
         return {"saved": True}
     if op == "refresh":
         found = refresh(

@@ -15,27 +15,18 @@ message (`edge_contract.Revocation`) and sends the final NOTIFY.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
 from chalicelib import accounts, dynamo, edge_contract, tables
-from chalicelib.aws import client, region
+from chalicelib.aws import client
 from chalicelib.live import registrar, subscriptions
 from chalicelib.observability import flush_metrics, logger, metrics, pseudonym
 from chalicelib.presence import watched
 
 STREAMED = (tables.ACCOUNTS, tables.PHONE_INDEX, tables.REGISTRATIONS, tables.PUBLICATIONS)
 _ACCOUNT_FIELDS = ("discoverable", "disabled", "phone")
-
-
-def stream_arn(spec: tables.TableSpec) -> str:
-    """The stream a handler listens to: set by the deployment, a placeholder for packaging."""
-    return os.environ.get(
-        f"{spec.env_var}_STREAM_ARN",
-        f"arn:aws:dynamodb:{region()}:000000000000:table/{spec.name()}/stream/latest",
-    )
 
 
 @cache
@@ -162,16 +153,18 @@ def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def subscription_saved(subscriber: str) -> dict[str, int]:
-    """A new list subscription of `subscriber`: the lists that watch it look at it again.
+def subscription_saved(keys: frozenset[str]) -> dict[str, int]:
+    """A new list subscription of a subscriber: the lists that watch it (`keys`, its watcher
+    keys, read with the save: `subscriptions.Saved`) look at it again.
 
     The mutual-contacts rule gives them its detailed status once its own list watches them,
     and a phone subscribes after it registers: without this, a contact that registered before
-    subscribing would stay "a user, no status" to the others until its next change. Best
+    subscribing would stay "a user, no status" to the others until its next change. A
+    subscriber with no account has no keys: no list shows it as a user, so none is told. Best
     effort: the subscription stands if the edges cannot be told.
     """
     try:
-        return _look_again(_account_keys(subscriber))
+        return _look_again(set(keys))
     except Exception:
         logger.exception("could not tell the watchers of a new subscriber to look again")
         return {"subscriptions": 0, "messages": 0, "failed": 0}

@@ -166,6 +166,12 @@ def parse_aor(subscriber: str) -> str | None:
     return f"{unquote(user).lower()}@{host}" if at and user and host else None
 
 
+def names_numbers(entries: Sequence[str]) -> bool:
+    """Whether some entry may name a phone number (read without any lookup)."""
+    domains = settings.get().domains
+    return any(isinstance(_parse(uri, domains), _Number) for uri in entries)
+
+
 def classify_all(
     entries: Sequence[str],
     *,
