@@ -20,9 +20,10 @@ capacity, for latency and CPU at the same load. Latency is SUBSCRIBE sent to the
 received (SIPp RTD 2), timed with a fine clock (SIPp's own clock ticks every 4 ms).
 A plot of both ladders is written to `docs/bench_kamailio.png`. Skipped with one line when
 kamailio, sipp or gcc is missing. `--quick` climbs shorter steps; `--soak=N` then offers N more
-cycles to ours at 80% of its capacity and reports, per 30 s chunk, the completed rate, failures,
-CPU per cycle and RSS, with a verdict on whether rate and RSS stay flat; `--soak-only` skips
-the rest (ours climbs its ladder for its capacity, then soaks; no Kamailio).
+cycles to ours at 80% of its capacity, from 1,000 phones in turn, and reports, per 30 s chunk,
+the completed rate, failures, CPU per cycle and RSS, with a verdict on whether rate and RSS
+stay flat; `--soak-only` skips the rest (ours climbs its ladder for its capacity, then soaks;
+no Kamailio).
 """
 
 from __future__ import annotations
@@ -677,6 +678,9 @@ SOAK_RATE_TOLERANCE = 0.20  # issue 13: the rate holds within 20%...
 SOAK_RSS_GROWTH_MIB = 200  # ...and RSS within +200 MB over 100,000 cycles
 
 
+SOAK_PHONES = 1000  # the soak's watchers, in turn (see _soak_population)
+
+
 def run_soak(server: Server, binary: str, cycles: int, workdir: Path, shim: Path) -> str:
     """`--soak=N`: N more cycles at 80% of the capacity, in 30 s chunks; is the rate flat?
 
@@ -685,11 +689,12 @@ def run_soak(server: Server, binary: str, cycles: int, workdir: Path, shim: Path
     within 20% of the first three's, and RSS at most 200 MiB above where the soak began."""
     rate = max(1, int(server.capacity * 0.8))
     chunk = rate * SOAK_CHUNK_SECONDS
+    scenario, phones = _soak_population(workdir)
     rss_start = memory_kib(server.pid, "VmRSS") / 1024
     rows: list[tuple[int, int, float, int, float, float]] = []
     for index in range(max(1, cycles // chunk)):
         cpu = server.cpu()
-        ok, wall, _ = sipp(binary, SCENARIO, server.port, rate, chunk, workdir, shim)
+        ok, wall, _ = sipp(binary, scenario, server.port, rate, chunk, workdir, shim, phones)
         cpu_ms = 1000 * (server.cpu() - cpu) / max(1, ok)
         rss = memory_kib(server.pid, "VmRSS") / 1024
         rows.append(((index + 1) * chunk, ok, ok / wall, chunk - ok, cpu_ms, rss))
@@ -700,6 +705,19 @@ def run_soak(server: Server, binary: str, cycles: int, workdir: Path, shim: Path
             flush=True,
         )
     return soak_report(rate, rss_start, rows)
+
+
+def _soak_population(workdir: Path) -> tuple[Path, list[str]]:
+    """The ladder's cycle, watched by SOAK_PHONES phones taking turns instead of a new watcher
+    per call: a server meets the same phones again and again. A new watcher's pointer is kept
+    two days by design (`subscriptions.WATCHER_TTL_MARGIN`: DynamoDB's storage in production,
+    where TTL ends it); moto keeps every item in this process and never expires one, so
+    100,000 strangers' items would show as our RSS."""
+    scenario = workdir / "soak_presence.xml"
+    scenario.write_text(SCENARIO.read_text().replace("w[call_number]", "[field0]"))
+    phones = workdir / "soak_phones.csv"
+    phones.write_text("SEQUENTIAL\n" + "".join(f"phone{i}\n" for i in range(SOAK_PHONES)))
+    return scenario, ["-inf", str(phones)]
 
 
 def soak_report(
