@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from sip_edge.sip.headers import Headers
@@ -140,10 +140,11 @@ class SubscriptionDialog:
         return Request("NOTIFY", self.remote_target, h, body)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for transient in ("packed_entries", "dirty", "next_notify_at", "last_states", "told",
-                          "rechecks"):  # fmt: skip
-            data.pop(transient)  # entries are stored beside the dialog, compressed
+        # Field by field, not dataclasses.asdict: that deep-copies every field, the transient
+        # ones too, and was a tenth of the edge's CPU per presence cycle (bench edge-alone).
+        data = {name: getattr(self, name) for name in _STORED}
+        data["route_set"] = list(self.route_set)
+        data["peer"] = asdict(self.peer)
         return data
 
     @classmethod
@@ -154,6 +155,12 @@ class SubscriptionDialog:
         dialog = cls(**data)
         dialog.entries = entries
         return dialog
+
+
+#: What `to_json` keeps: entries are stored beside the dialog, compressed; the rest is
+#: this edge's own bookkeeping.
+_TRANSIENT = ("packed_entries", "dirty", "next_notify_at", "last_states", "told", "rechecks")
+_STORED = tuple(f.name for f in fields(SubscriptionDialog) if f.name not in _TRANSIENT)
 
 
 def new_local_tag() -> str:

@@ -41,7 +41,7 @@ from sip_edge.sip.transaction import (
     TransportError,
     new_branch,
 )
-from sip_edge.sip.values import parse_via
+from sip_edge.sip.values import Via
 from sip_edge.subscription_service import LIST_TYPE, SubscriptionService
 
 ALLOW = "SUBSCRIBE, NOTIFY, PUBLISH, REGISTER, OPTIONS"
@@ -227,8 +227,8 @@ class Edge:
         values = request.headers.get_all("Via")
         if not values:
             return
-        first, *rest_of_line = split_commas(values[0])
-        via = parse_via(first)[0]
+        vias = request.via  # parsed once, by the parser's checks
+        via = vias[0]
         params = dict(via.params)
         if via.host != peer.host or via.has_rport:
             params["received"] = peer.host
@@ -237,7 +237,12 @@ class Edge:
         stamped = f"{via.protocol}/{via.transport} {via.sent_by}" + "".join(
             f";{k}" if v is None else f";{k}={v}" for k, v in params.items()
         )
-        request.headers.set("Via", ", ".join([stamped, *rest_of_line, *values[1:]]))
+        _, *rest_of_line = split_commas(values[0])
+        # What parsing `stamped` would give, without parsing every Via a third time.
+        top = Via(via.protocol, via.transport, via.host, via.port, params, stamped)
+        request.headers.set(
+            "Via", ", ".join([stamped, *rest_of_line, *values[1:]]), parsed=[top, *vias[1:]]
+        )
 
     # --- requests -------------------------------------------------------------------------
 
