@@ -208,6 +208,13 @@ class Headers:
             value = self._cache[key] = parse(self)
             return value
 
+    def shed(self) -> None:
+        """Forget the index and the parsed values (both rebuilt when next read): a message
+        kept only to be matched or resent then holds a few objects, not dozens, for the
+        garbage collector to walk (a UDP transaction lives 32 s after its response)."""
+        self._index = None
+        self._cache = {}
+
     def items(self) -> list[tuple[str, str]]:
         """(name, value) pairs in order, names as they will be serialized."""
         return [(n, v) for _, n, v in self._items]

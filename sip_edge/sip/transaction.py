@@ -178,6 +178,8 @@ class ServerTransaction(Transaction):
         if self.reliable:
             return out + self._terminate()  # Timer J = 0 on reliable transports
         self._deadlines["J"] = now + 64 * self.timers.t1
+        self.request.headers.shed()  # from here on only matched, and answered from bytes
+        response.headers.shed()
         return out
 
     def _fire(self, name: str, now: float) -> list[Action]:
@@ -263,6 +265,7 @@ class ClientTransaction(Transaction):
         if self.reliable:
             return out + self._terminate()  # Timer K = 0 on reliable transports
         self._deadlines["K"] = now + self.timers.t4
+        self.request.headers.shed()  # from here on it only absorbs retransmitted finals
         return out
 
     def _fire(self, name: str, now: float) -> list[Action]:
