@@ -485,11 +485,12 @@ class SubscriptionService:
             "dialog": dialog.to_json(),
         }
         if not refresh:
+            entries = dialog.entries  # unpacked once: each read inflates and decodes them
             payload["edge_id"] = self.edge.edge_id
             payload["subscriber"] = dialog.subscriber
-            payload["entries"] = dialog.entries
+            payload["entries"] = entries
             payload["watcher"] = watcher_id(
-                dialog.subscriber, dialog.device, "" if dialog.is_list else dialog.entries[0]
+                dialog.subscriber, dialog.device, "" if dialog.is_list else entries[0]
             )
         try:
             await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)

@@ -160,7 +160,13 @@ class Headers:
         self._check(name, value)
         canon, key = _name_key(name)
         self._items.append((key, canon, value))
-        self._changed(key)
+        index = self._index
+        if index is not None:  # kept up to date: a message being built is read as it grows
+            if key in index:
+                index[key].append(value)
+            else:
+                index[key] = [value]
+        self._cache.pop(key, None)
 
     def set(self, name: str, value: str, parsed: Any = _UNPARSED) -> None:
         """Replace every field of that name by one, at the first one's position (or the end);
