@@ -291,16 +291,18 @@ class Edge:
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
             response.headers.add("Server", self.cfg.sip_server_header)
-        if not tx.request.source_verified and not within_budget(
-            tx.request, tx.dest, len(response.to_bytes())
-        ):
-            # An unverified UDP source: the same answer without its optional headers.
-            self.stats["trimmed"] = self.stats.get("trimmed", 0) + 1
-            response = make_response(tx.request, response.status, response.reason)
+        data = b""  # serialized once, whether or not it had to be weighed
+        if not tx.request.source_verified:
+            data = response.to_bytes()
+            if not within_budget(tx.request, tx.dest, len(data)):
+                # An unverified UDP source: the same answer without its optional headers.
+                self.stats["trimmed"] = self.stats.get("trimmed", 0) + 1
+                response = make_response(tx.request, response.status, response.reason)
+                data = b""
         self.metrics.response(tx.request.method, response)
         if response.status >= 200:
             DEADLINE.set(None)  # answered: what this task still does is not the phone's wait
-        self._run(self.transactions.respond(tx, response, self.monotonic()))
+        self._run(self.transactions.respond(tx, response, self.monotonic(), data))
 
     async def _dispatch(
         self, request: Request, peer: Peer, tx: ServerTransaction
