@@ -231,6 +231,8 @@ def report(kam: Server, ours: Server) -> str:
             f"| CPU ms per cycle, both at the edge's {ours.capacity:,}/s | "
             f"{k_at_o['cpu_ms']:.2f} | {o['cpu_ms']:.2f} | "
             f"{ratio(o['cpu_ms'], k_at_o['cpu_ms'])} |",
+            f"| failed cycles in the {REPEATS} runs at each one's highest rate | "
+            f"{k['failed']:,.0f} | {o['failed']:,.0f} | |",
             f"| p50 / p99 ms to first NOTIFY, both at the edge's {ours.capacity:,}/s | "
             f"{k_at_o['p50']:.1f} / {k_at_o['p99']:.1f} | {o['p50']:.1f} / {o['p99']:.1f} | |",
         ]
