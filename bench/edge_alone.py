@@ -53,8 +53,10 @@ from bench.kamailio import (
 )
 from sip_edge.functions import Functions
 
-#: bob's PUBLISH, the first lookup, save and delete, with room for a retried one.
-MAX_REAL_CALLS = 8
+#: bob's PUBLISH, the reload at start, the first cycle's lookup, save and delete, and a few
+#: shapes only an overloaded step brings (an error answer is never kept): a dozen calls of
+#: moto against thousands of cycles. More means a shape the harness does not replay.
+MAX_REAL_CALLS = 16
 EDGE_LADDER = (50, 100, 200, 400, 800, 1600, 3200)
 #: Payload fields that vary per call and that the answers of the bench's cycle do not depend
 #: on: left out of a call's shape. `version` is set back into the kept answer.
@@ -205,7 +207,7 @@ def run(argv: list[str]) -> None:
         f"\nEach row: {REPEATS} runs, medians. {os.cpu_count()} CPUs, load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after.\n"
     )
-    print(f"Real function calls (bob's PUBLISH and the first cycle's): {real_calls}.\n")
+    print(f"Real function calls in the whole run (the rest replayed): {real_calls}.\n")
     print(steps_table([kam, ours]))
 
 
