@@ -191,7 +191,7 @@ class Edge:
                         self._run(self.transactions.transport_error(tx, self.monotonic()))
             elif isinstance(action, Deliver):
                 if action.transaction is not None:  # an unmatched ACK gets no answer
-                    self.spawn(self._handle(action.request, action.dest, action.transaction))
+                    self._handle(action.request, action.dest, action.transaction)
             elif isinstance(action, ResponseReceived):
                 if action.response.status >= 200:
                     self._settle(action.transaction, action.response.status)
@@ -246,24 +246,32 @@ class Edge:
 
     # --- requests -------------------------------------------------------------------------
 
-    async def _handle(self, request: Request, peer: Peer, tx: ServerTransaction) -> None:
+    def _handle(self, request: Request, peer: Peer, tx: ServerTransaction) -> None:
         """Answer within SIP_REQUEST_DEADLINE: past it, a request still without its final
-        response gets 503 and its work is abandoned; work after the response (NOTIFYs) goes on."""
+        response gets 503 and its work is abandoned; work after the response (NOTIFYs) goes on.
+        One task and one loop timer per request (a task waiting on a shielded one was twice
+        the asyncio work, per request, for the same deadline)."""
         self.stats["requests"] += 1
         limit = self.cfg.sip_request_deadline
-        work = asyncio.get_running_loop().create_task(
-            self._answer(request, peer, tx, time.monotonic() + limit)
-        )
+        loop = asyncio.get_running_loop()
+        work = loop.create_task(self._answer(request, peer, tx, time.monotonic() + limit))
         self._tasks.add(work)
-        work.add_done_callback(self._tasks.discard)
-        try:
-            await asyncio.wait_for(asyncio.shield(work), limit)
-        except TimeoutError:
-            if tx.state in (State.TRYING, State.PROCEEDING):
-                work.cancel()
-                self.stats["deadline_503"] = self.stats.get("deadline_503", 0) + 1
-                logger.warning("%s not answered within %.1f s: 503", request.method, limit)
-                self.respond(tx, self._unavailable(request))
+        deadline = loop.call_later(limit, self._past_deadline, request, tx, work, limit)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            deadline.cancel()
+
+        work.add_done_callback(done)
+
+    def _past_deadline(
+        self, request: Request, tx: ServerTransaction, work: asyncio.Task[None], limit: float
+    ) -> None:
+        if tx.state in (State.TRYING, State.PROCEEDING):
+            work.cancel()
+            self.stats["deadline_503"] = self.stats.get("deadline_503", 0) + 1
+            logger.warning("%s not answered within %.1f s: 503", request.method, limit)
+            self.respond(tx, self._unavailable(request))
 
     def _unavailable(self, request: Request) -> Response:
         return make_response(request, 503, None, [("Retry-After", retry_after(self.cfg))])
