@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "live": "bench.live",
     "chaos": "bench.chaos",
     "dialogs": "bench.dialogs",
+    "edge-alone": "bench.edge_alone",
 }
 
 

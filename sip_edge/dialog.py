@@ -26,7 +26,7 @@ import json
 import secrets
 import zlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from chalicelib.edge_contract import ENTRY_KEY_BYTES, entry_keys
@@ -189,10 +189,11 @@ class SubscriptionDialog:
         return Request("NOTIFY", self.remote_target, h, body)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for transient in ("packed_entries", "entry_keys", "dirty", "next_notify_at",
-                          "last_states", "told", "rechecks"):  # fmt: skip
-            data.pop(transient)  # entries are stored beside the dialog, compressed
+        # Field by field, not dataclasses.asdict: that deep-copies every field, the transient
+        # ones too, and was a tenth of the edge's CPU per presence cycle (bench edge-alone).
+        data = {name: getattr(self, name) for name in _STORED}
+        data["route_set"] = list(self.route_set)
+        data["peer"] = asdict(self.peer)
         return data
 
     @classmethod
@@ -214,6 +215,14 @@ class SubscriptionDialog:
         else:
             dialog.keep_entries(entries, inline_limit)
         return dialog
+
+
+#: What `to_json` keeps: entries are stored beside the dialog, compressed; the rest is
+#: this edge's own bookkeeping.
+# Entries are stored beside the dialog, compressed; the rest is what the edge works out again.
+_TRANSIENT = ("packed_entries", "entry_keys", "dirty", "next_notify_at", "last_states", "told",
+              "rechecks")  # fmt: skip
+_STORED = tuple(f.name for f in fields(SubscriptionDialog) if f.name not in _TRANSIENT)
 
 
 def new_local_tag() -> str:

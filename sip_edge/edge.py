@@ -41,7 +41,7 @@ from sip_edge.sip.transaction import (
     TransportError,
     new_branch,
 )
-from sip_edge.sip.values import parse_via
+from sip_edge.sip.values import Via
 from sip_edge.subscription_service import LIST_TYPE, SubscriptionService
 
 ALLOW = "SUBSCRIBE, NOTIFY, PUBLISH, REGISTER, OPTIONS"
@@ -191,7 +191,7 @@ class Edge:
                         self._run(self.transactions.transport_error(tx, self.monotonic()))
             elif isinstance(action, Deliver):
                 if action.transaction is not None:  # an unmatched ACK gets no answer
-                    self.spawn(self._handle(action.request, action.dest, action.transaction))
+                    self._handle(action.request, action.dest, action.transaction)
             elif isinstance(action, ResponseReceived):
                 if action.response.status >= 200:
                     self._settle(action.transaction, action.response.status)
@@ -227,8 +227,8 @@ class Edge:
         values = request.headers.get_all("Via")
         if not values:
             return
-        first, *rest_of_line = split_commas(values[0])
-        via = parse_via(first)[0]
+        vias = request.via  # parsed once, by the parser's checks
+        via = vias[0]
         params = dict(via.params)
         if via.host != peer.host or via.has_rport:
             params["received"] = peer.host
@@ -237,28 +237,41 @@ class Edge:
         stamped = f"{via.protocol}/{via.transport} {via.sent_by}" + "".join(
             f";{k}" if v is None else f";{k}={v}" for k, v in params.items()
         )
-        request.headers.set("Via", ", ".join([stamped, *rest_of_line, *values[1:]]))
+        _, *rest_of_line = split_commas(values[0])
+        # What parsing `stamped` would give, without parsing every Via a third time.
+        top = Via(via.protocol, via.transport, via.host, via.port, params, stamped)
+        request.headers.set(
+            "Via", ", ".join([stamped, *rest_of_line, *values[1:]]), parsed=[top, *vias[1:]]
+        )
 
     # --- requests -------------------------------------------------------------------------
 
-    async def _handle(self, request: Request, peer: Peer, tx: ServerTransaction) -> None:
+    def _handle(self, request: Request, peer: Peer, tx: ServerTransaction) -> None:
         """Answer within SIP_REQUEST_DEADLINE: past it, a request still without its final
-        response gets 503 and its work is abandoned; work after the response (NOTIFYs) goes on."""
+        response gets 503 and its work is abandoned; work after the response (NOTIFYs) goes on.
+        One task and one loop timer per request (a task waiting on a shielded one was twice
+        the asyncio work, per request, for the same deadline)."""
         self.stats["requests"] += 1
         limit = self.cfg.sip_request_deadline
-        work = asyncio.get_running_loop().create_task(
-            self._answer(request, peer, tx, time.monotonic() + limit)
-        )
+        loop = asyncio.get_running_loop()
+        work = loop.create_task(self._answer(request, peer, tx, time.monotonic() + limit))
         self._tasks.add(work)
-        work.add_done_callback(self._tasks.discard)
-        try:
-            await asyncio.wait_for(asyncio.shield(work), limit)
-        except TimeoutError:
-            if tx.state in (State.TRYING, State.PROCEEDING):
-                work.cancel()
-                self.stats["deadline_503"] = self.stats.get("deadline_503", 0) + 1
-                logger.warning("%s not answered within %.1f s: 503", request.method, limit)
-                self.respond(tx, self._unavailable(request))
+        deadline = loop.call_later(limit, self._past_deadline, request, tx, work, limit)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            deadline.cancel()
+
+        work.add_done_callback(done)
+
+    def _past_deadline(
+        self, request: Request, tx: ServerTransaction, work: asyncio.Task[None], limit: float
+    ) -> None:
+        if tx.state in (State.TRYING, State.PROCEEDING):
+            work.cancel()
+            self.stats["deadline_503"] = self.stats.get("deadline_503", 0) + 1
+            logger.warning("%s not answered within %.1f s: 503", request.method, limit)
+            self.respond(tx, self._unavailable(request))
 
     def _unavailable(self, request: Request) -> Response:
         return make_response(request, 503, None, [("Retry-After", retry_after(self.cfg))])
@@ -286,16 +299,18 @@ class Edge:
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
             response.headers.add("Server", self.cfg.sip_server_header)
-        if not tx.request.source_verified and not within_budget(
-            tx.request, tx.dest, len(response.to_bytes())
-        ):
-            # An unverified UDP source: the same answer without its optional headers.
-            self.stats["trimmed"] = self.stats.get("trimmed", 0) + 1
-            response = make_response(tx.request, response.status, response.reason)
+        data = b""  # serialized once, whether or not it had to be weighed
+        if not tx.request.source_verified:
+            data = response.to_bytes()
+            if not within_budget(tx.request, tx.dest, len(data)):
+                # An unverified UDP source: the same answer without its optional headers.
+                self.stats["trimmed"] = self.stats.get("trimmed", 0) + 1
+                response = make_response(tx.request, response.status, response.reason)
+                data = b""
         self.metrics.response(tx.request.method, response)
         if response.status >= 200:
             DEADLINE.set(None)  # answered: what this task still does is not the phone's wait
-        self._run(self.transactions.respond(tx, response, self.monotonic()))
+        self._run(self.transactions.respond(tx, response, self.monotonic(), data))
 
     async def _dispatch(
         self, request: Request, peer: Peer, tx: ServerTransaction

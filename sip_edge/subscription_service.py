@@ -25,13 +25,61 @@ from sip_edge.sip.values import parse_name_addr
 LIST_TYPE = "application/resource-lists+xml"
 
 
+class DialogTable(dict[str, SubscriptionDialog]):
+    """The edge's dialogs by subscription id, counting each account's as they come and go:
+    the per-account cap is checked at every new SUBSCRIBE, and counting by a walk over
+    every dialog made that cost grow with the edge's dialogs (it did, by tens of thousands,
+    after an overload left dialogs open)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: dict[str, int] = {}
+
+    def held_by(self, subscriber: str) -> int:
+        return self._held.get(subscriber, 0)
+
+    def _count(self, dialog: SubscriptionDialog, step: int) -> None:
+        held = self._held.get(dialog.subscriber, 0) + step
+        if held > 0:
+            self._held[dialog.subscriber] = held
+        else:
+            self._held.pop(dialog.subscriber, None)
+
+    def __setitem__(self, key: str, dialog: SubscriptionDialog) -> None:
+        old = self.get(key)
+        if old is not None:
+            self._count(old, -1)
+        super().__setitem__(key, dialog)
+        self._count(dialog, 1)
+
+    def __delitem__(self, key: str) -> None:
+        self._count(self[key], -1)
+        super().__delitem__(key)
+
+    def setdefault(self, key: str, default: SubscriptionDialog) -> SubscriptionDialog:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            dialog = super().pop(key)
+            self._count(dialog, -1)
+            return dialog
+        return super().pop(key, *default)
+
+    def clear(self) -> None:
+        super().clear()
+        self._held.clear()
+
+
 class SubscriptionService:
     """The subscription dialogs of one edge and everything that happens to them."""
 
     def __init__(self, edge: EdgeServices, queue: EdgeQueue | None = None) -> None:
         self.edge = edge
         self.queue = queue
-        self.dialogs: dict[str, SubscriptionDialog] = {}
+        self.dialogs = DialogTable()
         self._notify_locks: dict[str, asyncio.Lock] = {}
         self._flushing: set[str] = set()
         self._ending: set[str] = set()
@@ -303,7 +351,7 @@ class SubscriptionService:
         if not contacts:
             raise Reject(400, "Missing Contact header")
         cap = self.edge.cfg.subscribe_max_dialogs_per_account
-        held = sum(1 for d in self.dialogs.values() if d.subscriber == identity)
+        held = self.dialogs.held_by(identity)
         if held >= cap and expires:
             raise Reject(403, f"Too many subscriptions (at most {cap} per account)")
         local_tag = new_local_tag()

@@ -65,6 +65,24 @@ def canonical_name(name: str) -> str:
     return CANONICAL_NAMES.get(name.lower(), name)
 
 
+#: The names the code itself spells (RFC spelling, lower case, compact): their canonical
+#: name and lookup key without lowering and validating them at every call.
+_KNOWN_NAMES: dict[str, tuple[str, str]] = {
+    spelling: (canon, canon.lower())
+    for key, canon in CANONICAL_NAMES.items()
+    for spelling in (key, canon)
+}
+_UNPARSED: Any = object()
+
+
+def _name_key(name: str) -> tuple[str, str]:
+    known = _KNOWN_NAMES.get(name)
+    if known is not None:
+        return known
+    canon = canonical_name(name)
+    return canon, canon.lower()
+
+
 def split_commas(value: str) -> list[str]:
     """Split a list header value at commas outside quoted-strings and <...>."""
     if "," not in value:
@@ -116,7 +134,7 @@ class Headers:
     @staticmethod
     def _check(name: str, value: str) -> None:
         # A CR or LF inside a value would smuggle extra header lines into the serialization.
-        if not TOKEN_FULL.match(name):
+        if name not in _KNOWN_NAMES and not TOKEN_FULL.match(name):
             raise ValueError(f"bad header name {name!r}")
         if "\r" in value or "\n" in value:
             raise ValueError(f"CR/LF in the value of {name}")
@@ -140,16 +158,21 @@ class Headers:
     def add(self, name: str, value: str) -> None:
         """Append a field (after any existing ones of that name)."""
         self._check(name, value)
-        canon = canonical_name(name)
-        key = canon.lower()
+        canon, key = _name_key(name)
         self._items.append((key, canon, value))
-        self._changed(key)
+        index = self._index
+        if index is not None:  # kept up to date: a message being built is read as it grows
+            if key in index:
+                index[key].append(value)
+            else:
+                index[key] = [value]
+        self._cache.pop(key, None)
 
-    def set(self, name: str, value: str) -> None:
-        """Replace every field of that name by one, at the first one's position (or the end)."""
+    def set(self, name: str, value: str, parsed: Any = _UNPARSED) -> None:
+        """Replace every field of that name by one, at the first one's position (or the end);
+        `parsed`, when given, is what `parsed(name, ...)` would now return (saves a parse)."""
         self._check(name, value)
-        canon = canonical_name(name)
-        key = canon.lower()
+        canon, key = _name_key(name)
         out: list[tuple[str, str, str]] = []
         placed = False
         for item in self._items:
@@ -163,15 +186,17 @@ class Headers:
             out.append((key, canon, value))
         self._items = out
         self._changed(key)
+        if parsed is not _UNPARSED:
+            self._cache[key] = parsed
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first field value of that name."""
-        values = self._lookup().get(canonical_name(name).lower())
+        values = self._lookup().get(_name_key(name)[1])
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every field value of that name, in order (one per header line)."""
-        return list(self._lookup().get(canonical_name(name).lower(), ()))
+        return list(self._lookup().get(_name_key(name)[1], ()))
 
     def get_list(self, name: str) -> list[str]:
         """Every element of a list header across all its lines, in order."""
@@ -182,19 +207,26 @@ class Headers:
 
     def parsed(self, name: str, parse: Callable[[Headers], T]) -> T:
         """`parse(self)` cached under `name` until a field of that name changes."""
-        key = canonical_name(name).lower()
+        key = _name_key(name)[1]
         try:
             return self._cache[key]
         except KeyError:
             value = self._cache[key] = parse(self)
             return value
 
+    def shed(self) -> None:
+        """Forget the index and the parsed values (both rebuilt when next read): a message
+        kept only to be matched or resent then holds a few objects, not dozens, for the
+        garbage collector to walk (a UDP transaction lives 32 s after its response)."""
+        self._index = None
+        self._cache = {}
+
     def items(self) -> list[tuple[str, str]]:
         """(name, value) pairs in order, names as they will be serialized."""
         return [(n, v) for _, n, v in self._items]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and canonical_name(name).lower() in self._lookup()
+        return isinstance(name, str) and _name_key(name)[1] in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.items())

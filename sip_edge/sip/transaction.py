@@ -166,10 +166,10 @@ class ServerTransaction(Transaction):
             return [self.last_response]
         return []  # Trying: the application has not answered yet; absorb
 
-    def respond(self, response: Response, now: float) -> list[Action]:
+    def respond(self, response: Response, now: float, data: bytes = b"") -> list[Action]:
         if self.state not in (State.TRYING, State.PROCEEDING):
             return []  # RFC 3261 17.2.2: responses after the final one are not sent
-        self.last_response = Send(response, self.dest)
+        self.last_response = Send(response, self.dest, data)
         out: list[Action] = [self.last_response]
         if response.status < 200:
             self.state = State.PROCEEDING
@@ -178,6 +178,8 @@ class ServerTransaction(Transaction):
         if self.reliable:
             return out + self._terminate()  # Timer J = 0 on reliable transports
         self._deadlines["J"] = now + 64 * self.timers.t1
+        self.request.headers.shed()  # from here on only matched, and answered from bytes
+        response.headers.shed()
         return out
 
     def _fire(self, name: str, now: float) -> list[Action]:
@@ -205,10 +207,10 @@ class InviteServerTransaction(ServerTransaction):
             return [self.last_response]
         return []
 
-    def respond(self, response: Response, now: float) -> list[Action]:
+    def respond(self, response: Response, now: float, data: bytes = b"") -> list[Action]:
         if self.state is not State.PROCEEDING:
             return []
-        self.last_response = Send(response, self.dest)
+        self.last_response = Send(response, self.dest, data)
         out: list[Action] = [self.last_response]
         if response.status < 200:
             return out
@@ -263,6 +265,7 @@ class ClientTransaction(Transaction):
         if self.reliable:
             return out + self._terminate()  # Timer K = 0 on reliable transports
         self._deadlines["K"] = now + self.timers.t4
+        self.request.headers.shed()  # from here on it only absorbs retransmitted finals
         return out
 
     def _fire(self, name: str, now: float) -> list[Action]:
@@ -353,9 +356,12 @@ class TransactionLayer:
         self.server[key] = tx
         return [Deliver(request, tx, dest)]
 
-    def respond(self, tx: ServerTransaction, response: Response, now: float) -> list[Action]:
-        """The application's response to a delivered request."""
-        return self._after(tx, tx.respond(response, now))
+    def respond(
+        self, tx: ServerTransaction, response: Response, now: float, data: bytes = b""
+    ) -> list[Action]:
+        """The application's response to a delivered request; `data`, when given, is its
+        wire form (the caller may have serialized it already, to weigh it)."""
+        return self._after(tx, tx.respond(response, now, data))
 
     def send_request(
         self, request: Request, now: float, *, reliable: bool, dest: Any

@@ -54,6 +54,20 @@ def _parse_params(text: str, what: str) -> dict[str, str | None]:
 
 
 def check_host(host: str, what: str) -> None:
+    if host in _GOOD_HOSTS:
+        return
+    _check_host(host, what)
+    if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:  # bounded: a flood of new hosts starts it over
+        _GOOD_HOSTS.clear()
+    _GOOD_HOSTS.add(host)
+
+
+#: Hosts already found valid: a few (the edge's peers, the domain) recur in every message.
+_GOOD_HOSTS: set[str] = set()
+_GOOD_HOSTS_MAX = 4096
+
+
+def _check_host(host: str, what: str) -> None:
     if not HOST_FULL.match(host):
         raise ParseError(f"bad host in {what}")
     if host[0] == "[":
