@@ -1,13 +1,16 @@
-"""The moto patch devstack, the benchmarks and the tests share: Query reads one partition.
+"""The moto patches devstack, the benchmarks and the tests share: Query reads one partition,
+moto keeps no copy of every item it ever made.
 
 If moto itself starts reading one partition, the first test fails (drop the patch); if an
 upgrade changes Query so that the patch answers differently or reads more, the others fail."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
+from moto.dynamodb.models.dynamo_type import Item
 from moto.dynamodb.models.table import Table
 
 from chalicelib import tables
@@ -201,3 +204,53 @@ def test_cached_dispatch_serves_every_request_and_answers_as_moto_does(aws):
     hits = cached.cache_info().hits
     tables.table(tables.WATCHERS).get_item(Key={"watched": "p#1", "watcher": "w1"})
     assert cached.cache_info().hits > hits, "moto's dispatch no longer goes through the patch"
+
+
+# --- bounded_memory: moto keeps nothing AWS would not -------------------------------------------
+
+
+def _projected_reads(n: int) -> None:
+    table = tables.table(tables.ACCOUNTS)
+    table.put_item(Item={"aor": "a@example.org", "phone": "+33611111111", "disabled": False})
+    for _ in range(n):
+        table.get_item(Key={"aor": "a@example.org"}, ProjectionExpression="aor, disabled")
+
+
+def _items_alive() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, Item))
+
+
+def test_moto_alone_keeps_every_item_it_made(aws, monkeypatch):
+    monkeypatch.setattr(Item, "instances_tracked", [])
+    _projected_reads(50)
+    assert len(Item.instances_tracked) >= 50, (  # type: ignore[attr-defined]
+        "moto no longer lists every Item: drop devstack.moto_local.bounded_memory's untracking"
+    )
+
+
+def test_the_patch_leaves_no_item_behind_a_read(aws):
+    _projected_reads(1)
+    before = _items_alive()
+    _projected_reads(300)
+    assert _items_alive() - before < 10  # was +300: one projected copy kept per read
+
+
+def test_stream_shard_iterators_are_bounded(aws, monkeypatch):
+    from moto.dynamodbstreams.models import dynamodbstreams_backends
+
+    from chalicelib.aws import client
+
+    monkeypatch.setattr(moto_local._RecentIterators, "limit", 20)
+    arn = client("dynamodb").describe_table(TableName=tables.ACCOUNTS.name())["Table"][
+        "LatestStreamArn"
+    ]
+    streams = client("dynamodbstreams")
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    for _ in range(100):  # as the replayer polls: each answer names a new iterator
+        iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
+    backend = dynamodbstreams_backends[next(iter(dynamodbstreams_backends))]["eu-west-1"]
+    assert len(backend.shard_iterators) <= 20
