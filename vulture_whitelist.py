@@ -58,3 +58,4 @@ _.load_edge  # subscriptions.load_edge: every page at once, read by tests (resta
 _.keys_key_hex  # edge_contract.SubscriptionLoad key: written and read by its string name
 _.entry_keys_b64  # edge_contract.StoredSubscription key: likewise
 _.sipp_errors  # bench/chaos Report: SIPp's errors, shown by tests/faults/test_chaos.py
+_.shard_iterators  # devstack.moto_local: moto's stream backend attribute, replaced by a bounded map
