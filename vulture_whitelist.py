@@ -59,4 +59,3 @@ _.keys_key_hex  # edge_contract.SubscriptionLoad key: written and read by its st
 _.entry_keys_b64  # edge_contract.StoredSubscription key: likewise
 _.sipp_errors  # bench/chaos Report: SIPp's errors, shown by tests/faults/test_chaos.py
 _.shard_iterators  # devstack.moto_local: moto's stream backend attribute, replaced by a bounded map
-_.instances_tracked  # devstack.moto_local: moto's per-model instance list, read by moto

@@ -161,7 +161,7 @@ def cached_dispatch() -> None:
     responses.method_names_from_class = functools.cache(listing)  # classes do not change
 
 
-class _Untracked(list):  # type: ignore[type-arg]
+class _Untracked(list[Any]):
     """A model's `instances_tracked` that keeps nothing: moto lists every instance of a model
     for its dashboard (`/moto-api/data.json`), so every item ever written, projected or read
     from a stream stays in memory for the life of the process."""
@@ -170,7 +170,7 @@ class _Untracked(list):  # type: ignore[type-arg]
         pass
 
 
-class _RecentIterators(dict):  # type: ignore[type-arg]
+class _RecentIterators(dict[str, Any]):
     """The stream backend's shard iterators, the newest `limit` only: AWS ends an iterator
     after 15 minutes, moto keeps every one (the replayer makes five a second)."""
 
@@ -196,7 +196,7 @@ def bounded_memory() -> None:
 
     def untrack() -> None:
         for model in (Item, StreamRecord, ShardIterator, Message):
-            model.instances_tracked = _Untracked()  # type: ignore[attr-defined]
+            setattr(model, "instances_tracked", _Untracked())  # noqa: B010 (moto's own attribute)
 
     reset = core_models.reset_model_data
     _originals["reset_model_data"] = reset
@@ -206,7 +206,7 @@ def bounded_memory() -> None:
         untrack()
 
     untrack()
-    core_models.reset_model_data = reset_untracked  # type: ignore[assignment]
+    core_models.reset_model_data = reset_untracked
     init = DynamoDBStreamsBackend.__init__
     _originals["streams_init"] = init
 
