@@ -714,7 +714,13 @@ def _soak_population(workdir: Path) -> tuple[Path, list[str]]:
     where TTL ends it); moto keeps every item in this process and never expires one, so
     100,000 strangers' items would show as our RSS."""
     scenario = workdir / "soak_presence.xml"
-    scenario.write_text(SCENARIO.read_text().replace("w[call_number]", "[field0]"))
+    # Each phone names itself as Linphone does (+sip.instance): SIPp's port changes with every
+    # chunk's run, and a Contact without an instance would make each run's phones new devices.
+    text = SCENARIO.read_text().replace("w[call_number]", "[field0]")
+    text = text.replace(
+        ";transport=[transport]>", ';transport=[transport]>;+sip.instance="<urn:uuid:[field0]>"'
+    )
+    scenario.write_text(text)
     phones = workdir / "soak_phones.csv"
     phones.write_text("SEQUENTIAL\n" + "".join(f"phone{i}\n" for i in range(SOAK_PHONES)))
     return scenario, ["-inf", str(phones)]
