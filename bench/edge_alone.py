@@ -42,11 +42,10 @@ from bench.kamailio import (
     REPEATS,
     Server,
     Step,
-    _which,
     build_shims,
     climb,
     kamailio,
-    missing_tools,
+    peer_tools,
     publish_bob,
     step,
     summary,
@@ -166,12 +165,10 @@ def edge_alone(sip_port: int, real_calls: Path) -> Iterator[int]:
 
 
 def run(argv: list[str]) -> None:
-    missing = missing_tools()
-    if missing:
-        print(f"skipped: the edge alone against Kamailio needs {', '.join(missing)}")
+    tools = peer_tools("the edge alone against Kamailio")
+    if tools is None:
         return
-    kam_bin, sipp_bin = _which("kamailio"), _which("sipp")
-    assert kam_bin and sipp_bin
+    kam_bin, sipp_bin = tools
     seconds = 3.0 if "--quick" in argv else 5.0
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-alone-") as tmp:

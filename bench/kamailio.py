@@ -582,13 +582,23 @@ def run(argv: list[str]) -> None:
         aws.reset()
 
 
-def _run(argv: list[str]) -> None:
+def peer_tools(what: str) -> tuple[str, str] | None:
+    """(kamailio, sipp) to run `what` with, or None once the skip line naming what is missing
+    has been printed."""
     missing = missing_tools()
     if missing:
-        print(f"skipped: Kamailio side-by-side needs {', '.join(missing)}")
-        return
+        print(f"skipped: {what} needs {', '.join(missing)}")
+        return None
     kam_bin, sipp_bin = _which("kamailio"), _which("sipp")
     assert kam_bin and sipp_bin
+    return kam_bin, sipp_bin
+
+
+def _run(argv: list[str]) -> None:
+    tools = peer_tools("Kamailio side-by-side")
+    if tools is None:
+        return
+    kam_bin, sipp_bin = tools
     seconds = 3.0 if "--quick" in argv else 5.0
     list_seconds = 4.0 if "--quick" in argv else 6.0
     load_before = os.getloadavg()
