@@ -217,9 +217,8 @@ class SubscriptionDialog:
         return dialog
 
 
-#: What `to_json` keeps: entries are stored beside the dialog, compressed; the rest is
-#: this edge's own bookkeeping.
-# Entries are stored beside the dialog, compressed; the rest is what the edge works out again.
+#: What `to_json` leaves out: entries are stored beside the dialog, compressed; the rest is
+#: this edge's own bookkeeping, worked out again after a reload.
 _TRANSIENT = ("packed_entries", "entry_keys", "dirty", "next_notify_at", "last_states", "told",
               "rechecks")  # fmt: skip
 _STORED = tuple(f.name for f in fields(SubscriptionDialog) if f.name not in _TRANSIENT)

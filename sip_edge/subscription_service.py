@@ -72,6 +72,10 @@ class DialogTable(dict[str, SubscriptionDialog]):
         super().clear()
         self._held.clear()
 
+    def update(self, *args: Any, **kwargs: Any) -> None:  # dict's own would skip the counts
+        for key, dialog in dict(*args, **kwargs).items():
+            self[key] = dialog
+
 
 class SubscriptionService:
     """The subscription dialogs of one edge and everything that happens to them."""
