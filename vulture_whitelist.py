@@ -59,3 +59,6 @@ _.keys_key_hex  # edge_contract.SubscriptionLoad key: written and read by its st
 _.entry_keys_b64  # edge_contract.StoredSubscription key: likewise
 _.sipp_errors  # bench/chaos Report: SIPp's errors, shown by tests/faults/test_chaos.py
 _.shard_iterators  # devstack.moto_local: moto's stream backend attribute, replaced by a bounded map
+_.direct  # devstack.moto_local switch: turned off by tests/faults/botofaults.py, on by conftest
+_.response_headers  # devstack.moto_local: a DynamoHandler attribute moto's own methods read
+_.current_account  # devstack.moto_local: likewise (which account's backend moto answers from)

@@ -82,9 +82,10 @@ def aws() -> Iterator[None]:
 
     from chalicelib import tables
     from chalicelib.aws import client
-    from devstack.moto_local import apply_all
+    from devstack.moto_local import apply_all, direct
 
     apply_all()  # as devstack and the benchmarks run moto
+    direct(True)  # a test that injected faults turned it off
     reset_caches()
     with mock_aws():
         reset_caches()

@@ -79,7 +79,8 @@ class CostMeter:
         self._schemas: dict[str, dict[str, Any]] = {}
         self._local = threading.local()  # requests in flight, per thread (batch gets fan out)
         for c in clients:
-            c.meta.events.register("before-call.dynamodb", self._before)
+            # First: the local stack's direct route to moto answers at `before-call` too.
+            c.meta.events.register_first("before-call.dynamodb", self._before)
             c.meta.events.register("after-call.dynamodb", self._after)
 
     def reset(self) -> Usage:

@@ -202,6 +202,7 @@ def test_cached_dispatch_serves_every_request_and_answers_as_moto_does(aws):
     cached = responses.method_names_from_class
     assert cached(DynamoHandler) == moto_local.original("method_names_from_class")(DynamoHandler)
     hits = cached.cache_info().hits
+    moto_local.direct(False)  # the full path, as moto's server on MOTO_PORT serves other tools
     tables.table(tables.WATCHERS).get_item(Key={"watched": "p#1", "watcher": "w1"})
     assert cached.cache_info().hits > hits, "moto's dispatch no longer goes through the patch"
 
@@ -254,3 +255,107 @@ def test_stream_shard_iterators_are_bounded(aws, monkeypatch):
         iterator = streams.get_records(ShardIterator=iterator)["NextShardIterator"]
     backend = dynamodbstreams_backends[next(iter(dynamodbstreams_backends))]["eu-west-1"]
     assert len(backend.shard_iterators) <= 20
+
+
+# --- direct_dynamodb: the functions' item calls answered at before-call ------------------------
+
+_CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("put_item", {"TableName": "T", "Item": {"k": {"S": "a"}, "n": {"N": "1"},
+                  "b": {"B": b"\x00\xffbin"}, "ss": {"SS": ["x", "y"]}}}),
+    ("put_item", {"TableName": "T", "Item": {"k": {"S": "a"}},
+                  "ConditionExpression": "attribute_not_exists(k)"}),
+    ("put_item", {"TableName": "T", "Item": {"k": {"S": ""}}}),
+    ("get_item", {"TableName": "T", "Key": {"k": {"S": "a"}}, "ConsistentRead": True}),
+    ("get_item", {"TableName": "T", "Key": {"k": {"S": "a"}}, "ProjectionExpression": "b, #n",
+                  "ExpressionAttributeNames": {"#n": "n"}}),
+    ("get_item", {"TableName": "T", "Key": {"k": {"S": "missing"}}}),
+    ("update_item", {"TableName": "T", "Key": {"k": {"S": "a"}},
+                     "UpdateExpression": "SET n = n + :one, m = :b",
+                     "ExpressionAttributeValues": {":one": {"N": "1"}, ":b": {"B": b"\x01"}},
+                     "ReturnValues": "ALL_OLD"}),
+    ("update_item", {"TableName": "T", "Key": {"k": {"S": "gone"}},
+                     "UpdateExpression": "SET n = :v",
+                     "ConditionExpression": "attribute_exists(k)",
+                     "ExpressionAttributeValues": {":v": {"N": "2"}}}),
+    ("batch_write_item", {"RequestItems": {"T": [
+        {"PutRequest": {"Item": {"k": {"S": f"i{i}"}, "p": {"S": "P"}, "n": {"N": str(i)}}}}
+        for i in range(5)]}}),
+    ("batch_get_item", {"RequestItems": {"T": {"Keys": [{"k": {"S": "i1"}}, {"k": {"S": "a"}},
+                                                         {"k": {"S": "none"}}]}}}),
+    ("query", {"TableName": "T", "IndexName": "by_p", "KeyConditionExpression": "p = :p",
+               "ExpressionAttributeValues": {":p": {"S": "P"}}, "Limit": 2}),
+    ("query", {"TableName": "T", "KeyConditionExpression": "k = :k",
+               "ExpressionAttributeValues": {":k": {"S": "a"}}}),
+    ("transact_write_items", {"TransactItems": [
+        {"Put": {"TableName": "T", "Item": {"k": {"S": "t1"}}}},
+        {"Put": {"TableName": "T", "Item": {"k": {"S": "a"}},
+                 "ConditionExpression": "attribute_not_exists(k)"}}]}),
+    ("transact_write_items", {"TransactItems": [
+        {"Put": {"TableName": "T", "Item": {"k": {"S": "t1"}}}},
+        {"Delete": {"TableName": "T", "Key": {"k": {"S": "i2"}}}}]}),
+    ("transact_get_items",
+     {"TransactItems": [{"Get": {"TableName": "T", "Key": {"k": {"S": "t1"}}}}]}),
+    ("delete_item", {"TableName": "T", "Key": {"k": {"S": "a"}}, "ReturnValues": "ALL_OLD"}),
+    ("get_item", {"TableName": "Nope", "Key": {"k": {"S": "a"}}}),
+]  # fmt: skip
+
+
+def _run_calls() -> list[Any]:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    ddb = boto3.client("dynamodb", region_name="eu-west-1")
+    ddb.create_table(
+        TableName="T", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"},
+                              {"AttributeName": "p", "AttributeType": "S"}],
+        GlobalSecondaryIndexes=[{"IndexName": "by_p", "Projection": {"ProjectionType": "ALL"},
+                                 "KeySchema": [{"AttributeName": "p", "KeyType": "HASH"}]}],
+    )  # fmt: skip
+    answers: list[Any] = []
+    for name, kwargs in _CALLS:
+        try:
+            answer = dict(getattr(ddb, name)(**kwargs))
+        except ClientError as error:
+            answer = {"error": dict(error.response)}
+        meta = (answer.get("error") or answer).pop("ResponseMetadata")
+        answers.append((name, answer, meta["HTTPStatusCode"]))
+    return answers
+
+
+def test_the_direct_route_answers_as_moto_full_path_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every operation the route takes, successes and errors, binary values included: the same
+    parsed answer (and HTTP status) as the mock's full path; and the full path is not taken."""
+    from moto import mock_aws
+    from moto.core.models import botocore_stubber
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    moto_local.apply_all()
+    full_path: list[str] = []
+    stub = botocore_stubber.process_request
+    monkeypatch.setattr(
+        botocore_stubber, "process_request", lambda r: full_path.append(r.url) or stub(r)
+    )
+    answers = {}
+    for direct in (False, True):
+        moto_local.direct(direct)
+        with mock_aws():
+            full_path.clear()
+            answers[direct] = _run_calls()
+            called = [u for u in full_path if "dynamodb" in u]
+        assert len(called) == (len(_CALLS) + 1 if not direct else 1)  # + CreateTable
+    moto_local.direct(True)
+    for slow, fast in zip(answers[False], answers[True], strict=True):
+        assert slow == fast
+    statuses = {status for _, _, status in answers[True]}
+    assert statuses == {200, 400}, "the script covers successes and errors"
+    assert sum(1 for _, a, _ in answers[True] if "error" in a) >= 5
+
+
+def test_the_direct_route_keeps_the_deadline(aws) -> None:
+    from chalicelib.resilience import DeadlineExceeded, budget
+
+    with budget(0.0), pytest.raises(DeadlineExceeded):
+        tables.table(tables.WATCHERS).get_item(Key={"watched": "p#1", "watcher": "w1"})

@@ -20,6 +20,7 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
 from chalicelib import aws
 from chalicelib.resilience import check_deadline
+from devstack import moto_local
 
 THROTTLE_CODES = {
     "dynamodb": ("ProvisionedThroughputExceededException", 400),
@@ -104,6 +105,9 @@ class Faults:
         clients = [aws.client(service), *extra_clients]
         if service == "dynamodb":
             clients.append(aws.resource(service).meta.client)
+            # Faults answer at `before-send`, where botocore retries them: the local stack's
+            # direct route to moto answers before that (the `aws` fixture turns it back on).
+            moto_local.direct(False)
         for c in clients:
             if id(c) in self._hooked:
                 continue
