@@ -359,3 +359,41 @@ def test_the_direct_route_keeps_the_deadline(aws) -> None:
 
     with budget(0.0), pytest.raises(DeadlineExceeded):
         tables.table(tables.WATCHERS).get_item(Key={"watched": "p#1", "watcher": "w1"})
+
+
+# --- cached_update_expressions: each UpdateExpression text parsed once ------------------------
+
+
+def _tree_shape(node: Any) -> Any:
+    """A parsed expression as plain data: each node's type, fields and children."""
+    if isinstance(node, list | tuple):
+        return [_tree_shape(n) for n in node]
+    if not hasattr(node, "children"):
+        return repr(node)
+    fields = {k: repr(v) for k, v in vars(node).items() if k not in ("children", "parent")}
+    return (type(node).__name__, fields, _tree_shape(node.children or []))
+
+
+def test_update_expressions_are_parsed_once_and_never_changed_by_an_update(aws) -> None:
+    """The cache is only safe while moto validates a copy of the parsed tree: if an upgrade
+    makes its validator work on the tree itself, the second update below changes it."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    table = tables.table(tables.SUBSCRIPTIONS)
+    text = "SET expires_at = :e, version = :v"
+    tree = UpdateExpressionParser.make(text)
+    before = _tree_shape(tree)
+    misses = UpdateExpressionParser.make.cache_info().misses  # type: ignore[attr-defined]
+    for version in (1, 2):
+        table.update_item(
+            Key={"subscription_id": "s1"},
+            UpdateExpression=text,
+            ExpressionAttributeValues={":e": 10 * version, ":v": version},
+        )
+    assert UpdateExpressionParser.make(text) is tree
+    assert UpdateExpressionParser.make.cache_info().misses == misses  # type: ignore[attr-defined]
+    assert _tree_shape(tree) == before, "moto's validator changed the cached tree: drop the cache"
+    item = table.get_item(Key={"subscription_id": "s1"})["Item"]
+    assert (item["expires_at"], item["version"]) == (20, 2)
+    with pytest.raises(Exception, match="Invalid UpdateExpression|Syntax"):
+        table.update_item(Key={"subscription_id": "s1"}, UpdateExpression="SET = oops")
