@@ -401,8 +401,14 @@ class SubscriptionService:
             await self._send_bodies(dialog, result, reason="timeout")
             self._forget(dialog)
             return None
-        await self._save(dialog, refresh=False, entries=entries)
-        await self._send_bodies(dialog, result)
+        # Stored as it stands once the first NOTIFYs are out (their version and CSeq), so
+        # sending them needs no second write: one function call and one write less per
+        # SUBSCRIBE. Stored first, so that a change queued meanwhile finds the dialog; if
+        # they fail, the dialog ends and is deleted; a restart in between only skips numbers.
+        bodies = len(result.get("bodies") or [])
+        ahead = {"version": int(result.get("version", dialog.version)), "notifies": bodies}
+        await self._save(dialog, refresh=False, entries=entries, ahead=ahead)
+        await self._send_bodies(dialog, result, record=False)
         return None
 
     def _subscribe_ok(self, request: Request, dialog: SubscriptionDialog, expires: int) -> Response:
@@ -473,8 +479,14 @@ class SubscriptionService:
             self._flushing.discard(dialog.subscription_id)
 
     async def _send_bodies(
-        self, dialog: SubscriptionDialog, result: dict[str, Any], reason: str | None = None
+        self,
+        dialog: SubscriptionDialog,
+        result: dict[str, Any],
+        reason: str | None = None,
+        *,
+        record: bool = True,
     ) -> None:
+        """Send a lookup's NOTIFY bodies in order; then (`record`) store the new version."""
         bodies = result.get("bodies") or []
         dialog.version = int(result.get("version", dialog.version))
         if bodies and bodies[0].get("full_state"):
@@ -497,7 +509,7 @@ class SubscriptionService:
             )
             if not ok:
                 return
-        if reason is None and bodies:
+        if reason is None and bodies and record:
             await self._save(dialog, refresh=True)
 
     async def notify(
@@ -555,16 +567,26 @@ class SubscriptionService:
         self._notify_locks.pop(dialog.subscription_id, None)
 
     async def _save(
-        self, dialog: SubscriptionDialog, *, refresh: bool, entries: list[str] | None = None
+        self,
+        dialog: SubscriptionDialog,
+        *,
+        refresh: bool,
+        entries: list[str] | None = None,
+        ahead: dict[str, int] | None = None,
     ) -> None:
         """Store the dialog through the functions, so a restarted edge can resume it; a new
-        dialog (not `refresh`) stores its `entries` too."""
+        dialog (not `refresh`) stores its `entries` too. `ahead`: store it as it will be once
+        `notifies` more NOTIFYs are sent and its RLMI version is `version`."""
+        stored = dialog.to_json()
+        if ahead is not None:
+            stored["version"] = ahead["version"]
+            stored["local_cseq"] = dialog.local_cseq + ahead["notifies"]
         payload: contract.SubscriptionSave = {
             "op": "refresh" if refresh else "save",
             "subscription_id": dialog.subscription_id,
             "expires_at": int(dialog.expires_at),
-            "version": dialog.version,
-            "dialog": dialog.to_json(),
+            "version": int(stored["version"]),
+            "dialog": stored,
         }
         if not refresh:
             entries = entries or []

@@ -294,7 +294,8 @@ def measure() -> list[tuple[str, Usage]]:
            {"op": "save", **save})  # fmt: skip
         version = {"op": "refresh", "subscription_id": sub, "expires_at": now + NOW_EXPIRES,
                    "version": 1, "dialog": _dialog(sub)}  # fmt: skip
-        op(f"NOTIFY sent ({label}): record the version", app.sip_subscriptions, version)
+        op(f"NOTIFY of a later change ({label}): record the version", app.sip_subscriptions,
+           version)  # fmt: skip
         refreshed = {**version, "expires_at": now + 2 * NOW_EXPIRES}
         op(f"refresh SUBSCRIBE ({label})", app.sip_subscriptions, refreshed)
         renewed = {**version, "expires_at": now + 2 * 86400}

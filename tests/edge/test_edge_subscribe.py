@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.edge.conftest import DOMAIN, PASSWORD, make_account
@@ -90,6 +92,32 @@ def test_refresh_keeps_the_list_and_unsubscribe_terminates(client, users):
     assert in_dialog_subscribe(client, to, 0).status == 200
     last = client.notify()
     assert last.headers.get("Subscription-State").startswith("terminated")
+
+
+def test_a_new_dialog_is_stored_once_as_it_stands_after_its_first_notify(
+    client, users, monkeypatch
+):
+    """One store call per SUBSCRIBE (no second write for the first NOTIFY's version): what
+    is stored already carries that NOTIFY's CSeq and the next RLMI version, so an edge that
+    restarts after it resumes above both."""
+    from chalicelib.edge_contract import subscription_id
+    from chalicelib.live import subscriptions
+
+    ops: list[str] = []
+    handle = subscriptions.handle
+    monkeypatch.setattr(
+        subscriptions, "handle", lambda event, **kw: ops.append(event["op"]) or handle(event, **kw)
+    )
+    ok = subscribe(client, ENTRIES)
+    notify = client.notify()
+    assert ok.status == 200 and notify is not None
+    rlmi_version = int(parse_notify(notify).rlmi.get("version"))
+    time.sleep(0.5)  # the old second write followed the NOTIFY's 200
+    stored = subscriptions.get(subscription_id(client.call_id, ok.to.tag))
+    assert stored is not None
+    assert ops == ["save"]
+    assert stored["dialog"]["local_cseq"] == notify.cseq.seq
+    assert stored["version"] == stored["dialog"]["version"] == rlmi_version + 1
 
 
 def in_dialog_subscribe(client, to: str, expires: int):
