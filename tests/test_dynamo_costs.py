@@ -15,7 +15,10 @@ def rows(aws):
 
 def test_a_refresh_rewrites_one_small_item(rows):
     for label in ("one user", f"list of {dynamo_costs.LIST_SIZE}"):
-        for name in (f"refresh SUBSCRIBE ({label})", f"NOTIFY sent ({label}): record the version"):
+        for name in (
+            f"refresh SUBSCRIBE ({label})",
+            f"NOTIFY of a later change ({label}): record the version",
+        ):
             used = rows[name]
             assert dict(used.calls) == {"UpdateItem": 1}, name
             assert used.wcu <= 1 and used.rcu == 0, name
