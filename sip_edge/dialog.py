@@ -26,12 +26,13 @@ import json
 import secrets
 import zlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from chalicelib.edge_contract import ENTRY_KEY_BYTES, entry_keys
 from sip_edge.sip.headers import Headers
 from sip_edge.sip.message import Request, new_tag
+from sip_edge.sip.values import CSeq, Via
 
 #: This process's key of entry keys: never stored, and handed to `load_edge` only, which
 #: answers a large list's keys made with it (so a reload need not carry the list).
@@ -154,7 +155,7 @@ class SubscriptionDialog:
     def notify(
         self,
         *,
-        via: str,
+        via: Via,
         contact: str,
         now: float,
         body: bytes = b"",
@@ -165,14 +166,15 @@ class SubscriptionDialog:
         """The next NOTIFY of this dialog; `reason` set means `terminated` with that reason."""
         self.local_cseq += 1
         h = Headers()
-        h.add("Via", via)
+        # The edge built the Via and the CSeq: the transaction layer reads them parsed.
+        h.add("Via", via.raw, parsed=[via])
         h.add("Max-Forwards", "70")
         for route in self.route_set:
             h.add("Route", route)
         h.add("From", f"{self.local_uri};tag={self.local_tag}")
         h.add("To", f"{self.remote_uri};tag={self.remote_tag}")
         h.add("Call-ID", self.call_id)
-        h.add("CSeq", f"{self.local_cseq} NOTIFY")
+        h.add("CSeq", f"{self.local_cseq} NOTIFY", parsed=CSeq(self.local_cseq, "NOTIFY"))
         h.add("Contact", contact)
         h.add("Event", self.event_header)
         if reason is None and not self.terminated:
@@ -193,7 +195,9 @@ class SubscriptionDialog:
         # ones too, and was a tenth of the edge's CPU per presence cycle (bench edge-alone).
         data = {name: getattr(self, name) for name in _STORED}
         data["route_set"] = list(self.route_set)
-        data["peer"] = asdict(self.peer)
+        peer = self.peer  # not asdict: it deep-copies, for four plain fields
+        data["peer"] = {"transport": peer.transport, "host": peer.host, "port": peer.port,
+                        "connection": peer.connection}  # fmt: skip
         return data
 
     @classmethod
