@@ -9,8 +9,9 @@ A list dialog's entries are read for two things only: a full-state NOTIFY (the w
 to `presence_lookup`) and checking that a queued change names URIs of the list. So the edge
 keeps them in one of two compact forms (`keep_entries`):
 
-- inline, deflated JSON, while that stays within EDGE_DIALOG_INLINE_ENTRIES_BYTES: Linphone's
-  lists of phone numbers (~28 KB for 5,000) need no extra call for a full-state NOTIFY;
+- inline, deflated JSON (plain JSON when short), while that stays within
+  EDGE_DIALOG_INLINE_ENTRIES_BYTES: Linphone's lists of phone numbers (~28 KB for 5,000)
+  need no extra call for a full-state NOTIFY;
 - past it, only a sorted array of 8-byte keyed hashes, one per entry (40 KB for 5,000 whatever
   the URIs' length), enough to check a change's URIs; the list itself lives only in its
   DynamoDB list item, which `presence_lookup` reads when given the subscription id instead of
@@ -26,13 +27,16 @@ import json
 import secrets
 import zlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from chalicelib.edge_contract import ENTRY_KEY_BYTES, entry_keys
 from sip_edge.sip.headers import Headers
 from sip_edge.sip.message import Request, new_tag
+from sip_edge.sip.values import CSeq, Via
 
+#: A list's JSON up to this size is kept as it is, not deflated.
+PLAIN_ENTRIES_BYTES = 256
 #: This process's key of entry keys: never stored, and handed to `load_edge` only, which
 #: answers a large list's keys made with it (so a reload need not carry the list).
 HASH_KEY = secrets.token_bytes(16)
@@ -93,12 +97,19 @@ class SubscriptionDialog:
         lookup then names the subscription, and the function reads the stored list)."""
         if self.entry_keys:
             return None
-        return json.loads(zlib.decompress(self.packed_entries)) if self.packed_entries else []
+        packed = self.packed_entries
+        if not packed:
+            return []
+        return json.loads(packed if packed[:1] == b"[" else zlib.decompress(packed))
 
     def keep_entries(self, entries: list[str], inline_limit: int | None) -> None:
         """Hold `entries` inline if deflated they fit `inline_limit` bytes (None: always),
-        else only their keys."""
-        packed = zlib.compress(json.dumps(list(entries)).encode(), 6) if entries else b""
+        else only their keys. A short list is kept as plain JSON: deflating it gained nothing
+        and was a visible part of each single-resource SUBSCRIBE (zlib sets up its window
+        every time)."""
+        packed = json.dumps(list(entries)).encode() if entries else b""
+        if len(packed) > PLAIN_ENTRIES_BYTES:
+            packed = zlib.compress(packed, 6)  # starts with 0x78, never "["
         if inline_limit is None or len(packed) <= inline_limit:
             self.packed_entries, self.entry_keys = packed, b""
         else:
@@ -154,7 +165,7 @@ class SubscriptionDialog:
     def notify(
         self,
         *,
-        via: str,
+        via: Via,
         contact: str,
         now: float,
         body: bytes = b"",
@@ -165,14 +176,15 @@ class SubscriptionDialog:
         """The next NOTIFY of this dialog; `reason` set means `terminated` with that reason."""
         self.local_cseq += 1
         h = Headers()
-        h.add("Via", via)
+        # The edge built the Via and the CSeq: the transaction layer reads them parsed.
+        h.add("Via", via.raw, parsed=[via])
         h.add("Max-Forwards", "70")
         for route in self.route_set:
             h.add("Route", route)
         h.add("From", f"{self.local_uri};tag={self.local_tag}")
         h.add("To", f"{self.remote_uri};tag={self.remote_tag}")
         h.add("Call-ID", self.call_id)
-        h.add("CSeq", f"{self.local_cseq} NOTIFY")
+        h.add("CSeq", f"{self.local_cseq} NOTIFY", parsed=CSeq(self.local_cseq, "NOTIFY"))
         h.add("Contact", contact)
         h.add("Event", self.event_header)
         if reason is None and not self.terminated:
@@ -193,7 +205,9 @@ class SubscriptionDialog:
         # ones too, and was a tenth of the edge's CPU per presence cycle (bench edge-alone).
         data = {name: getattr(self, name) for name in _STORED}
         data["route_set"] = list(self.route_set)
-        data["peer"] = asdict(self.peer)
+        peer = self.peer  # not asdict: it deep-copies, for four plain fields
+        data["peer"] = {"transport": peer.transport, "host": peer.host, "port": peer.port,
+                        "connection": peer.connection}  # fmt: skip
         return data
 
     @classmethod

@@ -103,12 +103,12 @@ class Edge:
         uri = f"sip:{self.host}:{self.port_for(transport)}"
         return f"<{uri};transport={transport}>" if transport != "udp" else f"<{uri}>"
 
-    def via(self, transport: str) -> str:
+    def via(self, transport: str) -> Via:
+        """The top Via of a request the edge sends, parsed already (its `raw` is the text)."""
         branch = new_branch()
-        return (
-            f"SIP/2.0/{transport.upper()} {self.host}:{self.port_for(transport)}"
-            f";branch={branch};rport"
-        )
+        host, port, proto = self.host, self.port_for(transport), transport.upper()
+        raw = f"SIP/2.0/{proto} {host}:{port};branch={branch};rport"
+        return Via("SIP/2.0", proto, host, port, {"branch": branch, "rport": None}, raw)
 
     def attach(self, transports: Any) -> None:
         """Send through these transports; advertise the ports they got."""

@@ -14,6 +14,7 @@ from sip_edge.metrics import EdgeMetrics
 from sip_edge.sip.message import Request, Response
 from sip_edge.sip.status import REASON_PHRASES
 from sip_edge.sip.transaction import ServerTransaction
+from sip_edge.sip.values import Via
 
 # What an unverified UDP source gets back, retransmissions included, stays within this multiple
 # of what it sent: with a spoofed source, anything more makes the edge a reflector (RFC 3261
@@ -69,7 +70,7 @@ class EdgeServices(Protocol):
 
     def contact(self, transport: str) -> str: ...
 
-    def via(self, transport: str) -> str: ...
+    def via(self, transport: str) -> Via: ...
 
     def respond(self, tx: ServerTransaction, response: Response) -> None: ...
 

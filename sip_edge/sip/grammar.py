@@ -6,6 +6,9 @@ No pattern nests ambiguous quantifiers, so no input can make one backtrack for l
 from __future__ import annotations
 
 import re
+from typing import TypeVar
+
+T = TypeVar("T")
 
 TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 QUOTED = r'"(?:[\t !#-\[\]-~\x80-\U0010ffff]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
@@ -45,3 +48,25 @@ def unescape(value: str) -> str:
     from urllib.parse import unquote as _url_unquote
 
     return _url_unquote(value, errors="surrogateescape")
+
+
+#: Bounds of each memo of parsed values (`remember`): a flood of new values starts it over, and
+#: a long value is parsed every time rather than kept.
+MEMO_MAX_ENTRIES = 4096
+MEMO_MAX_LENGTH = 256
+
+
+def remember(memo: dict[str, T], text: str, value: T) -> T:
+    """Keep `value`, what parsing `text` gave, in `memo`; answer it.
+
+    The same header values come back in every message of a dialog (a phone's From, To and
+    Contact, echoed by the responses to our NOTIFYs; the edge's own URIs in every request),
+    so a value parsed once is not parsed again. Only what parsed is kept: a bad value is
+    parsed, and refused, every time. What is kept is shared by every message holding that
+    text, so it is never modified.
+    """
+    if len(text) <= MEMO_MAX_LENGTH:
+        if len(memo) >= MEMO_MAX_ENTRIES:
+            memo.clear()
+        memo[text] = value
+    return value

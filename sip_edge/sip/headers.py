@@ -65,22 +65,28 @@ def canonical_name(name: str) -> str:
     return CANONICAL_NAMES.get(name.lower(), name)
 
 
-#: The names the code itself spells (RFC spelling, lower case, compact): their canonical
-#: name and lookup key without lowering and validating them at every call.
-_KNOWN_NAMES: dict[str, tuple[str, str]] = {
+#: Well-known names as the code and most phones spell them (RFC spelling, lower case, compact):
+#: their canonical name and lookup key, without lowering and validating them at every use.
+KNOWN_SPELLINGS: dict[str, tuple[str, str]] = {
     spelling: (canon, canon.lower())
     for key, canon in CANONICAL_NAMES.items()
     for spelling in (key, canon)
 }
+#: Their lookup key alone: every read asks for it.
+_KNOWN_KEYS: dict[str, str] = {spelling: key for spelling, (_, key) in KNOWN_SPELLINGS.items()}
 _UNPARSED: Any = object()
 
 
 def _name_key(name: str) -> tuple[str, str]:
-    known = _KNOWN_NAMES.get(name)
+    known = KNOWN_SPELLINGS.get(name)
     if known is not None:
         return known
     canon = canonical_name(name)
     return canon, canon.lower()
+
+
+def _key(name: str) -> str:
+    return _KNOWN_KEYS.get(name) or canonical_name(name).lower()
 
 
 def split_commas(value: str) -> list[str]:
@@ -134,7 +140,7 @@ class Headers:
     @staticmethod
     def _check(name: str, value: str) -> None:
         # A CR or LF inside a value would smuggle extra header lines into the serialization.
-        if name not in _KNOWN_NAMES and not TOKEN_FULL.match(name):
+        if name not in KNOWN_SPELLINGS and not TOKEN_FULL.match(name):
             raise ValueError(f"bad header name {name!r}")
         if "\r" in value or "\n" in value:
             raise ValueError(f"CR/LF in the value of {name}")
@@ -155,8 +161,9 @@ class Headers:
             self._index = index
         return index
 
-    def add(self, name: str, value: str) -> None:
-        """Append a field (after any existing ones of that name)."""
+    def add(self, name: str, value: str, parsed: Any = _UNPARSED) -> None:
+        """Append a field (after any existing ones of that name); `parsed`, when given, is
+        what `parsed(name, ...)` would now return (saves parsing what was built here)."""
         self._check(name, value)
         canon, key = _name_key(name)
         self._items.append((key, canon, value))
@@ -166,7 +173,10 @@ class Headers:
                 index[key].append(value)
             else:
                 index[key] = [value]
-        self._cache.pop(key, None)
+        if parsed is _UNPARSED:
+            self._cache.pop(key, None)
+        else:
+            self._cache[key] = parsed
 
     def set(self, name: str, value: str, parsed: Any = _UNPARSED) -> None:
         """Replace every field of that name by one, at the first one's position (or the end);
@@ -191,12 +201,14 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first field value of that name."""
-        values = self._lookup().get(_name_key(name)[1])
+        index = self._index
+        values = (index if index is not None else self._lookup()).get(_key(name))
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Every field value of that name, in order (one per header line)."""
-        return list(self._lookup().get(_name_key(name)[1], ()))
+        index = self._index
+        return list((index if index is not None else self._lookup()).get(_key(name), ()))
 
     def get_list(self, name: str) -> list[str]:
         """Every element of a list header across all its lines, in order."""
@@ -207,7 +219,7 @@ class Headers:
 
     def parsed(self, name: str, parse: Callable[[Headers], T]) -> T:
         """`parse(self)` cached under `name` until a field of that name changes."""
-        key = _name_key(name)[1]
+        key = _key(name)
         try:
             return self._cache[key]
         except KeyError:
@@ -226,7 +238,7 @@ class Headers:
         return [(n, v) for _, n, v in self._items]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _name_key(name)[1] in self._lookup()
+        return isinstance(name, str) and _key(name) in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self.items())

@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sip_edge.sip.headers import CANONICAL_NAMES, SINGLE_HEADERS, Headers, canonical_name
+from sip_edge.sip.headers import (
+    CANONICAL_NAMES,
+    KNOWN_SPELLINGS,
+    SINGLE_HEADERS,
+    Headers,
+    canonical_name,
+)
 from sip_edge.sip.message import Request, Response
 from sip_edge.sip.status import ParseError
 from sip_edge.sip.uri import parse_uri
@@ -109,18 +115,22 @@ def _split_head(head: bytes, limits: ParserLimits) -> tuple[str, Headers, dict[s
             items[-1] = (key, canon, (value + " " + line.strip(_STRIP)).strip(_STRIP))
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip(_STRIP)
-        key = name.lower()
-        known = names.get(key)
-        if known is None:
-            if not colon or not _TOKEN_FULL.match(name):
-                raise ParseError("Malformed header line")
-            canon = name
-        elif not colon:
-            raise ParseError("Malformed header line")
+        spelled = KNOWN_SPELLINGS.get(name)  # the usual spellings, without lowering each name
+        if spelled is not None and colon:
+            canon, key = spelled
         else:
-            canon = known
-            key = _LOWER.get(canon) or canon.lower()
+            name = name.rstrip(_STRIP)
+            key = name.lower()
+            known = names.get(key)
+            if known is None:
+                if not colon or not _TOKEN_FULL.match(name):
+                    raise ParseError("Malformed header line")
+                canon = name
+            elif not colon:
+                raise ParseError("Malformed header line")
+            else:
+                canon = known
+                key = _LOWER.get(canon) or canon.lower()
         if key in SINGLE_HEADERS:
             counts[key] = counts.get(key, 0) + 1
         items.append((key, canon, value.strip(_STRIP)))

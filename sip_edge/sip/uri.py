@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from sip_edge.sip.grammar import ESC, HOST_FULL, PORT_RE, unescape
+from sip_edge.sip.grammar import ESC, HOST_FULL, PORT_RE, remember, unescape
 from sip_edge.sip.status import ParseError
 
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
@@ -21,9 +21,11 @@ _URIC_RE = re.compile(rf"(?:[A-Za-z0-9;/?:@&=+$,\-_.!~*'()\[\]]|{ESC})+\Z")
 _TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#().\-]+\Z")
 
 
-@dataclass
+@dataclass(frozen=True)
 class URI:
-    """A sip:, sips:, tel: or other absolute URI; `raw` is the exact text received."""
+    """A sip:, sips:, tel: or other absolute URI; `raw` is the exact text received.
+
+    Frozen: one is shared by every message holding the same text (`parse_uri` remembers)."""
 
     raw: str
     scheme: str
@@ -81,6 +83,14 @@ def _check_host(host: str, what: str) -> None:
 
 def parse_uri(text: str) -> URI:
     """Parse and validate an absolute URI; sip:/sips:/tel: are broken into parts."""
+    uri = _URIS.get(text)
+    return uri if uri is not None else remember(_URIS, text, _parse_uri(text))
+
+
+_URIS: dict[str, URI] = {}
+
+
+def _parse_uri(text: str) -> URI:
     m = _SCHEME_RE.match(text)
     if not m:
         raise ParseError("bad URI scheme")

@@ -23,6 +23,7 @@ from sip_edge.sip.grammar import (
     TOKEN_FULL,
     TOKEN_RE,
     quote,
+    remember,
     unquote,
 )
 from sip_edge.sip.headers import Headers, split_commas
@@ -64,9 +65,12 @@ def _bounded_int(digits: str, limit: int, what: str) -> int:
 # --- name-addr (From, To, Contact, Route, Record-Route) -------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class NameAddr:
-    """`["display" ]<uri>;params` or `uri;params`; param values are kept as received."""
+    """`["display" ]<uri>;params` or `uri;params`; param values are kept as received.
+
+    Frozen: one is shared by every message holding the same text (`parse_name_addr`
+    remembers)."""
 
     uri: URI
     display_name: str | None = None
@@ -146,12 +150,25 @@ def _parse_name_addr_at(text: str, pos: int, what: str, in_list: bool) -> tuple[
 
 def parse_name_addr(value: str, what: str = "address") -> NameAddr:
     """Parse a From/To style value (exactly one address)."""
-    na, _ = _parse_name_addr_at(value, 0, what, False)
+    na = _NAME_ADDRS.get(value)
+    if na is None:
+        na = remember(_NAME_ADDRS, value, _parse_name_addr_at(value, 0, what, False)[0])
     return na
+
+
+_NAME_ADDRS: dict[str, NameAddr] = {}
+_NAME_ADDR_LISTS: dict[str, tuple[NameAddr, ...]] = {}
 
 
 def parse_name_addr_list(value: str, what: str = "address list") -> list[NameAddr]:
     """Parse a Contact/Route style value holding one or more comma-separated addresses."""
+    known = _NAME_ADDR_LISTS.get(value)
+    if known is None:
+        known = remember(_NAME_ADDR_LISTS, value, tuple(_parse_name_addr_list(value, what)))
+    return list(known)
+
+
+def _parse_name_addr_list(value: str, what: str) -> list[NameAddr]:
     out: list[NameAddr] = []
     pos = 0
     n = len(value)

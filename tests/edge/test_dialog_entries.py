@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from chalicelib.edge_contract import entry_keys
@@ -49,6 +50,16 @@ def test_past_the_inline_limit_only_keys_are_kept_and_still_answer_membership():
     assert d.holding(uris) == uris
     assert d.holding(strangers) == []
     assert d.holding([strangers[0], uris[4321]]) == [uris[4321]]
+
+
+def test_a_short_list_is_kept_as_plain_json_and_a_longer_one_deflated():
+    d = dialog()
+    d.keep_entries(["sip:bob@example.org"], 65_536)
+    assert d.packed_entries == b'["sip:bob@example.org"]'
+    assert d.entries == ["sip:bob@example.org"]
+    assert d.holding(["sip:bob@example.org", "sip:x@example.org"]) == ["sip:bob@example.org"]
+    d.keep_entries(NUMBERS, 65_536)
+    assert len(d.packed_entries) < len(json.dumps(NUMBERS)) and d.entries == NUMBERS
 
 
 def test_no_limit_keeps_any_list_inline_and_an_empty_list_is_empty():

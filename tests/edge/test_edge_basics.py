@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from chalicelib import digest
+import dataclasses
+
+import pytest
+
+from chalicelib import digest, settings
+from sip_edge.edge import Edge
+from sip_edge.sip.values import parse_via
 from tests.edge.conftest import DOMAIN, PASSWORD
 from tests.edge.sipclient import SipClient
 
@@ -165,3 +171,15 @@ def test_no_server_header_unless_set(client, aws, alice):
         c.close()
     finally:
         named.stop()
+
+
+@pytest.mark.parametrize("host", ["192.0.2.7", "edge.example.org", "[2001:db8::7]"])
+def test_the_via_the_edge_builds_is_what_parsing_its_text_gives(host):
+    # A NOTIFY's responses are matched by the Via handed to the transaction layer parsed.
+    cfg = dataclasses.replace(settings.get(), sip_advertised_host=host)
+    edge = Edge(functions=None, cfg=cfg)  # type: ignore[arg-type]
+    edge.ports = {"udp": 5070, "tcp": 5071}
+    for transport in ("udp", "tcp"):
+        via = edge.via(transport)
+        assert parse_via(via.raw) == [via]
+        assert via.branch and via.branch.startswith("z9hG4bK")
