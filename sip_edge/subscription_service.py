@@ -334,8 +334,7 @@ class SubscriptionService:
             if expires == 0:
                 await self._end(dialog, "timeout")
             else:
-                await self._save(dialog, refresh=True)
-                await self._notify_full(dialog)
+                await self._notify_full(dialog, store=True)
             return None
         return await self._new_subscription(request, peer, tx, identity, expires, now)
 
@@ -405,9 +404,7 @@ class SubscriptionService:
         # sending them needs no second write: one function call and one write less per
         # SUBSCRIBE. Stored first, so that a change queued meanwhile finds the dialog; if
         # they fail, the dialog ends and is deleted; a restart in between only skips numbers.
-        bodies = len(result.get("bodies") or [])
-        ahead = {"version": int(result.get("version", dialog.version)), "notifies": bodies}
-        await self._save(dialog, refresh=False, entries=entries, ahead=ahead)
+        await self._save(dialog, refresh=False, entries=entries, ahead=_ahead(dialog, result))
         await self._send_bodies(dialog, result, record=False)
         return None
 
@@ -437,12 +434,22 @@ class SubscriptionService:
             lookup["entries"] = entries
         return await self.edge.functions.call(contract.PRESENCE_LOOKUP, lookup)
 
-    async def _notify_full(self, dialog: SubscriptionDialog) -> None:
-        result = await self._presence_lookup(dialog, dialog.entries, full_state=True)
+    async def _notify_full(self, dialog: SubscriptionDialog, *, store: bool = False) -> None:
+        """A full-state NOTIFY. `store` (a refresh SUBSCRIBE): the refreshed dialog is stored
+        with that NOTIFY's CSeq and version already, one write for both (the refresh is then
+        1 WRU in all); stored as it is if the lookup fails."""
+        try:
+            result = await self._presence_lookup(dialog, dialog.entries, full_state=True)
+        except FunctionError:
+            if store:
+                await self._save(dialog, refresh=True)
+            raise
         if result.get("error"):
             await self._end(dialog, "noresource")
             return
-        await self._send_bodies(dialog, result)
+        if store:
+            await self._save(dialog, refresh=True, ahead=_ahead(dialog, result))
+        await self._send_bodies(dialog, result, record=not store)
 
     async def _flush(self, dialog: SubscriptionDialog) -> None:
         """Send what changed among the dirty resources, in one partial NOTIFY (RFC 4662)."""
@@ -616,6 +623,14 @@ class SubscriptionService:
             await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, delete)
         except FunctionError as exc:
             logger.warning("could not delete subscription: %s", exc)
+
+
+def _ahead(dialog: SubscriptionDialog, result: dict[str, Any]) -> dict[str, int]:
+    """What sending a lookup's NOTIFY bodies will make of the dialog (see `_save`)."""
+    return {
+        "version": int(result.get("version", dialog.version)),
+        "notifies": len(result.get("bodies") or []),
+    }
 
 
 def _state(resource: dict[str, Any]) -> str:

@@ -94,12 +94,12 @@ def test_refresh_keeps_the_list_and_unsubscribe_terminates(client, users):
     assert last.headers.get("Subscription-State").startswith("terminated")
 
 
-def test_a_new_dialog_is_stored_once_as_it_stands_after_its_first_notify(
+def test_a_dialog_is_stored_once_per_subscribe_as_it_stands_after_its_notify(
     client, users, monkeypatch
 ):
-    """One store call per SUBSCRIBE (no second write for the first NOTIFY's version): what
-    is stored already carries that NOTIFY's CSeq and the next RLMI version, so an edge that
-    restarts after it resumes above both."""
+    """One store call per SUBSCRIBE, new or refresh (no second write for its NOTIFY's
+    version): what is stored already carries that NOTIFY's CSeq and the next RLMI version, so
+    an edge that restarts after it resumes above both."""
     from chalicelib.edge_contract import subscription_id
     from chalicelib.live import subscriptions
 
@@ -118,6 +118,41 @@ def test_a_new_dialog_is_stored_once_as_it_stands_after_its_first_notify(
     assert ops == ["save"]
     assert stored["dialog"]["local_cseq"] == notify.cseq.seq
     assert stored["version"] == stored["dialog"]["version"] == rlmi_version + 1
+    # A refresh: one write too, its full-state NOTIFY's CSeq and version in it.
+    assert in_dialog_subscribe(client, ok.headers.get("To"), 600).status == 200
+    again = client.notify()
+    time.sleep(0.5)
+    stored = subscriptions.get(subscription_id(client.call_id, ok.to.tag))
+    assert stored is not None
+    assert ops == ["save", "refresh"]
+    assert stored["dialog"]["local_cseq"] == again.cseq.seq
+    assert stored["version"] == int(parse_notify(again).rlmi.get("version")) + 1
+
+
+def test_a_refresh_is_stored_even_when_its_full_state_lookup_fails(client, users, monkeypatch):
+    """The refresh's one write waits for the lookup (to carry the NOTIFY's CSeq); if the
+    lookup fails, the longer expiry is stored all the same, and no NOTIFY goes out."""
+    import app
+    from chalicelib.edge_contract import subscription_id
+    from chalicelib.live import subscriptions
+
+    ok = subscribe(client, ENTRIES)
+    assert client.notify() is not None
+    key = subscription_id(client.call_id, ok.to.tag)
+    before = subscriptions.get(key)
+    assert before is not None
+
+    def unavailable(event, context):
+        raise RuntimeError("presence_lookup is down")
+
+    monkeypatch.setattr(app, "presence_lookup", unavailable)
+    assert in_dialog_subscribe(client, ok.headers.get("To"), 3600).status == 200
+    assert client.notify(timeout=1.0) is None
+    time.sleep(0.3)
+    after = subscriptions.get(key)
+    assert after is not None
+    assert after["expires_at"] >= before["expires_at"] + 3000
+    assert after["dialog"]["local_cseq"] == before["dialog"]["local_cseq"]
 
 
 def in_dialog_subscribe(client, to: str, expires: int):
