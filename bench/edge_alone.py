@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,12 +41,13 @@ from bench.kamailio import (
     REPEATS,
     Server,
     Step,
-    build_shims,
     climb,
     kamailio,
     peer_tools,
+    peer_workdir,
     publish_bob,
     step,
+    step_seconds,
     summary,
 )
 from sip_edge.functions import Functions
@@ -169,12 +169,9 @@ def run(argv: list[str]) -> None:
     if tools is None:
         return
     kam_bin, sipp_bin = tools
-    seconds = 3.0 if "--quick" in argv else 5.0
+    seconds = step_seconds(argv)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-alone-") as tmp:
-        work = Path(tmp)
-        (work / "build").mkdir()
-        sqlite_shim, clock_shim = build_shims(work / "build")
+    with peer_workdir("bench-alone-") as (work, sqlite_shim, clock_shim):
         kam_port, edge_port = free_port(), free_port()
         with (
             kamailio(kam_bin, kam_port, work / "kam", sqlite_shim) as kpid,

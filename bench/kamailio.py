@@ -594,20 +594,32 @@ def peer_tools(what: str) -> tuple[str, str] | None:
     return kam_bin, sipp_bin
 
 
+@contextlib.contextmanager
+def peer_workdir(prefix: str) -> Iterator[tuple[Path, Path, Path]]:
+    """A scratch directory for a run against Kamailio, with both shims built in it:
+    (directory, sqlite busy-timeout shim, SIPp fine-clock shim)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        work = Path(tmp)
+        (work / "build").mkdir()
+        yield (work, *build_shims(work / "build"))
+
+
+def step_seconds(argv: list[str]) -> float:
+    """How long each ladder step offers its rate (`--quick`: shorter)."""
+    return 3.0 if "--quick" in argv else 5.0
+
+
 def _run(argv: list[str]) -> None:
     tools = peer_tools("Kamailio side-by-side")
     if tools is None:
         return
     kam_bin, sipp_bin = tools
-    seconds = 3.0 if "--quick" in argv else 5.0
+    seconds = step_seconds(argv)
     list_seconds = 4.0 if "--quick" in argv else 6.0
     load_before = os.getloadavg()
     soak = _option(argv, "--soak")
     soak_text = ""
-    with tempfile.TemporaryDirectory(prefix="bench-kam-") as tmp:
-        work = Path(tmp)
-        (work / "build").mkdir()
-        sqlite_shim, clock_shim = build_shims(work / "build")
+    with peer_workdir("bench-kam-") as (work, sqlite_shim, clock_shim):
         servers: list[Server] = []
         moto_port, sip_port = free_port_tcp(), free_port()
         with devstack(moto_port, sip_port) as (pid, tid):

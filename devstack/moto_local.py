@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -261,10 +262,9 @@ def direct_dynamodb() -> None:
     it off (the fault-injection tests answer at `before-send`, with botocore's retries)."""
     from botocore import handlers
 
-    if "direct_dynamodb" in _originals:
-        return
-    _originals["direct_dynamodb"] = _answer_directly
-    handlers.BUILTIN_HANDLERS.append(("before-call.dynamodb", _answer_directly))
+    hook = ("before-call.dynamodb", _answer_directly)
+    if hook not in handlers.BUILTIN_HANDLERS:
+        handlers.BUILTIN_HANDLERS.append(hook)
 
 
 def direct(enabled: bool) -> None:
@@ -282,15 +282,7 @@ def _json_parser() -> Any:
 def _answer_directly(
     model: Any, params: dict[str, Any], request_signer: Any = None, **kwargs: Any
 ) -> tuple[Any, dict[str, Any]] | None:
-    import json
-
-    from botocore.awsrequest import AWSResponse
     from moto.core.models import botocore_stubber
-    from moto.core.utils import camelcase_to_underscores
-    from moto.dynamodb.responses import DynamoHandler
-    from werkzeug.exceptions import HTTPException
-
-    from chalicelib.resilience import check_deadline
 
     url = str(params.get("url", ""))
     if (
@@ -301,6 +293,13 @@ def _answer_directly(
         or not url.endswith(".amazonaws.com/")
     ):
         return None
+    from botocore.awsrequest import AWSResponse
+    from moto.core.utils import camelcase_to_underscores
+    from moto.dynamodb.responses import DynamoHandler
+    from werkzeug.exceptions import HTTPException
+
+    from chalicelib.resilience import check_deadline
+
     check_deadline()
     handler = DynamoHandler()
     handler.params = json.loads(params["body"])

@@ -400,11 +400,10 @@ class SubscriptionService:
             await self._send_bodies(dialog, result, reason="timeout")
             self._forget(dialog)
             return None
-        # Stored as it stands once the first NOTIFYs are out (their version and CSeq), so
-        # sending them needs no second write: one function call and one write less per
-        # SUBSCRIBE. Stored first, so that a change queued meanwhile finds the dialog; if
-        # they fail, the dialog ends and is deleted; a restart in between only skips numbers.
-        await self._save(dialog, refresh=False, entries=entries, ahead=_ahead(dialog, result))
+        # Stored before the first NOTIFYs, so that a change queued meanwhile finds the dialog,
+        # and as they will leave it; if they fail, the dialog ends and is deleted, and a
+        # restart in between only skips numbers.
+        await self._save(dialog, refresh=False, entries=entries, notifying=result)
         await self._send_bodies(dialog, result, record=False)
         return None
 
@@ -448,7 +447,7 @@ class SubscriptionService:
             await self._end(dialog, "noresource")
             return
         if store:
-            await self._save(dialog, refresh=True, ahead=_ahead(dialog, result))
+            await self._save(dialog, refresh=True, notifying=result)
         await self._send_bodies(dialog, result, record=not store)
 
     async def _flush(self, dialog: SubscriptionDialog) -> None:
@@ -579,15 +578,16 @@ class SubscriptionService:
         *,
         refresh: bool,
         entries: list[str] | None = None,
-        ahead: dict[str, int] | None = None,
+        notifying: dict[str, Any] | None = None,
     ) -> None:
         """Store the dialog through the functions, so a restarted edge can resume it; a new
-        dialog (not `refresh`) stores its `entries` too. `ahead`: store it as it will be once
-        `notifies` more NOTIFYs are sent and its RLMI version is `version`."""
+        dialog (not `refresh`) stores its `entries` too. `notifying`: a lookup whose NOTIFY
+        bodies are about to go out; store the dialog as they will leave it (their CSeqs used,
+        the RLMI version the lookup gave), so sending them needs no second write."""
         stored = dialog.to_json()
-        if ahead is not None:
-            stored["version"] = ahead["version"]
-            stored["local_cseq"] = dialog.local_cseq + ahead["notifies"]
+        if notifying is not None:
+            stored["version"] = int(notifying.get("version", dialog.version))
+            stored["local_cseq"] = dialog.local_cseq + len(notifying.get("bodies") or [])
         payload: contract.SubscriptionSave = {
             "op": "refresh" if refresh else "save",
             "subscription_id": dialog.subscription_id,
@@ -623,14 +623,6 @@ class SubscriptionService:
             await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, delete)
         except FunctionError as exc:
             logger.warning("could not delete subscription: %s", exc)
-
-
-def _ahead(dialog: SubscriptionDialog, result: dict[str, Any]) -> dict[str, int]:
-    """What sending a lookup's NOTIFY bodies will make of the dialog (see `_save`)."""
-    return {
-        "version": int(result.get("version", dialog.version)),
-        "notifies": len(result.get("bodies") or []),
-    }
 
 
 def _state(resource: dict[str, Any]) -> str:
