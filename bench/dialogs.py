@@ -48,7 +48,8 @@ def stored_dialog(sub: int, peer: Peer | None = None) -> dict[str, Any]:
         local_uri="<sip:rls@example.org>", remote_uri="<sip:alice@example.org>",
         remote_target=f"sip:alice@{peer.host}:{peer.port}", route_set=[],
         subscriber="alice@example.org",
-        peer=peer, expires_at=0.0, version=1,  # saved once its first NOTIFY went
+        # As stored again once its phone answered a full state (a refresh or an update did).
+        peer=peer, expires_at=0.0, version=1, synced=True,
     )  # fmt: skip
     return dialog.to_json()
 

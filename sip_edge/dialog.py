@@ -90,6 +90,12 @@ class SubscriptionDialog:
     last_states: dict[str, str] = field(default_factory=dict)
     told: bool = False
     rechecks: dict[str, float] = field(default_factory=dict)  # uri -> when its status lapses
+    # Stored: the phone answered a full-state NOTIFY of this dialog before its last write. A
+    # new dialog is stored before its first NOTIFY goes (one write per SUBSCRIBE), so an
+    # edge that stops in between leaves it False, and the edge that resumes it owes the
+    # phone a full state (`resync`, this edge's own).
+    synced: bool = False
+    resync: bool = False
 
     @property
     def entries(self) -> list[str] | None:
@@ -223,6 +229,8 @@ class SubscriptionDialog:
         data = dict(data)
         data["peer"] = Peer(**data["peer"])
         data.pop("entries", None)  # dialogs stored before the entries moved out of the dict
+        # Stored before the flag, a dialog was written again once its first NOTIFY went.
+        data.setdefault("synced", int(data.get("version", 0)) > 0)
         dialog = cls(**data)
         if entries is None:
             dialog.entry_keys = keys
@@ -234,7 +242,7 @@ class SubscriptionDialog:
 #: What `to_json` leaves out: entries are stored beside the dialog, compressed; the rest is
 #: this edge's own bookkeeping, worked out again after a reload.
 _TRANSIENT = ("packed_entries", "entry_keys", "dirty", "next_notify_at", "last_states", "told",
-              "rechecks")  # fmt: skip
+              "rechecks", "resync")  # fmt: skip
 _STORED = tuple(f.name for f in fields(SubscriptionDialog) if f.name not in _TRANSIENT)
 
 

@@ -134,6 +134,9 @@ class SubscriptionService:
                     await self._delete(dialog)
                     continue
                 dialog.expires_at = float(data["expires_at"])
+                # Stored before its phone answered a full state: the old edge may have
+                # stopped before sending it. Full state once more is harmless; none is not.
+                dialog.resync = not dialog.synced
                 resumed[dialog.subscription_id] = dialog
             cursor = answer.get("next")
             if not cursor:
@@ -267,7 +270,7 @@ class SubscriptionService:
                 if when <= now:  # a mutual contact's registration or publication lapsed
                     del dialog.rechecks[uri]
                     dialog.dirty.add(uri)
-            ready = dialog.dirty and self.edge.pacing() >= dialog.next_notify_at
+            ready = (dialog.dirty or dialog.resync) and self.edge.pacing() >= dialog.next_notify_at
             if ready and sub_id not in self._flushing:
                 self._flushing.add(sub_id)
                 self.edge.spawn(self._flush(dialog))
@@ -453,9 +456,13 @@ class SubscriptionService:
     async def _flush(self, dialog: SubscriptionDialog) -> None:
         """Send what changed among the dirty resources, in one partial NOTIFY (RFC 4662)."""
         receipts = self._receipts.pop(dialog.subscription_id, [])
+        uris = sorted(dialog.dirty)
+        dialog.dirty.clear()
         try:
-            uris = sorted(dialog.dirty)
-            dialog.dirty.clear()
+            if dialog.resync:  # a full state covers the changes too
+                await self._notify_full(dialog)
+                await self._ack(dialog.subscription_id, receipts)
+                return
             result = await self._presence_lookup(dialog, uris, full_state=False)
             if result.get("error"):
                 await self._ack(dialog.subscription_id, receipts)
@@ -515,6 +522,8 @@ class SubscriptionService:
             )
             if not ok:
                 return
+        if bodies and bodies[0].get("full_state"):
+            dialog.synced, dialog.resync = True, False
         if reason is None and bodies and record:
             await self._save(dialog, refresh=True)
 

@@ -117,6 +117,7 @@ def test_a_dialog_is_stored_once_per_subscribe_as_it_stands_after_its_notify(
     assert stored is not None
     assert ops == ["save"]
     assert stored["dialog"]["local_cseq"] == notify.cseq.seq
+    assert stored["dialog"]["synced"] is False  # written before the phone could answer
     assert stored["version"] == stored["dialog"]["version"] == rlmi_version + 1
     # A refresh: one write too, its full-state NOTIFY's CSeq and version in it.
     assert in_dialog_subscribe(client, ok.headers.get("To"), 600).status == 200
@@ -126,6 +127,7 @@ def test_a_dialog_is_stored_once_per_subscribe_as_it_stands_after_its_notify(
     assert stored is not None
     assert ops == ["save", "refresh"]
     assert stored["dialog"]["local_cseq"] == again.cseq.seq
+    assert stored["dialog"]["synced"] is True  # the first NOTIFY's answer, on record now
     assert stored["version"] == int(parse_notify(again).rlmi.get("version")) + 1
 
 

@@ -8,10 +8,11 @@ import time
 import pytest
 
 from chalicelib import accounts
+from chalicelib.live import subscriptions
 from devstack.streams import StreamReplayer
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
 from tests.edge.sipclient import SipClient
-from tests.edge.test_edge_subscribe import RLS, subscribe, users_in
+from tests.edge.test_edge_subscribe import RLS, in_dialog_subscribe, subscribe, users_in
 
 NEWCOMER = f"sip:+33699999999@{DOMAIN};user=phone"
 ENTRIES = [f"sip:+33612345678@{DOMAIN};user=phone", NEWCOMER, f"sip:carol@{DOMAIN}"]
@@ -136,7 +137,12 @@ def test_udp_subscriptions_survive_an_edge_restart(world, clock):
     port = first.address[1]
     phone = SipClient(first.address)
     tcp = SipClient(first.address, "tcp")
-    assert subscribe(phone, ENTRIES).status == 200
+    subscribed = subscribe(phone, ENTRIES)
+    assert subscribed.status == 200
+    phone.notify()
+    # A refresh stores the dialog again, now that its phone answered a full state: the new
+    # edge then owes it none (see the next test for a dialog without that record).
+    assert in_dialog_subscribe(phone, subscribed.headers.get("To"), 600).status == 200
     phone.notify()
     ok = subscribe(tcp, ENTRIES)
     tcp.notify()
@@ -167,6 +173,60 @@ def test_udp_subscriptions_survive_an_edge_restart(world, clock):
         again.close()
     finally:
         second.stop()
+
+
+def test_a_phone_whose_first_notify_went_unanswered_gets_full_state_after_a_restart(world):
+    """A new dialog is stored before its first NOTIFY goes (one write per SUBSCRIBE). If the
+    edge stops before the phone answers it, the edge that resumes the dialog sends full state
+    at once instead of leaving the phone with none, above the lost NOTIFY's CSeq and version;
+    then live updates go on as partial NOTIFYs. The same happens to a phone that did answer
+    while no later write (a refresh, an update) recorded it: the new edge cannot tell. (A
+    dialog stored since its phone answered gets nothing at the restart: the test above.)"""
+    from tests.presence_helpers import parse_notify
+
+    first = EdgeThread(notify_min_interval=0.0)
+    port, edge_id = first.address[1], first.edge.edge_id
+    phone = SipClient(first.address)
+    second = None
+    try:
+        assert subscribe(phone, ENTRIES).status == 200
+        lost = phone.notify(answer=None)  # its 200 never reaches the edge
+        assert lost is not None and 'fullState="true"' in rlmi_of(lost)
+        first.stop()
+        [stored] = subscriptions.load_edge(edge_id)
+        assert stored["dialog"]["synced"] is False
+
+        second = EdgeThread(notify_min_interval=0.0, sip_port=port)
+        assert second.edge.stats["resumed"] == 1
+        full = phone.notify(answer=None)
+        while full is not None and full.cseq.seq == lost.cseq.seq:  # the old edge's resends
+            full = phone.notify(answer=None)
+        assert full is not None, "the resumed edge sent nothing"
+        phone.answer(full, 200)
+        assert full.cseq.seq > lost.cseq.seq
+        rlmi = parse_notify(full).rlmi
+        assert rlmi.get("fullState") == "true"
+        assert int(rlmi.get("version")) > int(parse_notify(lost).rlmi.get("version"))
+        assert users_in(full) == users_in(lost)
+        assert users_in(full)[ENTRIES[0]] == f"sip:bob@{DOMAIN}"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            [stored] = subscriptions.load_edge(edge_id)
+            if stored["dialog"]["synced"]:
+                break
+            time.sleep(0.05)
+        assert stored["dialog"]["synced"] is True
+        assert stored["dialog"]["local_cseq"] == full.cseq.seq
+
+        make_account("dan", "+33699999999")
+        world.pump()
+        update = phone.notify()
+        assert update is not None and 'fullState="false"' in rlmi_of(update)
+        assert users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+    finally:
+        phone.close()
+        if second is not None:
+            second.stop()
 
 
 PIDF_BUSY = (
