@@ -439,13 +439,17 @@ class SubscriptionService:
     async def _notify_full(self, dialog: SubscriptionDialog, *, store: bool = False) -> None:
         """A full-state NOTIFY. `store` (a refresh SUBSCRIBE): the refreshed dialog is stored
         with that NOTIFY's CSeq and version already, one write for both (the refresh is then
-        1 WRU in all); stored as it is if the lookup fails."""
+        1 WRU in all); stored as it is if the lookup fails, and the phone, which has its 200,
+        gets the full state once a lookup answers again (`resync`, at the sweeps)."""
         try:
             result = await self._presence_lookup(dialog, dialog.entries, full_state=True)
-        except FunctionError:
-            if store:
-                await self._save(dialog, refresh=True)
-            raise
+        except FunctionError as exc:
+            if not store:
+                raise
+            logger.warning("refresh lookup failed (%s): its full state will follow", exc)
+            dialog.resync = True
+            await self._save(dialog, refresh=True)
+            return
         if result.get("error"):
             await self._end(dialog, "noresource")
             return

@@ -131,9 +131,12 @@ def test_a_dialog_is_stored_once_per_subscribe_as_it_stands_after_its_notify(
     assert stored["version"] == int(parse_notify(again).rlmi.get("version")) + 1
 
 
-def test_a_refresh_is_stored_even_when_its_full_state_lookup_fails(client, users, monkeypatch):
+def test_a_refresh_whose_lookup_fails_is_stored_and_gets_full_state_once_it_answers(
+    client, users, monkeypatch
+):
     """The refresh's one write waits for the lookup (to carry the NOTIFY's CSeq); if the
-    lookup fails, the longer expiry is stored all the same, and no NOTIFY goes out."""
+    lookup fails, the longer expiry is stored all the same, and the phone, which has its 200,
+    gets the full state when the lookup answers again, without asking again."""
     import app
     from chalicelib.edge_contract import subscription_id
     from chalicelib.live import subscriptions
@@ -147,6 +150,7 @@ def test_a_refresh_is_stored_even_when_its_full_state_lookup_fails(client, users
     def unavailable(event, context):
         raise RuntimeError("presence_lookup is down")
 
+    lookup = app.presence_lookup
     monkeypatch.setattr(app, "presence_lookup", unavailable)
     assert in_dialog_subscribe(client, ok.headers.get("To"), 3600).status == 200
     assert client.notify(timeout=1.0) is None
@@ -155,6 +159,13 @@ def test_a_refresh_is_stored_even_when_its_full_state_lookup_fails(client, users
     assert after is not None
     assert after["expires_at"] >= before["expires_at"] + 3000
     assert after["dialog"]["local_cseq"] == before["dialog"]["local_cseq"]
+
+    monkeypatch.setattr(app, "presence_lookup", lookup)  # the backend is back
+    full = client.notify(timeout=5.0)
+    assert full is not None, "the refreshed phone never got its full state"
+    assert full.cseq.seq > before["dialog"]["local_cseq"]
+    assert parse_notify(full).rlmi.get("fullState") == "true"
+    assert len(users_in(full)) == 2
 
 
 def in_dialog_subscribe(client, to: str, expires: int):
