@@ -92,8 +92,9 @@ class SubscriptionDialog:
     rechecks: dict[str, float] = field(default_factory=dict)  # uri -> when its status lapses
     # Stored: the phone answered a full-state NOTIFY of this dialog before its last write. A
     # new dialog is stored before its first NOTIFY goes (one write per SUBSCRIBE), so an
-    # edge that stops in between leaves it False, and the edge that resumes it owes the
-    # phone a full state (`resync`, this edge's own).
+    # edge that stops in between leaves it False. `resync` (this edge's own): the phone is
+    # owed a full state, by the edge that reloaded such a dialog, or after a refresh whose
+    # full-state lookup failed; the sweeps send it as soon as a lookup answers.
     synced: bool = False
     resync: bool = False
 

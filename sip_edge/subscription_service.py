@@ -458,12 +458,13 @@ class SubscriptionService:
         await self._send_bodies(dialog, result, record=not store)
 
     async def _flush(self, dialog: SubscriptionDialog) -> None:
-        """Send what changed among the dirty resources, in one partial NOTIFY (RFC 4662)."""
+        """Send what changed among the dirty resources, in one partial NOTIFY (RFC 4662), or
+        the full state the dialog is owed (`resync`), which covers them too."""
         receipts = self._receipts.pop(dialog.subscription_id, [])
         uris = sorted(dialog.dirty)
         dialog.dirty.clear()
         try:
-            if dialog.resync:  # a full state covers the changes too
+            if dialog.resync:
                 await self._notify_full(dialog)
                 await self._ack(dialog.subscription_id, receipts)
                 return
