@@ -227,6 +227,13 @@ class Settings:
         "Seconds an edge waits for its stored dialogs at start before serving anyway; the"
         " reload goes on with backoff and resumes them when the backend answers.",
     )
+    edge_notify_concurrency: int = _setting(
+        "EDGE_NOTIFY_CONCURRENCY",
+        8,
+        "Dialogs an edge brings up to date at once (live changes, and the full states owed"
+        " after a reload or a failed refresh); the others wait their turn, leaving the rest"
+        " of SIP_MAX_INFLIGHT_CALLS to phones' requests. Keep it below that.",
+    )
     edge_dialog_inline_entries_bytes: int = _setting(
         "EDGE_DIALOG_INLINE_ENTRIES_BYTES",
         65_536,

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import re
 import time
+from collections import deque
 from typing import Any
 
 from chalicelib import edge_contract as contract
@@ -85,7 +86,13 @@ class SubscriptionService:
         self.queue = queue
         self.dialogs = DialogTable()
         self._notify_locks: dict[str, asyncio.Lock] = {}
+        # Dialogs being brought up to date, and those waiting their turn (ready, in order):
+        # at most EDGE_NOTIFY_CONCURRENCY at once, so a burst (a popular contact's change,
+        # the full states owed after a reload) neither takes every function slot from the
+        # phones' requests nor fails most of its lookups against the bulkhead.
         self._flushing: set[str] = set()
+        self._ready: deque[str] = deque()
+        self._waiting: set[str] = set()
         self._ending: set[str] = set()
         # Queue messages whose change is not yet in a NOTIFY: deleted only once it went out
         # (or the dialog is gone), so an edge killed meanwhile loses nothing.
@@ -271,9 +278,22 @@ class SubscriptionService:
                     del dialog.rechecks[uri]
                     dialog.dirty.add(uri)
             ready = (dialog.dirty or dialog.resync) and self.edge.pacing() >= dialog.next_notify_at
-            if ready and sub_id not in self._flushing:
-                self._flushing.add(sub_id)
-                self.edge.spawn(self._flush(dialog))
+            if ready and sub_id not in self._flushing and sub_id not in self._waiting:
+                self._waiting.add(sub_id)
+                self._ready.append(sub_id)
+        self._start_flushes()
+
+    def _start_flushes(self) -> None:
+        """Start the next ready dialogs' updates, up to EDGE_NOTIFY_CONCURRENCY at once."""
+        limit = self.edge.cfg.edge_notify_concurrency
+        while self._ready and len(self._flushing) < limit:
+            sub_id = self._ready.popleft()
+            self._waiting.discard(sub_id)
+            dialog = self.dialogs.get(sub_id)
+            if dialog is None or dialog.terminated or not (dialog.dirty or dialog.resync):
+                continue
+            self._flushing.add(sub_id)
+            self.edge.spawn(self._flush(dialog))
 
     # --- SUBSCRIBE ---------------------------------------------------------------------------
 
@@ -495,6 +515,7 @@ class SubscriptionService:
             self._receipts.setdefault(dialog.subscription_id, []).extend(receipts)
         finally:
             self._flushing.discard(dialog.subscription_id)
+            self._start_flushes()
 
     async def _send_bodies(
         self,
