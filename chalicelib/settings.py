@@ -227,6 +227,13 @@ class Settings:
         "Seconds an edge waits for its stored dialogs at start before serving anyway; the"
         " reload goes on with backoff and resumes them when the backend answers.",
     )
+    edge_stop_wait: float = _setting(
+        "EDGE_STOP_WAIT",
+        5.0,
+        "Seconds a stopping edge spends storing which dialogs' phones now hold a full state"
+        " (a new dialog is stored before its first NOTIFY), so the next edge owes them none;"
+        " those left over get one from it. Within the ECS task's StopTimeout (30 s).",
+    )
     edge_notify_concurrency: int = _setting(
         "EDGE_NOTIFY_CONCURRENCY",
         8,

@@ -97,6 +97,7 @@ class SubscriptionDialog:
     # full-state lookup failed; the sweeps send it as soon as a lookup answers.
     synced: bool = False
     resync: bool = False
+    synced_stored: bool = False  # what the last write that went through said of `synced`
 
     @property
     def entries(self) -> list[str] | None:
@@ -233,6 +234,7 @@ class SubscriptionDialog:
         # Stored before the flag, a dialog was written again once its first NOTIFY went.
         data.setdefault("synced", int(data.get("version", 0)) > 0)
         dialog = cls(**data)
+        dialog.synced_stored = dialog.synced
         if entries is None:
             dialog.entry_keys = keys
         else:
@@ -243,7 +245,7 @@ class SubscriptionDialog:
 #: What `to_json` leaves out: entries are stored beside the dialog, compressed; the rest is
 #: this edge's own bookkeeping, worked out again after a reload.
 _TRANSIENT = ("packed_entries", "entry_keys", "dirty", "next_notify_at", "last_states", "told",
-              "rechecks", "resync")  # fmt: skip
+              "rechecks", "resync", "synced_stored")  # fmt: skip
 _STORED = tuple(f.name for f in fields(SubscriptionDialog) if f.name not in _TRANSIENT)
 
 

@@ -125,6 +125,7 @@ class Edge:
     async def shutdown(self) -> None:
         self.subscriptions.close()
         await self.subscriptions.release_pending()
+        await self.subscriptions.record_synced()
         for task in list(self._tasks):
             task.cancel()
 

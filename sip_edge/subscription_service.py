@@ -223,6 +223,28 @@ class SubscriptionService:
         if self.queue is not None and receipts:
             await self.queue.ack(receipts)
 
+    async def record_synced(self) -> int:
+        """At shutdown: store the dialogs whose phones answered a full state since their last
+        write (new dialogs, mostly), so the next edge owes them none; EDGE_NOTIFY_CONCURRENCY
+        at a time, for at most EDGE_STOP_WAIT seconds. Answers how many were stored."""
+        pending = [d for d in self.dialogs.values()
+                   if d.synced and not d.synced_stored and not d.terminated]  # fmt: skip
+        gate = asyncio.Semaphore(max(1, self.edge.cfg.edge_notify_concurrency))
+
+        async def store(dialog: SubscriptionDialog) -> None:
+            async with gate:
+                await self._save(dialog, refresh=True)
+
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(store(d) for d in pending)), self.edge.cfg.edge_stop_wait
+            )
+        except TimeoutError:
+            logger.warning("stopped before storing every synced dialog; the next edge resyncs")
+        stored = sum(d.synced_stored for d in pending)
+        self.edge.stats["synced_at_stop"] = stored
+        return stored
+
     async def release_pending(self) -> None:
         """At shutdown: changes not yet notified go back to the queue for the next edge."""
         receipts = [r for rs in self._receipts.values() for r in rs]
@@ -642,6 +664,7 @@ class SubscriptionService:
             answer = await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
             if answer.get("error"):
                 raise FunctionError(str(answer["error"]))
+            dialog.synced_stored = bool(stored["synced"])
         except FunctionError as exc:
             # The dialog still works from memory; only a restart would lose it. A list kept
             # as keys alone was stored nowhere: the edge keeps it whole, its only copy.

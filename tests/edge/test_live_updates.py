@@ -12,7 +12,7 @@ from chalicelib.live import subscriptions
 from devstack.streams import StreamReplayer
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
 from tests.edge.sipclient import SipClient
-from tests.edge.test_edge_subscribe import RLS, in_dialog_subscribe, subscribe, users_in
+from tests.edge.test_edge_subscribe import RLS, subscribe, users_in
 
 NEWCOMER = f"sip:+33699999999@{DOMAIN};user=phone"
 ENTRIES = [f"sip:+33612345678@{DOMAIN};user=phone", NEWCOMER, f"sip:carol@{DOMAIN}"]
@@ -137,17 +137,18 @@ def test_udp_subscriptions_survive_an_edge_restart(world, clock):
     port = first.address[1]
     phone = SipClient(first.address)
     tcp = SipClient(first.address, "tcp")
-    subscribed = subscribe(phone, ENTRIES)
-    assert subscribed.status == 200
-    phone.notify()
-    # A refresh stores the dialog again, now that its phone answered a full state: the new
-    # edge then owes it none (see the next test for a dialog without that record).
-    assert in_dialog_subscribe(phone, subscribed.headers.get("To"), 600).status == 200
+    assert subscribe(phone, ENTRIES).status == 200
     phone.notify()
     ok = subscribe(tcp, ENTRIES)
     tcp.notify()
+    stopping = first.edge
     first.stop()
     tcp.close()
+    # A clean stop stores what a new dialog's first write could not: that its phone answered
+    # a full state. The new edge then owes it none (see the next test for one without).
+    [udp] = [s for s in subscriptions.load_edge(stopping.edge_id)
+             if s["dialog"]["call_id"] == phone.call_id]  # fmt: skip
+    assert udp["dialog"]["synced"] and stopping.stats["synced_at_stop"] >= 1
 
     second = EdgeThread(notify_min_interval=0.0, sip_port=port)
     try:
@@ -180,8 +181,9 @@ def test_a_phone_whose_first_notify_went_unanswered_gets_full_state_after_a_rest
     edge stops before the phone answers it, the edge that resumes the dialog sends full state
     at once instead of leaving the phone with none, above the lost NOTIFY's CSeq and version;
     then live updates go on as partial NOTIFYs. The same happens to a phone that did answer
-    while no later write (a refresh, an update) recorded it: the new edge cannot tell. (A
-    dialog stored since its phone answered gets nothing at the restart: the test above.)"""
+    when no write recorded it (an edge killed before a refresh or an update stored the dialog
+    again): the new edge cannot tell. (A dialog stored since its phone answered, at the
+    latest by a clean stop, gets nothing at the restart: the test above.)"""
     from tests.presence_helpers import parse_notify
 
     first = EdgeThread(notify_min_interval=0.0)
@@ -223,6 +225,51 @@ def test_a_phone_whose_first_notify_went_unanswered_gets_full_state_after_a_rest
         update = phone.notify()
         assert update is not None and 'fullState="false"' in rlmi_of(update)
         assert users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+    finally:
+        phone.close()
+        if second is not None:
+            second.stop()
+
+
+def test_a_stop_stores_answers_for_at_most_edge_stop_wait_and_the_next_edge_resyncs_the_rest(
+    world, monkeypatch
+):
+    """Past EDGE_STOP_WAIT the stop goes on without storing: the store stalls here, the stop
+    still ends within the wait, and the dialog whose answer was not stored gets full state
+    from the next edge."""
+    import app
+
+    first = EdgeThread(notify_min_interval=0.0, edge_stop_wait=0.5)
+    port, stopping = first.address[1], first.edge
+    phone = SipClient(first.address)
+    second = None
+    try:
+        assert subscribe(phone, ENTRIES).status == 200
+        first_notify = phone.notify()
+        assert first_notify is not None
+        deadline = time.monotonic() + 5
+        while not all(d.synced for d in stopping.subscriptions.dialogs.values()):
+            assert time.monotonic() < deadline, "the edge never had the phone's answer"
+            time.sleep(0.02)
+
+        def stalled(event, context):
+            time.sleep(3)
+            raise RuntimeError("sip_subscriptions stalled")
+
+        monkeypatch.setattr(app, "sip_subscriptions", stalled)
+        started = time.monotonic()
+        first.stop()
+        assert time.monotonic() - started < 2.5
+        assert stopping.stats["synced_at_stop"] == 0
+        monkeypatch.undo()
+        [stored] = subscriptions.load_edge(stopping.edge_id)
+        assert stored["dialog"]["synced"] is False
+
+        second = EdgeThread(notify_min_interval=0.0, sip_port=port)
+        full = phone.notify()
+        while full is not None and full.cseq.seq == first_notify.cseq.seq:
+            full = phone.notify()
+        assert full is not None and 'fullState="true"' in rlmi_of(full)
     finally:
         phone.close()
         if second is not None:

@@ -3,9 +3,9 @@
 Five SIPp phones, each its own account and process, hold list subscriptions over UDP. The edge
 stops and a new one starts with the same edge id and port: it reloads the dialogs through the
 functions and long-polls the same queue. A sign-up made while no edge runs and an unlink made
-after the restart must reach every phone, from the new edge, without any re-subscribe: the
-sign-up in the full state the new edge owes dialogs whose phone's answer to a full state no
-write recorded, the unlink as full state, as Linphone needs (restart.xml checks both).
+after the restart must reach every phone, from the new edge, without any re-subscribe; the
+unlink as full state, as Linphone needs (restart.xml checks both). The sign-up comes as a
+partial NOTIFY: the clean stop stored that each phone holds a full state.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def edge_on(port: int) -> EdgeThread:
 
 
 def answered_first_notify(edge: EdgeThread, count: int) -> bool:
-    """Every dialog is stored and its phone answered its first (full-state) NOTIFY: the
-    restart is then under live updates only. (A restart before that answer gets the phone a
-    full state from the next edge: tests/edge/test_live_updates.py.)"""
+    """Every dialog is stored and its phone answered its first (full-state) NOTIFY, which the
+    clean stop then stores: the restart is under live updates only. (A restart before that
+    answer gets the phone a full state from the next edge: tests/edge/test_live_updates.py.)"""
     dialogs = list(edge.edge.subscriptions.dialogs.values())
     stored = subscriptions.load_edge(EDGE_ID)
     return len(stored) == len(dialogs) == count and all(d.synced for d in dialogs)
@@ -62,7 +62,9 @@ def test_udp_subscribers_keep_receiving_updates_across_an_edge_restart(aws, tmp_
         assert settle(lambda: answered_first_notify(first, len(PHONES)), 15), {
             n: r.result().explain() for n, r in runs.items() if r.done()
         }
+        stopping = first.edge
         first.stop()
+        assert stopping.stats["synced_at_stop"] == len(PHONES)
         first = None
         # Dan signs up while no edge runs: the change waits in the edge's queue (the old
         # edge's last long poll, still running, must hand it back rather than drop it).
