@@ -89,14 +89,15 @@ def test_what_is_kept_is_never_stored_and_a_reload_rebuilds_it():
 
 def test_synced_is_stored_and_resync_is_not_and_older_records_read_by_their_version():
     """`synced` (its phone answered a full state before the last write) is stored; `resync`
-    is the reloading edge's own. A record from before the flag was written again once its
-    first NOTIFY went, with that NOTIFY's version: above 0 means synced."""
+    and `synced_stored` (what the store holds, read back at a reload) are the edge's own. A
+    record from before the flag was written again once its first NOTIFY went, with that
+    NOTIFY's version: above 0 means synced."""
     d = dialog()
     d.synced, d.resync = True, True
     stored = d.to_json()
-    assert stored["synced"] is True and "resync" not in stored
+    assert stored["synced"] is True and "resync" not in stored and "synced_stored" not in stored
     again = SubscriptionDialog.from_json(stored, [], inline_limit=None)
-    assert again.synced and not again.resync
+    assert again.synced and again.synced_stored and not again.resync
     older = {k: v for k, v in stored.items() if k != "synced"}
     assert SubscriptionDialog.from_json({**older, "version": 1}, [], inline_limit=None).synced
     assert not SubscriptionDialog.from_json({**older, "version": 0}, [], inline_limit=None).synced
