@@ -3,6 +3,7 @@ in-process against moto, and accounts to authenticate with."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +23,14 @@ class EdgeThread(edge_thread.EdgeThread):
     def __init__(self, **overrides: object) -> None:
         loopback = {"sip_host": "127.0.0.1", "sip_port": 0, "edge_id": "edge-test"}
         super().__init__(**{**loopback, **overrides})
+
+    def has_the_answers(self, timeout: float = 5.0) -> None:
+        """Wait until the edge has every phone's answer to its full state. A test phone
+        answers and goes on at once; a clean stop stores only the answers the edge has."""
+        deadline = time.monotonic() + timeout
+        while not all(d.synced for d in self.edge.subscriptions.dialogs.values()):
+            assert time.monotonic() < deadline, "a phone's answer never reached the edge"
+            time.sleep(0.01)
 
 
 @pytest.fixture

@@ -98,6 +98,7 @@ def test_a_keys_only_list_survives_a_restart(world, clock):
         ok = subscribe(phone, ENTRIES, extra=LINPHONE)
         assert ok.status == 200 and phone.notify() is not None
         world.pump()
+        first.has_the_answers()
         first.stop()
 
         second = EdgeThread(**SMALL_INLINE, sip_port=port)

@@ -330,6 +330,7 @@ def test_a_restart_reloads_its_dialogs_page_by_page(users):
         for phone in phones:
             assert subscribe(phone, ENTRIES).status == 200
             assert phone.notify() is not None  # sent once the dialog is stored
+        first.has_the_answers()
         first.stop()
         second = EdgeThread(edge_id="edge-paged", load_edge_page_bytes=1)
         try:

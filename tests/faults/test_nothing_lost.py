@@ -155,6 +155,7 @@ def _a_dialog_left_by_a_stopped_edge(edge_id: str) -> tuple[dict, SipClient]:
     phone = SipClient(first.address)
     assert subscribe(phone, ENTRIES).status == 200
     assert phone.notify() is not None
+    first.has_the_answers()
     first.stop()
     return cfg, phone
 
