@@ -226,9 +226,10 @@ class SubscriptionService:
     async def record_synced(self) -> int:
         """At shutdown: store the dialogs whose phones answered a full state since their last
         write (new dialogs, mostly), so the next edge owes them none; EDGE_NOTIFY_CONCURRENCY
-        at a time, for at most EDGE_STOP_WAIT seconds. Answers how many were stored."""
-        pending = [d for d in self.dialogs.values()
-                   if d.synced and not d.synced_stored and not d.terminated]  # fmt: skip
+        at a time, for at most EDGE_STOP_WAIT seconds. Answers how many were stored. Stream
+        dialogs are left out: their connections end with this edge, and the next drops them."""
+        pending = [d for d in self.dialogs.values() if d.synced and not d.synced_stored
+                   and not d.terminated and not d.peer.reliable]  # fmt: skip
         gate = asyncio.Semaphore(max(1, self.edge.cfg.edge_notify_concurrency))
 
         async def store(dialog: SubscriptionDialog) -> None:
