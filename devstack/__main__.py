@@ -6,6 +6,7 @@ Ports: MOTO_PORT (5000), API_PORT (8000), SIP_PORT (5060).
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Callable
 HOST = os.environ.get("DEVSTACK_HOST", "127.0.0.1")
 MOTO_PORT = int(os.environ.get("MOTO_PORT", "5000"))
 API_PORT = int(os.environ.get("API_PORT", "8000"))
+STOP_SECONDS = 10  # each service's stop at Ctrl-C; the edge's own takes up to EDGE_STOP_WAIT
 
 LOCAL_ENV = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -61,12 +63,35 @@ def main() -> int:
         done.wait()
     except KeyboardInterrupt:
         pass
-    for stop in reversed(stops):
+    stuck = [stop for stop in reversed(stops) if not _stopped(stop)]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Ctrl-C ends the stack even if a service hung in its stop (named above, with every
+    # thread's stack): the interpreter's own exit would wait for its worker threads forever.
+    os._exit(1 if stuck else 0)
+
+
+def _stopped(stop: Callable[[], None]) -> bool:
+    """Run one service's stop for at most STOP_SECONDS; False (and why, on stderr) if not."""
+    name = getattr(stop, "__qualname__", repr(stop))
+    errors: list[BaseException] = []
+
+    def run() -> None:
         try:
             stop()
         except Exception as exc:  # keep stopping the rest
-            print(f"stopping: {exc}", file=sys.stderr)
-    return 0
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, name=f"stop {name}", daemon=True)
+    worker.start()
+    worker.join(STOP_SECONDS)
+    if worker.is_alive():
+        print(f"stopping {name}: still busy after {STOP_SECONDS} s", file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(sys.stderr, all_threads=True)
+        return False
+    if errors:
+        print(f"stopping {name}: {errors[0]}", file=sys.stderr, flush=True)
+    return True
 
 
 if __name__ == "__main__":

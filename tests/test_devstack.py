@@ -86,6 +86,31 @@ def test_make_run_serves_rest_and_sip_and_stops_on_ctrl_c(stack):
         assert sock.recv(4096).startswith(b"SIP/2.0 200 OK")
 
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 0
+    try:
+        code = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("Ctrl-C did not stop the stack within 30 s:\n" + "".join(lines[-40:]))
+    assert code == 0, "".join(lines[-60:])  # a service whose stop hung names itself there
     with socket.socket() as probe:  # everything it started is gone with it
         assert probe.connect_ex(("127.0.0.1", api)) != 0
+
+
+def test_a_stop_that_hangs_is_named_with_every_threads_stack_and_left_behind(monkeypatch, capfd):
+    """Ctrl-C must end the stack even when one service hangs in its stop: that stop is given
+    STOP_SECONDS, then named on stderr with every thread's stack, and the rest go on."""
+    import devstack.__main__ as devstack_main
+
+    monkeypatch.setattr(devstack_main, "STOP_SECONDS", 0.2)
+    release = threading.Event()
+
+    def hung_service_stop() -> None:
+        release.wait(10)
+
+    started = time.monotonic()
+    assert devstack_main._stopped(hung_service_stop) is False
+    assert time.monotonic() - started < 2
+    release.set()
+    err = capfd.readouterr().err
+    assert "stopping " in err and "hung_service_stop: still busy after 0.2 s" in err
+    assert "hung_service_stop" in err.split("still busy", 1)[1]  # its stack is in the dump
+    assert devstack_main._stopped(lambda: None) is True
