@@ -58,10 +58,10 @@ def main() -> int:
     print(f"REST API             http://{HOST}:{API_PORT}/v1/health", flush=True)
     print("Ctrl-C stops everything.", flush=True)
     done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    try:
-        done.wait()
-    except KeyboardInterrupt:
+    # Both set explicitly: a shell starting the stack in the background has SIGINT ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(1):  # a timed wait: the handler runs between two waits
         pass
     stuck = [stop for stop in reversed(stops) if not _stopped(stop)]
     sys.stdout.flush()
