@@ -100,6 +100,11 @@ class SubscriptionDialog:
     synced_stored: bool = False  # what the last write that went through said of `synced`
 
     @property
+    def owes_notify(self) -> bool:
+        """Changes to send, or a full state owed: the sweep queues the dialog for an update."""
+        return bool(self.dirty) or self.resync
+
+    @property
     def entries(self) -> list[str] | None:
         """The list, when the edge holds it; None when only its keys are here (a full-state
         lookup then names the subscription, and the function reads the stored list)."""

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import re
 import time
-from collections import deque
 from typing import Any
 
 from chalicelib import edge_contract as contract
@@ -91,8 +90,7 @@ class SubscriptionService:
         # the full states owed after a reload) neither takes every function slot from the
         # phones' requests nor fails most of its lookups against the bulkhead.
         self._flushing: set[str] = set()
-        self._ready: deque[str] = deque()
-        self._waiting: set[str] = set()
+        self._ready: dict[str, None] = {}  # insertion-ordered: a queue with membership
         self._ending: set[str] = set()
         # Queue messages whose change is not yet in a NOTIFY: deleted only once it went out
         # (or the dialog is gone), so an edge killed meanwhile loses nothing.
@@ -300,20 +298,19 @@ class SubscriptionService:
                 if when <= now:  # a mutual contact's registration or publication lapsed
                     del dialog.rechecks[uri]
                     dialog.dirty.add(uri)
-            ready = (dialog.dirty or dialog.resync) and self.edge.pacing() >= dialog.next_notify_at
-            if ready and sub_id not in self._flushing and sub_id not in self._waiting:
-                self._waiting.add(sub_id)
-                self._ready.append(sub_id)
+            ready = dialog.owes_notify and self.edge.pacing() >= dialog.next_notify_at
+            if ready and sub_id not in self._flushing:
+                self._ready.setdefault(sub_id)
         self._start_flushes()
 
     def _start_flushes(self) -> None:
         """Start the next ready dialogs' updates, up to EDGE_NOTIFY_CONCURRENCY at once."""
         limit = self.edge.cfg.edge_notify_concurrency
         while self._ready and len(self._flushing) < limit:
-            sub_id = self._ready.popleft()
-            self._waiting.discard(sub_id)
+            sub_id = next(iter(self._ready))
+            del self._ready[sub_id]
             dialog = self.dialogs.get(sub_id)
-            if dialog is None or dialog.terminated or not (dialog.dirty or dialog.resync):
+            if dialog is None or dialog.terminated or not dialog.owes_notify:
                 continue
             self._flushing.add(sub_id)
             self.edge.spawn(self._flush(dialog))
