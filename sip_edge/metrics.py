@@ -1,8 +1,8 @@
 """The edge's CloudWatch metrics: counted per interval, written as EMF lines to stdout.
 
 On ECS the awslogs driver ships stdout to CloudWatch Logs, which turns each EMF line into
-metric points; the operator's dashboard (infra/template.py) draws them. One line per metric and
-dimension set per interval, so the cost does not grow with traffic.
+metric points; the operator's dashboard (infra/template/dashboard.py) draws them. One line per
+metric and dimension set per interval, so the cost does not grow with traffic.
 """
 
 from __future__ import annotations
