@@ -39,7 +39,7 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-# --- Accounts and sign-up (issue: phone-number accounts) ----------------------------------
+# --- Accounts and sign-up: phone-number accounts ------------------------------------------
 
 
 @app.route("/v1/signup/phone", methods=["POST"], content_types=ANY_CONTENT_TYPE)

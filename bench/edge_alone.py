@@ -1,7 +1,7 @@
 """The SIP edge alone against Kamailio: the edge's own CPU per presence cycle, in one run.
 
-Issue 13 asks for the edge's CPU per cycle "with functions answering instantly in-process, so
-only SIP parsing, transactions, dialogs, timers and sockets count" at most 2x Kamailio's
+The target: the edge's CPU per cycle, with functions answering instantly in-process so that
+only SIP parsing, transactions, dialogs, timers and sockets count, at most 2x Kamailio's
 whole-server CPU per cycle. `make run`'s stack cannot show it: its functions run boto3 and moto
 in the same process and cap it far below Kamailio's rate. So this benchmark runs the edge in
 a process of its own (`python -m bench.edge_alone`: `sip_edge.server.start`, as

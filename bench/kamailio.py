@@ -451,7 +451,7 @@ def list_table(kam: Server, ours: Server) -> str:
         return summary([s for s in server.ladder if s.rate == server.capacity])
 
     k, o = at_capacity(kam), at_capacity(ours)
-    # Ours at Kamailio's rate (the issue's target: that rate, with p99 under 200 ms).
+    # Ours at Kamailio's rate (the target: that rate, with p99 under 200 ms).
     near = [s for s in ours.ladder if s.rate >= kam.capacity]
     same_rate = []
     if near and kam.capacity:
@@ -696,7 +696,7 @@ def _option(argv: list[str], name: str) -> str | None:
 
 
 SOAK_CHUNK_SECONDS = 30
-SOAK_RATE_TOLERANCE = 0.20  # issue 13: the rate holds within 20%...
+SOAK_RATE_TOLERANCE = 0.20  # the soak's target: the rate holds within 20%...
 SOAK_RSS_GROWTH_MIB = 200  # ...and RSS within +200 MB over 100,000 cycles
 
 
@@ -707,7 +707,7 @@ def run_soak(server: Server, binary: str, cycles: int, workdir: Path, shim: Path
     """`--soak=N`: N more cycles at 80% of the capacity, in 30 s chunks; is the rate flat?
 
     Each chunk's completed rate, failures, CPU per cycle and RSS are printed as it ends, then
-    a table and a verdict against issue 13's targets: the median rate of the last three chunks
+    a table and a verdict against the soak's targets: the median rate of the last three chunks
     within 20% of the first three's, and RSS at most 200 MiB above where the soak began."""
     rate = max(1, int(server.capacity * 0.8))
     chunk = rate * SOAK_CHUNK_SECONDS

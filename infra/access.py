@@ -46,7 +46,7 @@ class Access:
 
 T = tables
 
-#: The functions the code declares (or is about to: issues 4 and 5), by Chalice name.
+#: The functions the code declares, by Chalice name.
 FUNCTIONS: dict[str, Access] = {
     "api_handler": Access(
         tables=(

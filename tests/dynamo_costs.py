@@ -5,7 +5,7 @@ itself, by DynamoDB's published rules, from the items each request touches (read
 client of its own, not hooked): a write costs 1 WRU per started KiB of the larger of the item
 before and after (1 more per index item written or deleted), a strongly consistent read 1 RCU
 per started 4 KiB of the whole item (projections do not reduce it; an eventually consistent
-read half that), a Query the sum of the items read, rounded up once. README's cost table is
+read half that), a Query the sum of the items read, rounded up once. docs/cost.md's table is
 rendered from `measure()`; `python -m tests.dynamo_costs` rewrites it, a test keeps it current.
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import boto3
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+COST_PAGE = Path(__file__).resolve().parent.parent / "docs" / "cost.md"
 START, END = "<!-- dynamo-costs:start -->", "<!-- dynamo-costs:end -->"
 
 
@@ -327,8 +327,8 @@ def render(rows: list[tuple[str, Usage]]) -> str:
     return "\n".join(lines)
 
 
-def readme_block() -> str:
-    text = README.read_text()
+def cost_page_block() -> str:
+    text = COST_PAGE.read_text()
     return text[text.index(START) : text.index(END) + len(END)]
 
 
@@ -344,8 +344,8 @@ def main() -> int:
         reset_caches()
         tables.create_all(client("dynamodb"))
         block = render(measure())
-    text = README.read_text()
-    README.write_text(text.replace(readme_block(), block))
+    text = COST_PAGE.read_text()
+    COST_PAGE.write_text(text.replace(cost_page_block(), block))
     print(block)
     return 0
 

@@ -1,4 +1,4 @@
-"""Issue 17, attack by attack: each one reproduced against the service and shown to fail.
+"""Attacks on accounts, one by one: each reproduced against the service and shown to fail.
 
 Leaks through the assistant API, hijack of a pending sign-up, code farming (the measured
 odds), look-alike usernames, SMS pumping and lockout, PII at rest. Revocation of sessions is

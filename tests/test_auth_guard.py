@@ -1,4 +1,4 @@
-"""Password-guessing limits over REST (issue 11): per account+address, per address, per account
+"""Password-guessing limits over REST: per account+address, per address, per account
 with known addresses let through; unknown usernames answered exactly like known ones.
 
 Chalice's test client always comes from 127.0.0.1; it is made a trusted proxy here, so each

@@ -1,5 +1,5 @@
 """A function's cold start imports app.py and only the path it runs: `import app` alone loads
-none of the domain modules, nor boto3, lxml or phonenumbers (see README, Cold start)."""
+none of the domain modules, nor boto3, lxml or phonenumbers (see docs/benchmarks.md, Cold start)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Discovery budgets (issue 11): the token bucket, the known numbers, REST's deferred answer and
+"""Discovery budgets: the token bucket, the known numbers, REST's deferred answer and
 the operator's `budget` command, on moto."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What each operation of a subscription's life costs in DynamoDB calls and units (counted by
-a botocore hook, see tests/dynamo_costs.py), and README's cost table is that count."""
+a botocore hook, see tests/dynamo_costs.py), and docs/cost.md's table is that count."""
 
 from __future__ import annotations
 
@@ -74,10 +74,10 @@ def test_an_unsubscribe_is_one_call(rows):
     assert dict(rows["un-SUBSCRIBE (one user): delete"].calls) == {"BatchWriteItem": 1}
 
 
-def test_the_readme_cost_table_is_current(rows):
+def test_the_cost_page_table_is_current(rows):
     table = dynamo_costs.render(list(rows.items()))
-    assert dynamo_costs.readme_block() == table, (
-        "README's DynamoDB cost table is stale: run `python -m tests.dynamo_costs`"
+    assert dynamo_costs.cost_page_block() == table, (
+        "docs/cost.md's DynamoDB table is stale: run `python -m tests.dynamo_costs`"
     )
 
 

@@ -223,7 +223,7 @@ def recover_phone_account(caller: Caller, phone_raw: str, domain: str, lang: str
     """Send a recovery code to the number and answer the number itself as the username:
     the same for every number, taken or free, and the account's real username is never told
     before the code is proven. (An account whose username is its number, as the assistant
-    makes them by default, recovers fully; see README.)"""
+    makes them by default, recovers fully; see docs/clients.md.)"""
     _domain(domain)
     e164 = phone.parse(phone_raw)
     signup.request_code(

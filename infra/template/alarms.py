@@ -144,7 +144,7 @@ def add(b: Builder) -> None:
             "Threshold": 1,
         },
     )
-    # Abuse limits (issue 11): the service's own EMF metrics (chalicelib.observability).
+    # Abuse limits: the service's own EMF metrics (chalicelib.observability).
     for logical, metric, description, threshold in (
         (
             "DiscoveryBudgetDryAlarm",

@@ -4,7 +4,7 @@ other online, then offline once one quits.
 
 The stack is the local one, as `make run` starts it: moto, the stream replayer feeding the
 live-update handlers, the edge's SQS queue and the real edge on loopback; only the SIP port is
-picked free. Figures are bounds of a correct run (3 s, the issue's promise), not benchmarks.
+picked free. Figures are bounds of a correct run (3 s, the product's promise), not benchmarks.
 """
 
 from __future__ import annotations

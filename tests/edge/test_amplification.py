@@ -1,5 +1,5 @@
 """No reflection: what an unverified UDP source gets back, retransmissions included, is at most
-3x what it sent (README "Security": the amplification table), per request type, over real sockets.
+3x what it sent (docs/security.md: the amplification table), per request type, over real sockets.
 
 Each request is the smallest the parser takes (the attacker's best ratio) and asks for
 `received`/`rport` in the Via, which the answer grows by. Every probe runs from a socket of

@@ -1,6 +1,6 @@
-"""Password-guessing limits over SIP digest (issue 11): the edge passes the source address to
+"""Password-guessing limits over SIP digest: the edge passes the source address to
 sip_auth and answers its refusal 403 with Retry-After; unknown users look like known ones; and
-sipvicious' svcrack no longer finds a password late in its dictionary."""
+sipvicious' svcrack does not find a password late in its dictionary."""
 
 from __future__ import annotations
 

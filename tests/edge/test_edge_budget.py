@@ -1,4 +1,4 @@
-"""Discovery budgets through the real edge (issue 11): a scraper mixing REST and list
+"""Discovery budgets through the real edge: a scraper mixing REST and list
 SUBSCRIBEs is answered about one budget's worth of numbers; re-subscribing a book is free; and
 numbers deferred for lack of tokens reach the phone by partial NOTIFY once tokens are granted."""
 

@@ -1,4 +1,4 @@
-"""SIP flood control at the edge (issue 11): the per-source counter, its memory bound, and a real
+"""SIP flood control at the edge: the per-source counter, its memory bound, and a real
 flood of OPTIONS over loopback while another address subscribes."""
 
 from __future__ import annotations

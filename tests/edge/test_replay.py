@@ -1,5 +1,5 @@
 """No replay: a captured Authorization is worth nothing from another address, a second time,
-for another Request-URI, without qop, or once its nonce expired (issue 16), over real sockets.
+for another Request-URI, without qop, or once its nonce expired, over real sockets.
 
 The one nonce that outlives NONCE_TTL_SECONDS is the one that authenticated a subscription, and
 only for refreshes of that dialog from its own source with a higher count: Linphone 5.1 re-uses
@@ -128,7 +128,7 @@ def refresh(client: SipClient, challenge, to: str, nc: str) -> bytes:
 
 
 def test_in_dialog_refresh_after_nonce_expiry_only_from_its_own_source(aws, alice):
-    """The issue's attack: a refresh captured and re-sent from elsewhere once the nonce
+    """The attack: a refresh captured and re-sent from elsewhere once the nonce
     expired. Refused (481, so nobody's NOTIFYs move); the phone's own next refresh, with a
     higher count, is taken as Linphone 5.1 needs; the same refresh again is refused."""
     edge = EdgeThread(nonce_ttl_seconds=NONCE_TTL)

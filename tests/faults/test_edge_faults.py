@@ -85,7 +85,8 @@ def test_dynamodb_down_gets_fast_503s_and_recovery_is_immediate(trusted_edge, mo
             assert elapsed < ANSWER_WITHIN, f"{kind}: 503 after {elapsed:.2f} s"
             retry = int(r.headers.get("Retry-After"))
             assert 1 <= retry <= 10, retry
-        # The bound is 50 ms; the figure is in the README, a loaded CI box gets slack.
+        # OPTIONS need no function: they keep flowing during the fault. Within 50 ms on an idle
+        # machine; the bound leaves a loaded CI box slack.
         assert options_median < 0.25, f"OPTIONS median {options_median * 1000:.0f} ms"
     finally:
         faults.clear()

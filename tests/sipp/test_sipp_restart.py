@@ -1,4 +1,4 @@
-"""SIPp subscribers keep receiving live updates when the edge restarts under them (issue 5).
+"""SIPp subscribers keep receiving live updates when the edge restarts under them.
 
 Five SIPp phones, each its own account and process, hold list subscriptions over UDP. The edge
 stops and a new one starts with the same edge id and port: it reloads the dialogs through the
