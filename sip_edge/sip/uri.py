@@ -7,7 +7,9 @@ URIs byte for byte.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from sip_edge.sip.grammar import ESC, HOST_FULL, PORT_RE, remember, unescape
 from sip_edge.sip.status import ParseError
@@ -20,12 +22,16 @@ _HCHARS_RE = re.compile(rf"(?:[A-Za-z0-9\-_.!~*'()\[\]/?:+$]|{ESC})*\Z")
 _URIC_RE = re.compile(rf"(?:[A-Za-z0-9;/?:@&=+$,\-_.!~*'()\[\]]|{ESC})+\Z")
 _TEL_RE = re.compile(r"\+?[0-9A-Fa-f*#().\-]+\Z")
 
+#: The parameters of a value that has none: read-only, like every parsed value's.
+NO_PARAMS: Mapping[str, str | None] = MappingProxyType({})
+
 
 @dataclass(frozen=True)
 class URI:
     """A sip:, sips:, tel: or other absolute URI; `raw` is the exact text received.
 
-    Frozen: one is shared by every message holding the same text (`parse_uri` remembers)."""
+    Immutable, its parameters and headers too: one is shared by every message holding the
+    same text (`parse_uri` remembers)."""
 
     raw: str
     scheme: str
@@ -33,8 +39,8 @@ class URI:
     password: str | None = None
     host: str = ""
     port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    params: Mapping[str, str | None] = field(default_factory=lambda: NO_PARAMS)
+    headers: tuple[tuple[str, str], ...] = ()
     opaque: str = ""
 
     @property
@@ -45,14 +51,14 @@ class URI:
         return self.raw
 
 
-def _parse_params(text: str, what: str) -> dict[str, str | None]:
+def _parse_params(text: str, what: str) -> Mapping[str, str | None]:
     params: dict[str, str | None] = {}
     for part in text.split(";"):
         name, eq, value = part.partition("=")
         if not _PARAMCHARS_RE.match(name) or (eq and not _PARAMCHARS_RE.match(value)):
             raise ParseError(f"bad parameter in {what}")
         params[name.lower()] = value if eq else None
-    return params
+    return MappingProxyType(params)
 
 
 def check_host(host: str, what: str) -> None:
@@ -106,7 +112,7 @@ def _parse_uri(text: str) -> URI:
             raw=text,
             scheme=scheme,
             user=number,
-            params=_parse_params(params, "tel: URI") if params else {},
+            params=_parse_params(params, "tel: URI") if params else NO_PARAMS,
             opaque=rest,
         )
     if not _URIC_RE.match(rest):
@@ -142,7 +148,7 @@ def _parse_sip_uri(text: str, scheme: str, rest: str) -> URI:
     if not host:
         raise ParseError("no host in SIP URI")
     check_host(host, "SIP URI")
-    params = _parse_params(params_text, "SIP URI") if semi else {}
+    params = _parse_params(params_text, "SIP URI") if semi else NO_PARAMS
     headers: list[tuple[str, str]] = []
     if qmark:
         for part in hdrs.split("&"):
@@ -158,6 +164,6 @@ def _parse_sip_uri(text: str, scheme: str, rest: str) -> URI:
         host=host,
         port=port,
         params=params,
-        headers=headers,
+        headers=tuple(headers),
         opaque=text[len(scheme) + 1 :],
     )

@@ -8,8 +8,9 @@ their exact text (`raw`) where a response or a presence document must echo it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from chalicelib import digest
 from chalicelib.digest import DigestCredentials
@@ -28,7 +29,7 @@ from sip_edge.sip.grammar import (
 )
 from sip_edge.sip.headers import Headers, split_commas
 from sip_edge.sip.status import ParseError
-from sip_edge.sip.uri import URI, check_host, parse_uri
+from sip_edge.sip.uri import NO_PARAMS, URI, check_host, parse_uri
 
 MAX_DELTA_SECONDS = 2**32 - 1  # RFC 3261 20.19: larger Expires values mean this
 MAX_CSEQ = 2**31 - 1  # RFC 3261 8.1.1.5: the sequence number MUST be below 2**31
@@ -69,12 +70,12 @@ def _bounded_int(digits: str, limit: int, what: str) -> int:
 class NameAddr:
     """`["display" ]<uri>;params` or `uri;params`; param values are kept as received.
 
-    Frozen: one is shared by every message holding the same text (`parse_name_addr`
-    remembers)."""
+    Immutable, its parameters too: one is shared by every message holding the same text
+    (`parse_name_addr` remembers)."""
 
     uri: URI
     display_name: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Mapping[str, str | None] = field(default_factory=lambda: NO_PARAMS)
     raw: str = ""
 
     @property
@@ -144,7 +145,8 @@ def _parse_name_addr_at(text: str, pos: int, what: str, in_list: bool) -> tuple[
     params, pos = _parse_gparams(text, pos, what)
     if pos < n and not (in_list and text[pos] == ","):
         raise ParseError(f"unexpected text in {what}")
-    na = NameAddr(uri, display, params, text[start:pos].rstrip())
+    frozen = MappingProxyType(params) if params else NO_PARAMS
+    na = NameAddr(uri, display, frozen, text[start:pos].rstrip())
     return na, pos
 
 

@@ -218,7 +218,7 @@ def test_contact_params_outside_angle_brackets_belong_to_the_header():
     c2 = parse_datagram(data("cparam02.dat")).contacts[0]
     assert c2.uri.params == {"unknownparam": None} and c2.params == {}
     esc = parse_datagram(data("regescrt.dat")).contacts[0]
-    assert esc.uri.headers == [("Route", "%3Csip:sip.example.com%3E")]
+    assert esc.uri.headers == (("Route", "%3Csip:sip.example.com%3E"),)
 
 
 def test_responses_with_odd_reason_phrases():
