@@ -34,6 +34,9 @@ _.list_b64
 _.subscription_ids  # Revocation: read by the edge's SubscriptionService.revoke
 _.credentials_replaced  # SignupResult: serialised by to_json (asdict) for the REST answer
 _.sessions_ended  # SignupResult: likewise
+# live.devices: the domain API the FlexiAPI devices routes and the web devices page call.
+_.of_account
+_.sign_out
 
 # sip_edge ----------------------------------------------------------------------------------
 # asyncio protocol callbacks, called by the event loop.

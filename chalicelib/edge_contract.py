@@ -27,6 +27,9 @@ FUNCTIONS = (SIP_AUTH, SIP_REGISTRAR, SIP_SUBSCRIPTIONS, SIP_PUBLISH, PRESENCE_L
 #: function bounds its own AWS calls by it (chalicelib.resilience.within_time_left), so it gives
 #: up with the edge instead of working on for a phone that already got its 503.
 TIME_LEFT = "time_left"
+#: Longest User-Agent the edge passes on (REGISTER, SUBSCRIBE): the account's devices list
+#: shows it; a longer one is cut, so a client cannot make the stored items grow.
+USER_AGENT_MAX = 256
 
 
 # --- Ids ----------------------------------------------------------------------------------
@@ -110,6 +113,7 @@ class RegisterRequest(TypedDict):
     wildcard: NotRequired[bool]
     source: NotRequired[str]
     edge_id: NotRequired[str]
+    user_agent: NotRequired[str]  # the device's User-Agent, cut to USER_AGENT_MAX
     contacts: NotRequired[list[ContactBinding]]
 
 

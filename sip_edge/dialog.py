@@ -74,6 +74,7 @@ class SubscriptionDialog:
     accept_deflate: bool = False
     is_list: bool = True
     device: str = ""  # the phone: its +sip.instance, else its Contact URI (watchers index)
+    user_agent: str = ""  # its User-Agent (cut to USER_AGENT_MAX): the account's devices list
     # The list's entries (see the module docstring): deflated JSON while small, else only
     # their sorted keys (the list then lives in DynamoDB alone). Never both.
     packed_entries: bytes = b""

@@ -41,6 +41,7 @@ class RegisterHandler:
             "wildcard": contacts is None,
             "source": f"{peer.transport}:{peer.host}:{peer.port}",
             "edge_id": self.edge.edge_id,
+            "user_agent": (request.headers.get("User-Agent") or "")[: contract.USER_AGENT_MAX],
             "contacts": [
                 {
                     "uri": c.uri.raw,

@@ -418,6 +418,7 @@ class SubscriptionService:
             accept_deflate="deflate" in accept,
             is_list=is_list,
             device=contacts[0].param("+sip.instance") or contacts[0].uri.raw,
+            user_agent=(request.headers.get("User-Agent") or "")[: contract.USER_AGENT_MAX],
             remote_cseq=request.cseq.seq,
         )
         payload: contract.PresenceLookupRequest = {

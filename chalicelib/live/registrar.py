@@ -13,7 +13,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from chalicelib import accounts, clock, settings, tables
+from chalicelib import accounts, clock, edge_contract, settings, tables
 from chalicelib.errors import DomainError
 
 
@@ -39,6 +39,8 @@ class Binding:
     instance: str | None = None
     source: str | None = None  # transport address the REGISTER came from
     edge_id: str | None = None
+    user_agent: str = ""  # the device's User-Agent (the account's devices list)
+    written_ms: int = 0  # when the phone last REGISTERed this binding (epoch ms)
 
     def expires_in(self, now: float) -> int:
         return max(0, math.ceil(self.expires_at - now))
@@ -75,6 +77,8 @@ def _binding(item: dict[str, Any]) -> Binding:
         instance=item.get("instance"),
         source=item.get("source"),
         edge_id=item.get("edge_id"),
+        user_agent=str(item.get("user_agent", "")),
+        written_ms=int(item.get("written_ms", 0)),
     )
 
 
@@ -95,6 +99,7 @@ def register(
     wildcard: bool = False,
     source: str | None = None,
     edge_id: str | None = None,
+    user_agent: str = "",
     now: float | None = None,
 ) -> list[Binding]:
     """Apply one REGISTER (RFC 3261 §10.3 steps 6-8) and return the live bindings."""
@@ -138,7 +143,11 @@ def register(
             "cseq": cseq,
             "written_ms": int(clock.now() * 1000),  # which bindings a revocation ends
         }
-        for name, value in (("instance", contact.instance), ("source", source)):
+        for name, value in (
+            ("instance", contact.instance),
+            ("source", source),
+            ("user_agent", user_agent[: edge_contract.USER_AGENT_MAX]),
+        ):
             if value:
                 item[name] = value
         if edge_id:
@@ -146,6 +155,23 @@ def register(
         table.put_item(Item=item)
         live_keys.add(contact.key)
     return bindings(aor, now)
+
+
+def remove_device(aor: str, contact_keys: list[str]) -> int:
+    """Delete the bindings `contact_keys` of `aor` (a device signed out by its owner); their
+    stream then tells the account's watchers. Answers how many were there."""
+    stored = _stored(aor)
+    doomed = [key for key in contact_keys if key in stored]
+    with tables.table(tables.REGISTRATIONS).batch_writer() as batch:
+        for key in doomed:
+            batch.delete_item(Key={"aor": aor, "contact_key": key})
+    return len(doomed)
+
+
+def stored_bindings(aor: str, now: float | None = None) -> dict[str, Binding]:
+    """The live bindings of `aor` by their key (the +sip.instance, else the contact URI)."""
+    now = clock.now() if now is None else now
+    return {k: _binding(i) for k, i in _stored(aor).items() if int(i["expires_at"]) > now}
 
 
 def remove_all(aor: str, *, before_ms: int | None = None) -> int:
@@ -197,6 +223,7 @@ def handle(payload: dict[str, Any]) -> dict[str, Any]:
             wildcard=bool(payload.get("wildcard")),
             source=payload.get("source"),
             edge_id=payload.get("edge_id"),
+            user_agent=str(payload.get("user_agent") or ""),
             now=now,
         )
     except DomainError as exc:

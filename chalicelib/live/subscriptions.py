@@ -360,10 +360,15 @@ def load_edge_page(
 
 
 def of_subscriber(
-    subscriber: str, *, before_ms: int | None = None, now: float | None = None
+    subscriber: str,
+    *,
+    before_ms: int | None = None,
+    now: float | None = None,
+    details: bool = False,
 ) -> list[dict[str, Any]]:
     """The live subscriptions of one account made before `before_ms` (epoch ms; all if
-    None): [{subscription_id, edge_id}]."""
+    None): [{subscription_id, edge_id}], with `details` also {device, user_agent,
+    updated_at, expires_at} (the account's devices list)."""
     now = clock.now() if now is None else now
     table = tables.table(tables.SUBSCRIPTIONS)
     kwargs: dict[str, Any] = {
@@ -381,15 +386,27 @@ def of_subscriber(
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    items = dynamo.batch_get(
-        tables.SUBSCRIPTIONS, ids, projection="subscription_id, edge_id, expires_at, created_ms"
-    )
-    return [
-        {"subscription_id": i["subscription_id"], "edge_id": i["edge_id"]}
-        for i in items.values()
-        if int(i["expires_at"]) > now
-        and (before_ms is None or int(i.get("created_ms", 0)) < before_ms)
-    ]
+    projection = "subscription_id, edge_id, expires_at, created_ms"
+    if details:
+        projection += ", dialog, updated_at"
+    items = dynamo.batch_get(tables.SUBSCRIPTIONS, ids, projection=projection)
+    out = []
+    for i in items.values():
+        if int(i["expires_at"]) <= now:
+            continue
+        if before_ms is not None and int(i.get("created_ms", 0)) >= before_ms:
+            continue
+        found: dict[str, Any] = {"subscription_id": i["subscription_id"], "edge_id": i["edge_id"]}
+        if details:
+            dialog = json.loads(i.get("dialog") or "{}")
+            found.update(
+                device=str(dialog.get("device") or ""),
+                user_agent=str(dialog.get("user_agent") or ""),
+                updated_at=int(i.get("updated_at", 0)),
+                expires_at=int(i["expires_at"]),
+            )
+        out.append(found)
+    return out
 
 
 def watchers(

@@ -103,8 +103,23 @@ def revoke(aor: str, reason: str, before_ms: int | None = None) -> tuple[int, in
     tells its watchers it is offline) and its subscription dialogs (each holding edge gets a
     `revoke` message and sends the final NOTIFY). Answers the messages SQS took and refused."""
     removed = registrar.remove_all(aor, before_ms=before_ms)
+    edges, sent, failed = end_dialogs(
+        aor, reason, subscriptions.of_subscriber(aor, before_ms=before_ms)
+    )
+    metrics.add_metric(name="Revocations", unit="Count", value=1)
+    logger.info(
+        "sessions revoked",
+        extra={"aor": pseudonym(aor), "bindings": removed, "edges": edges, "reason": reason},
+    )
+    return sent, failed
+
+
+def end_dialogs(aor: str, reason: str, dialogs: Iterable[dict[str, Any]]) -> tuple[int, int, int]:
+    """Have the edges holding `dialogs` ({subscription_id, edge_id}, subscriptions of `aor`)
+    end them with a final NOTIFY `terminated;reason=<reason>`. Answers (edges told, messages
+    SQS took, messages it refused)."""
     by_edge: dict[str, list[str]] = {}
-    for sub in subscriptions.of_subscriber(aor, before_ms=before_ms):
+    for sub in dialogs:
         by_edge.setdefault(sub["edge_id"], []).append(sub["subscription_id"])
     sent = failed = 0
     for edge_id, ids in by_edge.items():
@@ -116,12 +131,7 @@ def revoke(aor: str, reason: str, before_ms: int | None = None) -> tuple[int, in
         }
         ok, bad = _send(edge_id, [dict(message)])
         sent, failed = sent + ok, failed + bad
-    metrics.add_metric(name="Revocations", unit="Count", value=1)
-    logger.info(
-        "sessions revoked",
-        extra={"aor": pseudonym(aor), "bindings": removed, "edges": len(by_edge), "reason": reason},
-    )
-    return sent, failed
+    return len(by_edge), sent, failed
 
 
 def handle_records(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
