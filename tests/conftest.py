@@ -17,9 +17,10 @@ import pytest
 from chalice.test import Client
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-INTEROP = SHARED / "interop" / "linphone-5.1"
-RFC4475 = SHARED / "conformance" / "rfc4475"
+#: Test data kept in the repository (tests/data/README.md says where each piece came from).
+DATA = ROOT / "tests" / "data"
+INTEROP = DATA / "interop" / "linphone-5.1"
+RFC4475 = DATA / "conformance" / "rfc4475"
 
 TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

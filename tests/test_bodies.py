@@ -1,5 +1,6 @@
-"""NOTIFY bodies: every profile rule of the Linphone interop README, checked with independent
-parsers (stdlib `email` for the multipart, lxml for each part); chunking, versions, golden files."""
+"""NOTIFY bodies: every profile rule of the Linphone interop README (tests/data/interop), checked
+with independent parsers (stdlib `email` for the multipart, lxml for each part); chunking,
+versions, golden files."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """The `multipart/related` framing of list NOTIFY bodies (RFC 2387, RFC 4662) in two profiles,
 and their Content-Encoding.
 
-`linphone` follows what the Linphone SDK 5.1 accepts (see the interop README): an unquoted
-boundary as the LAST Content-Type parameter, no CRLF before the first boundary line, parts
-labelled `Content-Id: cid` (that spelling, no angle brackets), and no `tel:` resource (it crashes
-the client). `rfc` is the RFC form: quoted boundary, `Content-ID: <cid>`, part types without
-parameters. Both put the RLMI part
-first and name it in `start`. "deflate" is a zlib stream (RFC 1950), never raw or gzip data.
+`linphone` follows what the Linphone SDK 5.1 accepts (tests/data/interop/linphone-5.1/README.md):
+an unquoted boundary as the LAST Content-Type parameter, no CRLF before the first boundary line,
+parts labelled `Content-Id: cid` (that spelling, no angle brackets), and no `tel:` resource (it
+crashes the client). `rfc` is the RFC form: quoted boundary, `Content-ID: <cid>`, part types
+without parameters. Both put the RLMI part first and name it in `start`. "deflate" is a zlib
+stream (RFC 1950), never raw or gzip data.
 """
 
 from __future__ import annotations
