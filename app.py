@@ -135,6 +135,53 @@ def xmlrpc_v1() -> Response:
     return xmlrpc_api.handle(current_request())
 
 
+# --- Web pages for people (chalicelib/web, docs/web.md) ------------------------------------
+
+#: Every page answers GET and POST: chalicelib.web.pages.ROUTES says what each shows and does
+#: (a GET of a page that only acts goes back to its form; a POST where nothing acts is 405).
+WEB_PAGES = (
+    "/",
+    "/signup",
+    "/signup/confirm",
+    "/signin",
+    "/signout",
+    "/recover",
+    "/recover/confirm",
+    "/account",
+    "/account/discoverable",
+    "/account/password",
+    "/account/number",
+    "/account/number/confirm",
+    "/account/number/remove",
+    "/account/delete",
+)
+
+
+def _web_page(page: str) -> Any:
+    def view() -> Response:
+        from chalicelib.web import pages
+
+        return pages.serve(page, current_request())
+
+    return view
+
+
+for _page in WEB_PAGES:
+    app.route(
+        _page,
+        methods=["GET", "POST"],
+        content_types=ANY_CONTENT_TYPE,
+        name="web_" + (_page.strip("/").replace("/", "_") or "home"),
+    )(_web_page(_page))
+
+
+@app.route("/static/{name}", methods=["GET"])
+def web_static(name: str) -> Response:
+    from chalicelib.web import pages
+
+    return pages.static(name, current_request())
+
+
 # --- Functions called by the SIP edge -------------------------------------------------------
 
 

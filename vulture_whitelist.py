@@ -12,6 +12,10 @@ _.user_agent  # an XML-RPC create_phone_account parameter: Linphone sends it, po
 _.unprocessed_retries  # CallCounter: read by tests/test_phone_index.py (retries happen)
 _.secrets_arn  # Settings field: read by name (values["secrets_arn"]) in settings.load
 _.lambda_python_version  # infra.chalice_pinned: chalice reads the property it pins
+# chalicelib.web.pages.Flow: read by the code step's template (templates/code.html).
+_.resend
+_.back
+_.resend_fields
 # edge_contract: the TypedDicts are the typed contract both sides annotate their payloads with.
 _.ErrorAnswer
 _.SipAuthRequest

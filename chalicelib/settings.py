@@ -106,6 +106,21 @@ class Settings:
     discover_max_phones: int = _setting(
         "DISCOVER_MAX_PHONES", 5000, "Numbers in one contacts/discover call."
     )
+    # Web pages (docs/web.md): sessions and forms.
+    web_session_idle: int = _setting(
+        "WEB_SESSION_IDLE", 1800, "Seconds a web session lasts without a request; then sign in."
+    )
+    web_session_max_age: int = _setting(
+        "WEB_SESSION_MAX_AGE", 43200, "Seconds a web session lasts at most, however active."
+    )
+    web_sessions_per_account: int = _setting(
+        "WEB_SESSIONS_PER_ACCOUNT",
+        20,
+        "Web sessions one account keeps at once; signing in past it ends the oldest.",
+    )
+    web_max_form_bytes: int = _setting(
+        "WEB_MAX_FORM_BYTES", 16384, "Largest web form body; larger gets a 413 page."
+    )
     # Abuse limits (README "Abuse limits"). Discovery: a token bucket per account, shared by
     # REST discover and SUBSCRIBEs; a number the account was answered about before is free.
     discovery_budget: int = _setting(

@@ -184,6 +184,16 @@ WATCHERS = TableSpec(
     doc="Watchers index: phone hash or account AOR -> the phones (watchers) whose lists hold it.",
 )
 
+WEB_SESSIONS = TableSpec(
+    "WebSessions",
+    hash_key="session_hash",
+    ttl_attribute="expires_at",
+    # by_account: an account's sessions, to end them (new password, recovery, disable, delete)
+    # and to keep at most WEB_SESSIONS_PER_ACCOUNT.
+    indexes=(Index("by_account", "aor", "session_hash"),),
+    doc="Signed-in web sessions: a keyed hash of the cookie's token -> account, with expiry.",
+)
+
 ALL: tuple[TableSpec, ...] = (
     ACCOUNTS,
     PHONE_INDEX,
@@ -195,6 +205,7 @@ ALL: tuple[TableSpec, ...] = (
     PUBLICATIONS,
     SUBSCRIPTIONS,
     WATCHERS,
+    WEB_SESSIONS,
 )
 
 

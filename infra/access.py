@@ -55,10 +55,11 @@ FUNCTIONS: dict[str, Access] = {
             (T.VERIFICATION_CODES, WRITE),
             (T.RATE_LIMITS, WRITE),
             (T.DISCOVERY_BUDGETS, WRITE),
+            (T.WEB_SESSIONS, WRITE),
         ),
         sms=True,
-        doc="REST API: sign-up, SMS codes, account changes, contact discovery (and its "
-        "budget), password-guessing counters.",
+        doc="REST API and web pages: sign-up, SMS codes, account changes, contact discovery "
+        "(and its budget), password-guessing counters, web sessions.",
     ),
     "sip_auth": Access(
         tables=((T.ACCOUNTS, READ), (T.RATE_LIMITS, WRITE)),
@@ -102,15 +103,20 @@ LIVE_UPDATES = Access(
     tables=(
         (T.PHONE_INDEX, READ),
         (T.ACCOUNTS, READ),
-        (T.REGISTRATIONS, READ),
+        # Write: a revoked account's bindings are deleted here (live.updates.revoke).
+        (T.REGISTRATIONS, WRITE),
         (T.PUBLICATIONS, READ),
         (T.SUBSCRIPTIONS, READ),
         # Write: it deletes the watcher items of phones whose pointer expired (they have no
         # expiry of their own), as it meets them.
         (T.WATCHERS, WRITE),
+        # Write: it deletes the web sessions of an account disabled, deleted or given new
+        # credentials.
+        (T.WEB_SESSIONS, WRITE),
     ),
     edge_queues=True,
-    doc="Stream handler: watchers lookup (and cleanup), changes to the owning edge's queue.",
+    doc="Stream handler: watchers lookup (and cleanup), changes to the owning edge's queue; "
+    "a revoked account's bindings and web sessions deleted.",
 )
 
 

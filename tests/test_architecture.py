@@ -1,8 +1,9 @@
 """The architecture holds: packages import one way, down; no module circles; the edge stays lean.
 
 Layers, lowest first: the shared core (top-level `chalicelib` modules), `accounts`, `presence`,
-`live`, `api`. A module may import its own package and any layer below it. The SIP edge may
-import only the core (it reaches everything else through the functions, `edge_contract`).
+`live`, `api`, `web` (the pages). A module may import its own package and any layer below it.
+The SIP edge may import only the core (it reaches everything else through the functions,
+`edge_contract`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-LAYERS = ["core", "accounts", "presence", "live", "api"]
+LAYERS = ["core", "accounts", "presence", "live", "api", "web"]
 EDGE_MAY_IMPORT = {
     "chalicelib.settings",
     "chalicelib.edge_contract",

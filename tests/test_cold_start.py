@@ -11,7 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LAZY = ["boto3", "lxml", "phonenumbers", "chalicelib.accounts", "chalicelib.presence",
         "chalicelib.live", "chalicelib.api.xmlrpc", "chalicelib.api.account_api",
-        "chalicelib.api.presence_lookup", "chalicelib.api.idempotency"]  # fmt: skip
+        "chalicelib.api.presence_lookup", "chalicelib.api.idempotency", "chalicelib.web",
+        "jinja2"]  # fmt: skip
 
 
 def loaded_after(code: str) -> list[str]:

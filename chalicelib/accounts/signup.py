@@ -227,6 +227,39 @@ def recover_assistant(e164: str, code: object, *, algorithm: str) -> tuple[Signu
     return result, digest.ha1(algorithm, chosen["username"], accounts.domain(), password)
 
 
+def recover(
+    phone_raw: object, code: object, *, password: object, default_region: object = None
+) -> SignupResult:
+    """A forgotten password (the web page's recovery): prove the number with the code asked
+    with `binding=RECOVER` and give the number's account `password`; never creates an
+    account. Its sessions made with the old password end. A retry with the same code and
+    password answers the same. Raises the codes of `verification.consume`, then (the number
+    proven) 404 `not_found` or 403 `account_disabled`, and 400 for bad input."""
+    e164 = phone.parse(phone_raw, _region(default_region))
+    accounts.validate_password(password)  # before the code is used: a typo does not burn it
+    claim = verification.consume(
+        verification.SIGNUP,
+        e164,
+        code,
+        e164=e164,
+        subject=None,
+        binding=RECOVER,
+        fingerprint=_fingerprint(password, None, None),
+    )
+    if claim.replay is not None:
+        if "error" in claim.replay:
+            raise DomainError(claim.replay["error"]["code"], claim.replay["error"]["message"])
+        return SignupResult(**claim.replay)
+
+    def work() -> SignupResult:
+        account = accounts.find_by_phone(e164)
+        if account is None:
+            raise DomainError("not_found", "no account has this number")
+        return _recover(account, accounts.credentials_from_password(account.username, password))
+
+    return _finish(claim, e164, work)
+
+
 def _create_or_recover(
     e164: str, wanted: str | None, make: Make, same_username_only: bool = False
 ) -> SignupResult:

@@ -20,6 +20,7 @@ from functools import cache
 from typing import Any
 
 from chalicelib import accounts, dynamo, edge_contract, tables
+from chalicelib.accounts import sessions
 from chalicelib.aws import client
 from chalicelib.live import registrar, subscriptions
 from chalicelib.observability import flush_metrics, logger, metrics, pseudonym
@@ -100,16 +101,24 @@ def revocation(record: dict[str, Any]) -> tuple[str, str, int | None] | None:
 
 def revoke(aor: str, reason: str, before_ms: int | None = None) -> tuple[int, int]:
     """End what an account had signed in: its registrations (deleted here; their stream then
-    tells its watchers it is offline) and its subscription dialogs (each holding edge gets a
-    `revoke` message and sends the final NOTIFY). Answers the messages SQS took and refused."""
+    tells its watchers it is offline), its web sessions, and its subscription dialogs (each
+    holding edge gets a `revoke` message and sends the final NOTIFY). Answers the messages SQS
+    took and refused."""
     removed = registrar.remove_all(aor, before_ms=before_ms)
+    web = sessions.end_all(aor, before_ms=before_ms)
     edges, sent, failed = end_dialogs(
         aor, reason, subscriptions.of_subscriber(aor, before_ms=before_ms)
     )
     metrics.add_metric(name="Revocations", unit="Count", value=1)
     logger.info(
         "sessions revoked",
-        extra={"aor": pseudonym(aor), "bindings": removed, "edges": edges, "reason": reason},
+        extra={
+            "aor": pseudonym(aor),
+            "bindings": removed,
+            "web_sessions": web,
+            "edges": edges,
+            "reason": reason,
+        },
     )
     return sent, failed
 
