@@ -5,7 +5,8 @@ Each handler is a few lines that call `chalicelib`; all the logic lives there.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from chalice import Chalice, Response
 from chalice.app import Request
@@ -21,6 +22,11 @@ from chalicelib.resilience import within_time_left
 # tests/test_cold_start.py keeps them out of `import app`.
 
 app = Chalice(app_name="smart-contacts")
+
+Payload = TypeVar("Payload", bound=Mapping[str, object])
+Answer = TypeVar("Answer", bound=Mapping[str, object])
+#: A function the edge calls: the contract's payload in, its answer or a refusal out.
+EdgeHandler = Callable[[Payload, Any], Answer | contract.ErrorAnswer]
 
 
 def current_request() -> Request:
@@ -182,11 +188,22 @@ def web_static(name: str) -> Response:
     return pages.static(name, current_request())
 
 
-# --- Functions called by the SIP edge -------------------------------------------------------
+# --- Functions called by the SIP edge: each takes and answers the contract's types --------
 
 
-@app.lambda_function(name=contract.SIP_AUTH)
-def sip_auth(event: contract.SipAuthRequest, context: Any) -> dict[str, Any]:
+def edge_function(
+    function: contract.Function[Payload, Answer],
+) -> Callable[[EdgeHandler[Payload, Answer]], EdgeHandler[Payload, Answer]]:
+    """Register a handler as the function the edge calls by that name (edge_contract)."""
+    register: Callable[[EdgeHandler[Payload, Answer]], EdgeHandler[Payload, Answer]]
+    register = app.lambda_function(name=function.name)
+    return register
+
+
+@edge_function(contract.SIP_AUTH)
+def sip_auth(
+    event: contract.SipAuthRequest, context: Any
+) -> contract.SipAuthAnswer | contract.ErrorAnswer:
     from chalicelib.api import sip_auth as sip_auth_module
 
     with within_time_left(event, contract.TIME_LEFT):
@@ -199,8 +216,10 @@ def sip_auth(event: contract.SipAuthRequest, context: Any) -> dict[str, Any]:
         )
 
 
-@app.lambda_function(name=contract.SIP_REGISTRAR)
-def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@edge_function(contract.SIP_REGISTRAR)
+def sip_registrar(
+    event: contract.RegisterRequest, context: Any
+) -> contract.RegisterAnswer | contract.ErrorAnswer:
     from chalicelib.api.idempotency import once_per_sip_request
     from chalicelib.live import registrar
 
@@ -208,8 +227,10 @@ def sip_registrar(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return once_per_sip_request(registrar.handle)(event, context)
 
 
-@app.lambda_function(name=contract.SIP_SUBSCRIPTIONS)
-def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@edge_function(contract.SIP_SUBSCRIPTIONS)
+def sip_subscriptions(
+    event: contract.SubscriptionsRequest, context: Any
+) -> contract.SubscriptionsAnswer | contract.ErrorAnswer:
     from chalicelib.live import subscriptions
     from chalicelib.live import updates as live_updates
 
@@ -217,16 +238,20 @@ def sip_subscriptions(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return subscriptions.handle(event, on_saved=live_updates.subscription_saved)
 
 
-@app.lambda_function(name=contract.PRESENCE_LOOKUP)
-def presence_lookup(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@edge_function(contract.PRESENCE_LOOKUP)
+def presence_lookup(
+    event: contract.PresenceLookupRequest, context: Any
+) -> contract.PresenceLookupAnswer | contract.ErrorAnswer:
     from chalicelib.api import presence_lookup as presence_lookup_module
 
     with within_time_left(event, contract.TIME_LEFT):
         return presence_lookup_module.handle(event)
 
 
-@app.lambda_function(name=contract.SIP_PUBLISH)
-def sip_publish(event: dict[str, Any], context: Any) -> dict[str, Any]:
+@edge_function(contract.SIP_PUBLISH)
+def sip_publish(
+    event: contract.PublishRequest, context: Any
+) -> contract.PublishAnswer | contract.ErrorAnswer:
     from chalicelib.api.idempotency import once_per_sip_request
     from chalicelib.live import publications
 

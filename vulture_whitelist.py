@@ -16,26 +16,12 @@ _.lambda_python_version  # infra.chalice_pinned: chalice reads the property it p
 _.resend
 _.back
 _.resend_fields
-# edge_contract: the TypedDicts are the typed contract both sides annotate their payloads with.
-_.ErrorAnswer
-_.SipAuthRequest
-_.SipAuthAnswer
-_.RegisterRequest
-_.RegisterAnswer
-_.PublishRequest
-_.PublishAnswer
-_.SubscriptionSave
-_.SubscriptionDelete
-_.SubscriptionLoad
-_.SubscriptionsAnswer
-_.PresenceLookupRequest
-_.PresenceLookupAnswer
-_.LiveUpdate
+# edge_contract TypedDict keys written and read only by their string names.
 _.body_b64
-_.saved
+_.schema
 _.deleted
 _.list_b64
-_.subscription_ids  # Revocation: read by the edge's SubscriptionService.revoke
+_.subscription_ids
 _.credentials_replaced  # SignupResult: serialised by to_json (asdict) for the REST answer
 _.sessions_ended  # SignupResult: likewise
 # live.devices: the domain API the FlexiAPI devices routes and the web devices page call.

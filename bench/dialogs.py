@@ -1,6 +1,6 @@
 """`python -m bench dialogs [--dialogs=N] [--reload=N]`: edge memory per 5,000-entry dialog.
 
-Dialogs are built the way a restarted edge reloads them (`SubscriptionDialog.from_json` from
+Dialogs are built the way a restarted edge reloads them (`SubscriptionDialog.from_record` from
 what `load_edge` answers, entries as the phone sent them, EDGE_DIALOG_INLINE_ENTRIES_BYTES at
 its default), for two URI shapes: Linphone's phone numbers (`sip:+336...@domain;user=phone`,
 kept inline, deflated) and long SIP URIs (120 characters, incompressible: kept as keys only).
@@ -15,9 +15,9 @@ import gc
 import random
 import statistics
 import tracemalloc
-from typing import Any
 
 from chalicelib import settings
+from chalicelib.edge_contract import DialogRecord
 from sip_edge.dialog import Peer, SubscriptionDialog
 
 ENTRIES = 5000
@@ -40,8 +40,8 @@ def entry_list(kind: str, salt: int) -> list[str]:
     ]
 
 
-def stored_dialog(sub: int, peer: Peer | None = None) -> dict[str, Any]:
-    """A dialog as an edge stores it (`to_json`), its NOTIFYs going to `peer`."""
+def stored_dialog(sub: int, peer: Peer | None = None) -> DialogRecord:
+    """A dialog as an edge stores it (`to_record`), its NOTIFYs going to `peer`."""
     peer = peer or Peer("udp", "192.0.2.1", 5060)
     dialog = SubscriptionDialog(
         subscription_id=f"sub-{sub}", call_id=f"call-{sub}", local_tag="lt", remote_tag="rt",
@@ -51,7 +51,7 @@ def stored_dialog(sub: int, peer: Peer | None = None) -> dict[str, Any]:
         # As stored again once its phone answered a full state (a refresh or an update did).
         peer=peer, expires_at=0.0, version=1, synced=True,
     )  # fmt: skip
-    return dialog.to_json()
+    return dialog.to_record()
 
 
 def _measure(kind: str, count: int) -> tuple[float, float]:
@@ -63,7 +63,7 @@ def _measure(kind: str, count: int) -> tuple[float, float]:
     before = tracemalloc.get_traced_memory()[0]
     limit = settings.get().edge_dialog_inline_entries_bytes
     held = [
-        SubscriptionDialog.from_json(data, list(entries), inline_limit=limit)
+        SubscriptionDialog.from_record(data, list(entries), inline_limit=limit)
         for data, entries in answers
     ]
     after = tracemalloc.get_traced_memory()[0]

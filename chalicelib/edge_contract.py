@@ -1,28 +1,35 @@
-"""The contract between the SIP edge and the functions: names, ids and payload shapes.
+"""The contract between the SIP edge and the functions: names, ids, payloads and answers.
 
-Both sides import this module and nothing else of each other: the edge builds these payloads
-and reads these answers; the handlers in `app.py` take and return them. It imports nothing but
-the standard library and `settings`, so the edge carries no domain code. Answers that report a
-refusal carry `{"error": {"code", "message", "headers"}}` (codes: `chalicelib.errors`).
+Both sides import this module and nothing else of each other. Each function the edge calls is
+a `Function` naming its payload and answer types: the edge calls it through
+`Function.ask`, `app.py` registers its handler with the same `Function`, and the
+function modules take and answer the same TypedDicts, so the type checker sees any drift
+between the two sides. Queue messages to an edge (`LiveUpdate`, `Revocation`) are typed here
+too. It imports nothing but the standard library and `settings`, so the edge carries no domain
+code. A refusal is answered as `ErrorAnswer` (codes: `chalicelib.errors`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
-from typing import Any, Literal, NotRequired, TypedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import (
+    Any,
+    Final,
+    Generic,
+    Literal,
+    NotRequired,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    cast,
+    final,
+)
 
 from chalicelib import settings
 
-# --- Function names (Lambda `<SIP_FUNCTION_PREFIX><name>`, or app.py handlers in-process) -----
-
-SIP_AUTH = "sip_auth"
-SIP_REGISTRAR = "sip_registrar"
-SIP_SUBSCRIPTIONS = "sip_subscriptions"
-SIP_PUBLISH = "sip_publish"
-PRESENCE_LOOKUP = "presence_lookup"
-FUNCTIONS = (SIP_AUTH, SIP_REGISTRAR, SIP_SUBSCRIPTIONS, SIP_PUBLISH, PRESENCE_LOOKUP)
 #: Added by the edge to every invoked payload: the seconds it still waits for the answer. The
 #: function bounds its own AWS calls by it (chalicelib.resilience.within_time_left), so it gives
 #: up with the edge instead of working on for a phone that already got its 503.
@@ -70,48 +77,66 @@ def queue_name(edge_id: str) -> str:
     return settings.get().edge_queue_prefix + re.sub(r"[^A-Za-z0-9_-]", "-", edge_id)[:60]
 
 
-# --- Payloads and answers -------------------------------------------------------------------
+# --- Refusals -------------------------------------------------------------------------------
 
 
-class FunctionError(TypedDict):
+class ErrorDetail(TypedDict):
+    """What a function refuses with: a `chalicelib.errors` code, and headers for the SIP
+    answer (a list value: the header repeated)."""
+
     code: str
     message: str
-    headers: NotRequired[dict[str, str]]
+    headers: NotRequired[dict[str, str | list[str]]]
 
 
 class ErrorAnswer(TypedDict):
-    error: FunctionError
+    error: ErrorDetail
+
+
+def refusal(answer: Mapping[str, object]) -> ErrorDetail | None:
+    """The refusal an answer carries, if it is one."""
+    error = answer.get("error")
+    return error if isinstance(error, dict) and error else None  # type: ignore[return-value]
+
+
+# --- sip_auth -------------------------------------------------------------------------------
 
 
 class SipAuthRequest(TypedDict):
     method: str
     realm: str
     params: dict[str, str]  # the parsed digest Authorization parameters
-    source: NotRequired[str]  # the address the request came from (password-guessing limits)
+    source: NotRequired[str | None]  # the address the request came from (guessing limits)
     instance: NotRequired[str | None]  # the Contact's +sip.instance, when there is one
 
 
+@final
 class SipAuthAnswer(TypedDict):
     result: Literal["ok", "forbidden"]
-    aor: NotRequired[str]
-    reason: NotRequired[str]
+    aor: NotRequired[str]  # "ok": the account the credentials prove
+    reason: NotRequired[str]  # "forbidden": why, for the logs
+
+
+# --- sip_registrar --------------------------------------------------------------------------
 
 
 class ContactBinding(TypedDict):
+    """One Contact of a REGISTER, as the edge parsed it."""
+
     uri: str
-    expires: int | None
-    instance: str | None
-    params: str
+    expires: int | None  # its own expires parameter
+    instance: str | None  # +sip.instance, quotes removed
+    params: str  # its other header parameters, for the 200's Contact list
 
 
 class RegisterRequest(TypedDict):
-    op: Literal["register", "bindings"]
+    op: Literal["register", "bindings"]  # "bindings": only list them (a REGISTER without Contact)
     aor: str
     call_id: NotRequired[str]
     cseq: NotRequired[int]
     expires_header: NotRequired[int | None]
-    wildcard: NotRequired[bool]
-    source: NotRequired[str]
+    wildcard: NotRequired[bool]  # `Contact: *`
+    source: NotRequired[str]  # "transport:host:port" the REGISTER came from
     edge_id: NotRequired[str]
     user_agent: NotRequired[str]  # the device's User-Agent, cut to USER_AGENT_MAX
     contacts: NotRequired[list[ContactBinding]]
@@ -120,11 +145,15 @@ class RegisterRequest(TypedDict):
 class Binding(TypedDict):
     uri: str
     params: str
-    expires: int
+    expires: int  # seconds left
 
 
+@final
 class RegisterAnswer(TypedDict):
     bindings: list[Binding]
+
+
+# --- sip_publish ----------------------------------------------------------------------------
 
 
 class PublishRequest(TypedDict):
@@ -132,26 +161,78 @@ class PublishRequest(TypedDict):
     aor: str
     call_id: str
     cseq: int
-    if_match: str | None
+    if_match: str | None  # SIP-If-Match
     expires: int | None
-    body_b64: str | None
+    body_b64: str | None  # the PIDF; None: a refresh or a removal
 
 
+@final
 class PublishAnswer(TypedDict):
     etag: str
     expires: int
 
 
+# --- sip_subscriptions: the edge's store of dialogs -----------------------------------------
+
+
+class PeerRecord(TypedDict):
+    transport: str
+    host: str
+    port: int
+    connection: int | None
+
+
+class DialogRecord(TypedDict):
+    """A dialog as the edge stores it, so that the edge that reloads it can go on notifying.
+
+    Versioned: `schema` is the version of this shape, and the edge reads every older one
+    (`sip_edge.presence.record`). The functions store it as it comes and never read it."""
+
+    schema: int
+    subscription_id: str
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_uri: str  # the SUBSCRIBE's To, without tag
+    remote_uri: str  # the SUBSCRIBE's From, without tag
+    remote_target: str  # the subscriber's Contact URI
+    route_set: list[str]
+    subscriber: str
+    peer: PeerRecord
+    expires_at: float
+    event_id: str | None
+    profile: str  # "linphone" or "rfc"
+    accept_deflate: bool
+    is_list: bool
+    device: str
+    version: int  # the RLMI version of the next NOTIFY
+    local_cseq: int  # the CSeq of the last NOTIFY
+    remote_cseq: int
+    synced: bool  # the phone answered a full-state NOTIFY before this was written
+
+
 class SubscriptionSave(TypedDict):
-    op: Literal["save", "refresh"]
+    """A new dialog, with its list and its watcher (one phone of one account)."""
+
+    op: Literal["save"]
+    subscription_id: str
+    edge_id: str
+    subscriber: str
+    watcher: str
+    expires_at: int
+    version: int
+    dialog: DialogRecord
+    entries: list[str]
+
+
+class SubscriptionRefresh(TypedDict):
+    """A stored dialog written again: a refresh, or a NOTIFY's new CSeq and version."""
+
+    op: Literal["refresh"]
     subscription_id: str
     expires_at: int
     version: int
-    dialog: dict[str, Any]  # SubscriptionDialog.to_json()
-    edge_id: NotRequired[str]
-    subscriber: NotRequired[str]
-    entries: NotRequired[list[str]]
-    watcher: NotRequired[str]
+    dialog: DialogRecord
 
 
 class SubscriptionDelete(TypedDict):
@@ -160,6 +241,8 @@ class SubscriptionDelete(TypedDict):
 
 
 class SubscriptionLoad(TypedDict):
+    """One page of the dialogs an edge stored (its restart reloads them)."""
+
     op: Literal["load_edge"]
     edge_id: str
     cursor: NotRequired[str]  # the `next` of the previous page
@@ -169,21 +252,32 @@ class SubscriptionLoad(TypedDict):
     keys_key_hex: NotRequired[str]
 
 
+SubscriptionsRequest = (
+    SubscriptionSave | SubscriptionRefresh | SubscriptionDelete | SubscriptionLoad
+)
+
+
 class StoredSubscription(TypedDict):
     subscription_id: str
+    edge_id: str
+    subscriber: str
     expires_at: int
     version: int
-    dialog: dict[str, Any]
+    dialog: dict[str, Any]  # a DialogRecord of this schema or an older one
     entries: NotRequired[list[str]]
     entry_keys_b64: NotRequired[str]  # instead of entries, see SubscriptionLoad
 
 
+@final
 class SubscriptionsAnswer(TypedDict, total=False):
-    saved: bool
-    found: bool
-    deleted: bool
-    subscriptions: list[StoredSubscription]
-    next: str  # load_edge: the cursor of the next page, when there is one
+    saved: bool  # save
+    found: bool  # refresh: False when the dialog is stored no more
+    deleted: bool  # delete
+    subscriptions: list[StoredSubscription]  # load_edge
+    next: str | None  # load_edge: the cursor of the next page; None: the last one
+
+
+# --- presence_lookup ------------------------------------------------------------------------
 
 
 class PresenceLookupRequest(TypedDict, total=False):
@@ -205,31 +299,41 @@ class PresenceLookupRequest(TypedDict, total=False):
 
 
 class NotifyBody(TypedDict):
+    """One NOTIFY's body. A single-resource lookup of a non-user answers an empty one (no
+    Content-Type): the dialog stays up so that a later sign-up can be told."""
+
     body_b64: str
-    content_type: str
+    content_type: str | None
     content_encoding: str | None
     version: int
-    full_state: bool
-    resources: int
-    users: int
     bytes: int
-    plain_bytes: int
+    plain_bytes: NotRequired[int]
+    full_state: NotRequired[bool]  # a list's bodies: the first of a full state says so
+    resources: NotRequired[int]
+    users: NotRequired[int]
 
 
 class ResourceAnswer(TypedDict):
+    """One entry of the list: a user or not, and what the phone is told of it."""
+
     uri: str
     kind: Literal["phone", "account", "other"]
-    user: str | None
-    state: NotRequired[str]
+    user: str | None  # the account's SIP URI, or None: not a user
+    status: str | None  # a fingerprint of the status the phone sees (to skip no-op NOTIFYs)
+    recheck_at: int | None  # when to look at it again (a status lapsing, a deferred number)
 
 
+@final
 class PresenceLookupAnswer(TypedDict):
     bodies: list[NotifyBody]
-    version: int
+    version: int  # the RLMI version of the NOTIFY after these
     entries: list[str]
     resources: list[ResourceAnswer]
     region: str
     stats: dict[str, int]
+
+
+# --- Messages on an edge's queue ------------------------------------------------------------
 
 
 class LiveUpdate(TypedDict):
@@ -247,5 +351,41 @@ class Revocation(TypedDict):
 
     kind: Literal["revoke"]
     subscriber: str
-    reason: str
+    reason: Literal["rejected", "deactivated"]
     subscription_ids: list[str]
+
+
+# --- The functions ----------------------------------------------------------------------------
+
+Payload = TypeVar("Payload", bound=Mapping[str, object])
+Answer = TypeVar("Answer", bound=Mapping[str, object])
+
+
+class Caller(Protocol):
+    """How the edge reaches the functions (`sip_edge.functions`): JSON in, JSON out."""
+
+    async def call(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Function(Generic[Payload, Answer]):
+    """A function the edge calls: its name (the Lambda `<SIP_FUNCTION_PREFIX><name>`, or the
+    handler of `app.py` of that name in-process), and what it takes and answers. It answers
+    `Answer`, or `ErrorAnswer` when it refuses."""
+
+    name: str
+
+    async def ask(self, caller: Caller, payload: Payload) -> Answer | ErrorAnswer:
+        """Call this function through `caller` (which raises when it cannot)."""
+        return cast("Answer | ErrorAnswer", await caller.call(self.name, payload))
+
+
+# Answers are `final`, so that `"error" in answer` tells a refusal from an answer to mypy too.
+SIP_AUTH: Final = Function[SipAuthRequest, SipAuthAnswer]("sip_auth")
+SIP_REGISTRAR: Final = Function[RegisterRequest, RegisterAnswer]("sip_registrar")
+SIP_SUBSCRIPTIONS: Final = Function[SubscriptionsRequest, SubscriptionsAnswer]("sip_subscriptions")
+SIP_PUBLISH: Final = Function[PublishRequest, PublishAnswer]("sip_publish")
+PRESENCE_LOOKUP: Final = Function[PresenceLookupRequest, PresenceLookupAnswer]("presence_lookup")
+FUNCTIONS = tuple(
+    f.name for f in (SIP_AUTH, SIP_REGISTRAR, SIP_SUBSCRIPTIONS, SIP_PUBLISH, PRESENCE_LOOKUP)
+)

@@ -8,7 +8,8 @@ XML-RPC layer maps codes to the strings the Linphone assistant understands.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from chalicelib.edge_contract import ErrorAnswer
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class DomainError(Exception):
     def to_json(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message}}
 
-    def to_function_answer(self) -> dict[str, Any]:
+    def to_function_answer(self) -> ErrorAnswer:
         """How a function called by the edge reports it (the edge maps `code` to SIP)."""
         return {"error": {"code": self.code, "message": self.message, "headers": self.headers}}
 

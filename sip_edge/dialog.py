@@ -3,7 +3,7 @@
 A `SubscriptionDialog` is created from the SUBSCRIBE that opened it, answers what its refreshes
 change, and builds the NOTIFY requests of the dialog (CSeq, tags, route set, Subscription-State,
 the Event spelling of the subscriber's profile). The edge decides when to send them. Its state
-round-trips through `to_json`/`from_json` so an edge that restarts can resume the dialog.
+round-trips through `to_record`/`from_record` so an edge that restarts can resume the dialog.
 
 A list dialog's entries are read for two things only: a full-state NOTIFY (the whole list goes
 to `presence_lookup`) and checking that a queued change names URIs of the list. So the edge
@@ -27,10 +27,10 @@ import json
 import secrets
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
-from chalicelib.edge_contract import ENTRY_KEY_BYTES, entry_keys
+from chalicelib.edge_contract import ENTRY_KEY_BYTES, DialogRecord, entry_keys
+from sip_edge.presence import record
 from sip_edge.sip.headers import Headers
 from sip_edge.sip.message import Request, new_tag
 from sip_edge.sip.values import CSeq, Via
@@ -214,45 +214,75 @@ class SubscriptionDialog:
                 h.add("Content-Encoding", content_encoding)
         return Request("NOTIFY", self.remote_target, h, body)
 
-    def to_json(self) -> dict[str, Any]:
-        # Field by field, not dataclasses.asdict: that deep-copies every field, the transient
-        # ones too, and was a tenth of the edge's CPU per presence cycle (bench edge-alone).
-        data = {name: getattr(self, name) for name in _STORED}
-        data["route_set"] = list(self.route_set)
-        peer = self.peer  # not asdict: it deep-copies, for four plain fields
-        data["peer"] = {"transport": peer.transport, "host": peer.host, "port": peer.port,
-                        "connection": peer.connection}  # fmt: skip
-        return data
+    def to_record(self) -> DialogRecord:
+        """The dialog as it is stored (`sip_edge.presence.record`). Field by field, not
+        dataclasses.asdict: that deep-copies every field, the transient ones too, and was a
+        tenth of the edge's CPU per presence cycle (bench edge-alone)."""
+        peer = self.peer
+        return {
+            "schema": record.SCHEMA,
+            "subscription_id": self.subscription_id,
+            "call_id": self.call_id,
+            "local_tag": self.local_tag,
+            "remote_tag": self.remote_tag,
+            "local_uri": self.local_uri,
+            "remote_uri": self.remote_uri,
+            "remote_target": self.remote_target,
+            "route_set": list(self.route_set),
+            "subscriber": self.subscriber,
+            "peer": {"transport": peer.transport, "host": peer.host, "port": peer.port,
+                     "connection": peer.connection},
+            "expires_at": self.expires_at,
+            "event_id": self.event_id,
+            "profile": self.profile,
+            "accept_deflate": self.accept_deflate,
+            "is_list": self.is_list,
+            "device": self.device,
+            "version": self.version,
+            "local_cseq": self.local_cseq,
+            "remote_cseq": self.remote_cseq,
+            "synced": self.synced,
+        }  # fmt: skip
 
     @classmethod
-    def from_json(
+    def from_record(
         cls,
-        data: dict[str, Any],
+        stored: DialogRecord,
         entries: list[str] | None,
         *,
         inline_limit: int | None,
         keys: bytes = b"",
     ) -> SubscriptionDialog:
-        """`entries`, or (None) the list's `keys` as `load_edge` made them with HASH_KEY."""
-        data = dict(data)
-        data["peer"] = Peer(**data["peer"])
-        data.pop("entries", None)  # dialogs stored before the entries moved out of the dict
-        # Stored before the flag, a dialog was written again once its first NOTIFY went.
-        data.setdefault("synced", int(data.get("version", 0)) > 0)
-        dialog = cls(**data)
+        """A dialog from its current record (`record.read` migrates older ones); `entries`,
+        or (None) the list's `keys` as `load_edge` made them with HASH_KEY."""
+        dialog = cls(
+            subscription_id=stored["subscription_id"],
+            call_id=stored["call_id"],
+            local_tag=stored["local_tag"],
+            remote_tag=stored["remote_tag"],
+            local_uri=stored["local_uri"],
+            remote_uri=stored["remote_uri"],
+            remote_target=stored["remote_target"],
+            route_set=list(stored["route_set"]),
+            subscriber=stored["subscriber"],
+            peer=Peer(**stored["peer"]),
+            expires_at=float(stored["expires_at"]),
+            event_id=stored["event_id"],
+            profile=stored["profile"],
+            accept_deflate=stored["accept_deflate"],
+            is_list=stored["is_list"],
+            device=stored["device"],
+            version=stored["version"],
+            local_cseq=stored["local_cseq"],
+            remote_cseq=stored["remote_cseq"],
+            synced=stored["synced"],
+        )
         dialog.synced_stored = dialog.synced
         if entries is None:
             dialog.entry_keys = keys
         else:
             dialog.keep_entries(entries, inline_limit)
         return dialog
-
-
-#: What `to_json` leaves out: entries are stored beside the dialog, compressed; the rest is
-#: this edge's own bookkeeping, worked out again after a reload.
-_TRANSIENT = ("packed_entries", "entry_keys", "dirty", "next_notify_at", "last_states", "told",
-              "rechecks", "resync", "synced_stored")  # fmt: skip
-_STORED = tuple(f.name for f in fields(SubscriptionDialog) if f.name not in _TRANSIENT)
 
 
 def new_local_tag() -> str:

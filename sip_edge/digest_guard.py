@@ -135,23 +135,21 @@ class DigestGuard:
                 if replay:
                     stale = True  # an Authorization sent again verbatim: make it renew
                     continue
-                answer = await edge.functions.call(
-                    contract.SIP_AUTH,
-                    contract.SipAuthRequest(
-                        {
-                            "method": request.method,
-                            "realm": self.realm,
-                            "params": cred.params,
-                            # Password-guessing limits count per account, source and device.
-                            "source": peer.host,
-                            "instance": next(
-                                (c.param("+sip.instance") for c in request.contacts or []), None
-                            ),
-                        }
+                check: contract.SipAuthRequest = {
+                    "method": request.method,
+                    "realm": self.realm,
+                    "params": cred.params,
+                    # Password-guessing limits count per account, source and device.
+                    "source": peer.host,
+                    "instance": next(
+                        (c.param("+sip.instance") for c in request.contacts or []), None
                     ),
-                )
-                raise_function_error(answer)  # auth_blocked: 403 with Retry-After
-                if answer.get("result") != "ok":
+                }
+                answer = await contract.SIP_AUTH.ask(edge.functions, check)
+                if "error" in answer:
+                    raise_function_error(answer)  # auth_blocked: 403 with Retry-After
+                    continue
+                if answer["result"] != "ok" or "aor" not in answer:
                     continue
                 now = edge.clock()
                 self.nonce_counts.record(nonce, nc, now)

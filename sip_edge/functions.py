@@ -1,7 +1,8 @@
 """How the edge reaches the functions: Lambda invoke on AWS, the same handlers in-process locally.
 
-The edge holds no state and no DynamoDB access; every lookup goes through `Functions.call`.
-Handlers are blocking (boto3), so both modes run them in a thread pool, off the event loop.
+The edge holds no state and no DynamoDB access; every lookup goes through the contract's
+`Function.ask`, typed, over `Functions.call`, the JSON transport here. Handlers are blocking
+(boto3), so both modes run them in a thread pool, off the event loop.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib import edge_contract as contract
 from chalicelib import settings
@@ -22,8 +23,8 @@ class FunctionError(RuntimeError):
     """A function could not be called or failed; the edge answers 500/503 and carries on."""
 
 
-class Functions(Protocol):
-    async def call(self, name: str, payload: Mapping[str, Any]) -> dict[str, Any]: ...
+#: What the edge calls the functions through (a FunctionError when it cannot).
+Functions = contract.Caller
 
 
 class _PooledFunctions:

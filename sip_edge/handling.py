@@ -4,9 +4,10 @@ back through (so none of them imports `Edge`), and `Reject`, how they stop a req
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
+from chalicelib import edge_contract as contract
 from chalicelib import errors, settings
 from sip_edge.dialog import Peer
 from sip_edge.functions import Functions
@@ -41,13 +42,17 @@ class Reject(Exception):
         self.headers = list(headers)
 
 
-def raise_function_error(result: dict[str, Any]) -> None:
-    """Reject with the SIP status of the error a function answered, if it answered one."""
-    error = result.get("error")
-    if not error:
+def raise_function_error(answer: Mapping[str, object]) -> None:
+    """Reject with the SIP status of the refusal a function answered, if it answered one."""
+    error = contract.refusal(answer)
+    if error is None:
         return
     kind = errors.CATALOGUE.get(error.get("code", ""), errors.CATALOGUE["internal"])
-    headers = list((error.get("headers") or {}).items())
+    headers = [
+        (name, value)
+        for name, values in (error.get("headers") or {}).items()
+        for value in ([values] if isinstance(values, str) else values)
+    ]
     raise Reject(kind.sip_status, error.get("message") or kind.reason, headers)
 
 

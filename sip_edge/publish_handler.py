@@ -41,8 +41,10 @@ class PublishHandler:
             "expires": request.expires,
             "body_b64": base64.b64encode(request.body).decode() if request.body else None,
         }
-        result = await self.edge.functions.call(contract.SIP_PUBLISH, publish)
-        raise_function_error(result)
+        result = await contract.SIP_PUBLISH.ask(self.edge.functions, publish)
+        if "error" in result:
+            raise_function_error(result)
+            raise Reject(500)  # an empty refusal: the function is broken
         headers = [("Expires", str(result["expires"]))]
         if result["expires"]:
             headers.insert(0, ("SIP-ETag", result["etag"]))

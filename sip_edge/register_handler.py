@@ -58,8 +58,10 @@ class RegisterHandler:
         }
         if not contacts and contacts is not None:
             payload["op"] = "bindings"
-        result = await self.edge.functions.call(contract.SIP_REGISTRAR, payload)
-        raise_function_error(result)
+        result = await contract.SIP_REGISTRAR.ask(self.edge.functions, payload)
+        if "error" in result:
+            raise_function_error(result)
+            raise Reject(500)  # an empty refusal: the function is broken
         date = ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))
         # The request's own bindings first: over UDP the others follow only while the 200 stays
         # within the amplification budget (a phone needs its own expires; the rest is a courtesy).

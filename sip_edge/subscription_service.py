@@ -16,6 +16,7 @@ from chalicelib.observability import logger
 from sip_edge.dialog import HASH_KEY, Peer, SubscriptionDialog, new_local_tag
 from sip_edge.functions import FunctionError
 from sip_edge.handling import EdgeServices, Reject, raise_function_error
+from sip_edge.presence import record
 from sip_edge.queue import EdgeQueue
 from sip_edge.sip.headers import split_commas
 from sip_edge.sip.message import Request, Response, make_response
@@ -131,12 +132,20 @@ class SubscriptionService:
             answer = await self._load_edge(cursor)
             for data in answer.get("subscriptions", []):
                 keys = base64.b64decode(data.get("entry_keys_b64") or "")
-                dialog = SubscriptionDialog.from_json(
-                    data["dialog"], None if keys else data.get("entries", []),
+                try:
+                    stored = record.read(data["dialog"])
+                except (ValueError, TypeError, KeyError) as exc:
+                    logger.warning("stored dialog unreadable (%s): dropped", exc)
+                    stored = None
+                if stored is None:
+                    await self._delete(data["subscription_id"])
+                    continue
+                dialog = SubscriptionDialog.from_record(
+                    stored, None if keys else data.get("entries", []),
                     inline_limit=self._inline_limit, keys=keys,
                 )  # fmt: skip
                 if dialog.peer.reliable:
-                    await self._delete(dialog)
+                    await self._delete(dialog.subscription_id)
                     continue
                 dialog.expires_at = float(data["expires_at"])
                 # Stored before its phone answered a full state: the old edge may have
@@ -160,7 +169,7 @@ class SubscriptionService:
     def _inline_limit(self) -> int:
         return self.edge.cfg.edge_dialog_inline_entries_bytes
 
-    async def _load_edge(self, cursor: str | None) -> dict[str, Any]:
+    async def _load_edge(self, cursor: str | None) -> contract.SubscriptionsAnswer:
         """One page of this edge's stored dialogs; while the backend is down or answers an
         error, try again with backoff (an edge restarted in an outage must not give up its
         dialogs: their phones would hear nothing until they subscribe again)."""
@@ -175,7 +184,7 @@ class SubscriptionService:
             payload["cursor"] = cursor
         while True:
             try:
-                answer = await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
+                answer = await contract.SIP_SUBSCRIPTIONS.ask(self.edge.functions, payload)
                 if "error" not in answer:
                     return answer
                 problem: object = answer["error"]
@@ -434,8 +443,10 @@ class SubscriptionService:
         else:
             payload["entries"] = [request.uri]
             payload["single"] = True
-        result = await self.edge.functions.call(contract.PRESENCE_LOOKUP, payload)
-        raise_function_error(result)
+        result = await contract.PRESENCE_LOOKUP.ask(self.edge.functions, payload)
+        if "error" in result:
+            raise_function_error(result)
+            raise Reject(500)  # an empty refusal: the function is broken
         entries = list(result["entries"])
         dialog.keep_entries(entries, self._inline_limit)
         self.dialogs[dialog.subscription_id] = dialog
@@ -459,7 +470,7 @@ class SubscriptionService:
 
     async def _presence_lookup(
         self, dialog: SubscriptionDialog, entries: list[str] | None, *, full_state: bool
-    ) -> dict[str, Any]:
+    ) -> contract.PresenceLookupAnswer | contract.ErrorAnswer:
         """presence_lookup for resources of the dialog's stored list (no body to re-read);
         `entries` None: the whole list, as the function stored it (the edge keeps its keys)."""
         lookup: contract.PresenceLookupRequest = {
@@ -475,7 +486,7 @@ class SubscriptionService:
             lookup["subscription_id"] = dialog.subscription_id
         else:
             lookup["entries"] = entries
-        return await self.edge.functions.call(contract.PRESENCE_LOOKUP, lookup)
+        return await contract.PRESENCE_LOOKUP.ask(self.edge.functions, lookup)
 
     async def _notify_full(self, dialog: SubscriptionDialog, *, store: bool = False) -> None:
         """A full-state NOTIFY. `store` (a refresh SUBSCRIBE): the refreshed dialog is stored
@@ -491,7 +502,7 @@ class SubscriptionService:
             dialog.resync = True
             await self._save(dialog, refresh=True)
             return
-        if result.get("error"):
+        if "error" in result:
             await self._end(dialog, "noresource")
             return
         if store:
@@ -510,13 +521,13 @@ class SubscriptionService:
                 await self._ack(dialog.subscription_id, receipts)
                 return
             result = await self._presence_lookup(dialog, uris, full_state=False)
-            if result.get("error"):
+            if "error" in result:
                 await self._ack(dialog.subscription_id, receipts)
                 return
             changed = [r for r in result["resources"] if dialog.last_state(r["uri"]) != _state(r)]
             for r in result["resources"]:  # numbers still past the budget: ask again later
-                if r.get("recheck_at"):
-                    dialog.rechecks[r["uri"]] = float(r["recheck_at"])
+                if recheck_at := r.get("recheck_at"):
+                    dialog.rechecks[r["uri"]] = float(recheck_at)
             if not changed:
                 await self._ack(dialog.subscription_id, receipts)
                 return  # a replayed or stale change: the phone already knows this
@@ -541,7 +552,7 @@ class SubscriptionService:
     async def _send_bodies(
         self,
         dialog: SubscriptionDialog,
-        result: dict[str, Any],
+        result: contract.PresenceLookupAnswer,
         reason: str | None = None,
         *,
         record: bool = True,
@@ -553,8 +564,8 @@ class SubscriptionService:
             dialog.told = True  # every entry's state goes out: missing from last_states = "-"
         for resource in result.get("resources", []):
             dialog.remember(resource["uri"], _state(resource))
-            if resource.get("recheck_at"):
-                dialog.rechecks[resource["uri"]] = float(resource["recheck_at"])
+            if recheck_at := resource.get("recheck_at"):
+                dialog.rechecks[resource["uri"]] = float(recheck_at)
             else:
                 dialog.rechecks.pop(resource["uri"], None)
         dialog.next_notify_at = self.edge.pacing() + self.edge.cfg.notify_min_interval
@@ -619,7 +630,7 @@ class SubscriptionService:
 
     async def _drop(self, dialog: SubscriptionDialog) -> None:
         self._forget(dialog)
-        await self._delete(dialog)
+        await self._delete(dialog.subscription_id)
 
     def _forget(self, dialog: SubscriptionDialog) -> None:
         if self._receipts.get(dialog.subscription_id):
@@ -634,34 +645,43 @@ class SubscriptionService:
         *,
         refresh: bool,
         entries: list[str] | None = None,
-        notifying: dict[str, Any] | None = None,
+        notifying: contract.PresenceLookupAnswer | None = None,
     ) -> None:
         """Store the dialog through the functions, so a restarted edge can resume it; a new
         dialog (not `refresh`) stores its `entries` too. `notifying`: a lookup whose NOTIFY
         bodies are about to go out; store the dialog as they will leave it (their CSeqs used,
         the RLMI version the lookup gave), so sending them needs no second write."""
-        stored = dialog.to_json()
+        stored = dialog.to_record()
         if notifying is not None:
-            stored["version"] = int(notifying.get("version", dialog.version))
-            stored["local_cseq"] = dialog.local_cseq + len(notifying.get("bodies") or [])
-        payload: contract.SubscriptionSave = {
-            "op": "refresh" if refresh else "save",
-            "subscription_id": dialog.subscription_id,
-            "expires_at": int(dialog.expires_at),
-            "version": int(stored["version"]),
-            "dialog": stored,
-        }
-        if not refresh:
+            stored["version"] = notifying["version"]
+            stored["local_cseq"] = dialog.local_cseq + len(notifying["bodies"])
+        payload: contract.SubscriptionSave | contract.SubscriptionRefresh
+        if refresh:
+            payload = {
+                "op": "refresh",
+                "subscription_id": dialog.subscription_id,
+                "expires_at": int(dialog.expires_at),
+                "version": stored["version"],
+                "dialog": stored,
+            }
+        else:
             entries = entries or []
-            payload["edge_id"] = self.edge.edge_id
-            payload["subscriber"] = dialog.subscriber
-            payload["entries"] = entries
-            payload["watcher"] = watcher_id(
-                dialog.subscriber, dialog.device, "" if dialog.is_list else entries[0]
-            )
+            payload = {
+                "op": "save",
+                "subscription_id": dialog.subscription_id,
+                "edge_id": self.edge.edge_id,
+                "subscriber": dialog.subscriber,
+                "watcher": watcher_id(
+                    dialog.subscriber, dialog.device, "" if dialog.is_list else entries[0]
+                ),
+                "expires_at": int(dialog.expires_at),
+                "version": stored["version"],
+                "dialog": stored,
+                "entries": entries,
+            }
         try:
-            answer = await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, payload)
-            if answer.get("error"):
+            answer = await contract.SIP_SUBSCRIPTIONS.ask(self.edge.functions, payload)
+            if "error" in answer:
                 raise FunctionError(str(answer["error"]))
             dialog.synced_stored = bool(stored["synced"])
         except FunctionError as exc:
@@ -671,18 +691,18 @@ class SubscriptionService:
             if not refresh and dialog.entries is None:
                 dialog.keep_entries(entries or [], None)
 
-    async def _delete(self, dialog: SubscriptionDialog) -> None:
+    async def _delete(self, subscription_id: str) -> None:
         try:
             delete: contract.SubscriptionDelete = {
                 "op": "delete",
-                "subscription_id": dialog.subscription_id,
+                "subscription_id": subscription_id,
             }
-            await self.edge.functions.call(contract.SIP_SUBSCRIPTIONS, delete)
+            await contract.SIP_SUBSCRIPTIONS.ask(self.edge.functions, delete)
         except FunctionError as exc:
             logger.warning("could not delete subscription: %s", exc)
 
 
-def _state(resource: dict[str, Any]) -> str:
+def _state(resource: contract.ResourceAnswer) -> str:
     """What the phone sees of one resource: not a user ("-"), or its contact and status."""
     return "-" if resource.get("user") is None else f"{resource['user']}|{resource.get('status')}"
 

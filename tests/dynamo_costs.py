@@ -192,8 +192,9 @@ LIST_SIZE = 100
 
 
 def _dialog(call_id: str) -> dict[str, Any]:
-    """A dialog as the edge stores it (SubscriptionDialog.to_json of a Linphone SUBSCRIBE)."""
+    """A dialog as the edge stores it (SubscriptionDialog.to_record of a Linphone SUBSCRIBE)."""
     return {
+        "schema": 2,
         "subscription_id": f"{call_id}~a1b2c3d4e5f6",
         "call_id": call_id,
         "local_tag": "a1b2c3d4e5f6",
@@ -213,7 +214,7 @@ def _dialog(call_id: str) -> dict[str, Any]:
         "remote_cseq": 20,
         "local_cseq": 1,
         "version": 1,
-        "terminated": False,
+        "synced": False,
     }
 
 

@@ -9,9 +9,9 @@ second entity tag.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -32,9 +32,13 @@ def _persistence(table_name: str, dynamodb: Any) -> DynamoDBPersistenceLayer:
     return DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb)
 
 
+Payload = TypeVar("Payload", bound=Mapping[str, Any])
+Answer = TypeVar("Answer")
+
+
 def once_per_sip_request(
-    handler: Callable[[dict[str, Any]], dict[str, Any]],
-) -> Callable[..., dict[str, Any]]:
+    handler: Callable[[Payload], Answer],
+) -> Callable[[Payload, Any], Answer]:
     """Wrap a `handle(payload)` so a retried invocation of one SIP request runs it once.
 
     Payloads without a Call-ID (e.g. a bindings query) are not made idempotent.
@@ -43,7 +47,7 @@ def once_per_sip_request(
         event_key_jmespath=SIP_REQUEST_KEY, expires_after_seconds=EXPIRES_AFTER_SECONDS
     )
 
-    def run(payload: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    def run(payload: Payload, context: Any = None) -> Answer:
         if not payload.get("call_id"):
             return handler(payload)
         if context is not None:

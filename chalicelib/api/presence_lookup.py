@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chalicelib import accounts, clock, dynamo, settings, tables
 from chalicelib.accounts import discovery_budget, phone
+from chalicelib.edge_contract import (
+    ErrorAnswer,
+    NotifyBody,
+    PresenceLookupAnswer,
+    PresenceLookupRequest,
+    ResourceAnswer,
+)
 from chalicelib.errors import DomainError
 from chalicelib.live import status as live_status
 from chalicelib.live import subscriptions
@@ -27,8 +34,17 @@ from chalicelib.observability import flush_metrics, logger, metrics
 from chalicelib.presence import multipart, notify, pidf, resource_list
 from chalicelib.presence import resolve as presence
 
+#: How a resource's kind is named in the answer.
+_KINDS: dict[presence.Kind, Literal["phone", "account", "other"]] = {
+    presence.Kind.PHONE: "phone",
+    presence.Kind.ACCOUNT: "account",
+    presence.Kind.OTHER: "other",
+}
 
-def _field(payload: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any) -> Any:
+
+def _field(
+    payload: Mapping[str, Any], name: str, kind: type | tuple[type, ...], default: Any
+) -> Any:
     value = payload.get(name, default)
     if value is None:
         return default
@@ -46,7 +62,10 @@ def _positive(limits: dict[str, Any], name: str, default: int, *, ceiling: int |
 
 
 def _read_list(
-    payload: dict[str, Any], limits: dict[str, Any], subscriber: str, counter: dynamo.CallCounter
+    payload: PresenceLookupRequest,
+    limits: dict[str, Any],
+    subscriber: str,
+    counter: dynamo.CallCounter,
 ) -> resource_list.ResourceList:
     cfg = settings.get()
     list_limits = resource_list.ListLimits(
@@ -79,7 +98,7 @@ def _read_list(
     return resource_list.parse(body, encoding, list_limits)
 
 
-def _body_json(body: notify.NotifyBody) -> dict[str, Any]:
+def _body_json(body: notify.NotifyBody) -> NotifyBody:
     return {
         "body_b64": base64.b64encode(body.body).decode("ascii"),
         "content_type": body.content_type,
@@ -98,11 +117,13 @@ def _single_body(
     deflate: bool,
     options: notify.BodyOptions,
     status_of: Callable[[presence.Resolved], pidf.PresenceStatus],
-) -> dict[str, Any]:
+    version: int,
+) -> NotifyBody:
     """A single-resource subscription (no list): a bare PIDF, or no body for a non-user."""
     if resolved.contact is None:
         # No state to give; the dialog stays up so that a later sign-up can be announced.
-        return {"body_b64": "", "content_type": None, "content_encoding": None, "bytes": 0}
+        return {"body_b64": "", "content_type": None, "content_encoding": None, "bytes": 0,
+                "version": version}  # fmt: skip
     doc = pidf.document(
         resolved.uri, resolved.contact, status_of(resolved), now=options.now()
     ).encode()
@@ -113,6 +134,7 @@ def _single_body(
         "content_encoding": encoding,
         "bytes": len(wire),
         "plain_bytes": len(doc),
+        "version": version,
     }
 
 
@@ -167,8 +189,8 @@ def _resolve_within_budget(
 
 
 def build_answer(
-    payload: dict[str, Any], *, options: notify.BodyOptions | None = None
-) -> dict[str, Any]:
+    payload: PresenceLookupRequest, *, options: notify.BodyOptions | None = None
+) -> PresenceLookupAnswer:
     """Run one lookup; raises DomainError (see `handle` for the JSON error form)."""
     if not isinstance(payload, dict):
         raise DomainError("invalid_json", "payload must be a JSON object")
@@ -226,8 +248,7 @@ def build_answer(
     if single:
         if len(resolved) != 1:
             raise DomainError("list_malformed", "a single-resource lookup takes one entry")
-        body = _single_body(resolved[0], deflate, options, seen.status_of)
-        bodies = [{**body, "version": version}]
+        bodies = [_single_body(resolved[0], deflate, options, seen.status_of, version)]
         next_version = version + 1
     else:
         built = notify.build(
@@ -256,14 +277,7 @@ def build_answer(
         "bodies": bodies,
         "version": next_version,
         "entries": list(rl.entries),
-        "resources": [
-            {
-                **r.to_json(),
-                "status": seen.fingerprints.get(r.uri),
-                "recheck_at": seen.rechecks.get(r.uri),
-            }
-            for r in resolved
-        ],
+        "resources": [_resource(r, seen.fingerprints, seen.rechecks) for r in resolved],
         "region": used_region,
         "stats": {
             "entries_read": rl.total,
@@ -276,7 +290,19 @@ def build_answer(
     }
 
 
-def handle(payload: dict[str, Any]) -> dict[str, Any]:
+def _resource(
+    resolved: presence.Resolved, fingerprints: Mapping[str, str], rechecks: Mapping[str, int]
+) -> ResourceAnswer:
+    return {
+        "uri": resolved.uri,
+        "kind": _KINDS[resolved.target.kind],
+        "user": resolved.contact,
+        "status": fingerprints.get(resolved.uri),
+        "recheck_at": rechecks.get(resolved.uri),
+    }
+
+
+def handle(payload: PresenceLookupRequest) -> PresenceLookupAnswer | ErrorAnswer:
     """The Lambda entry point: every DomainError becomes `{"error": {...}}`, never a crash."""
     try:
         answer = build_answer(payload)

@@ -7,10 +7,9 @@ stored HA1 and says which account it proves, behind the password-guessing limits
 
 from __future__ import annotations
 
-from typing import Any
-
 from chalicelib import accounts, digest, settings
 from chalicelib.accounts import auth_guard
+from chalicelib.edge_contract import ErrorAnswer, SipAuthAnswer
 from chalicelib.errors import DomainError
 from chalicelib.observability import flush_metrics
 
@@ -22,7 +21,7 @@ def verify(
     *,
     source: str | None = None,
     instance: str | None = None,
-) -> dict[str, Any]:
+) -> SipAuthAnswer | ErrorAnswer:
     """Answer {"result": "ok", "aor"} or {"result": "forbidden", "reason"}, or the error
     `auth_blocked` (the edge answers 403 with its Retry-After) without checking anything."""
     username = params.get("username", "")

@@ -14,6 +14,7 @@ from boto3.dynamodb.conditions import Key
 from lxml import etree
 
 from chalicelib import clock, safe_xml, settings, tables
+from chalicelib.edge_contract import ErrorAnswer, PublishAnswer, PublishRequest
 from chalicelib.errors import DomainError
 from chalicelib.presence import pidf
 
@@ -105,7 +106,7 @@ def publish(
     expires: int | None,
     body: bytes | None,
     now: float | None = None,
-) -> dict[str, Any]:
+) -> PublishAnswer:
     """Apply one PUBLISH (RFC 3903 §6): initial, refresh, modify or remove.
 
     Returns {"etag", "expires"}; raises DomainError (412 unknown etag, 423, 400, 403).
@@ -159,11 +160,12 @@ def current(aor: str, now: float | None = None) -> Publication | None:
     return Publication(aor, newest["etag"], int(newest["expires_at"]), _status_of(newest["status"]))
 
 
-def handle(payload: dict[str, Any]) -> dict[str, Any]:
+def handle(payload: PublishRequest) -> PublishAnswer | ErrorAnswer:
     """The `sip_publish` function: {aor, if_match, expires, body_b64} -> {etag, expires}."""
     import base64
 
-    body = base64.b64decode(payload["body_b64"]) if payload.get("body_b64") else None
+    encoded = payload.get("body_b64")
+    body = base64.b64decode(encoded) if encoded else None
     try:
         return publish(
             str(payload["aor"]),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +89,7 @@ def save(
     subscriber: str,
     expires_at: int,
     version: int,
-    dialog: dict[str, Any],
+    dialog: Mapping[str, Any],
     entries: list[str],
     watched: Iterable[Watched],
     watcher: str | None = None,
@@ -166,7 +166,7 @@ def save(
     return Saved(written, look_again)
 
 
-def refresh(sub_id: str, *, expires_at: int, version: int, dialog: dict[str, Any]) -> bool:
+def refresh(sub_id: str, *, expires_at: int, version: int, dialog: Mapping[str, Any]) -> bool:
     """Extend a live subscription (refresh SUBSCRIBE) or record its new version/CSeq.
 
     Answers False when the subscription is unknown (the edge then answers 481). One UpdateItem
@@ -235,8 +235,8 @@ def _update_if(table: Any, **kwargs: Any) -> None:
             raise
 
 
-def _from_item(item: dict[str, Any], entries: list[str] | None) -> dict[str, Any]:
-    out = {
+def _from_item(item: dict[str, Any], entries: list[str] | None) -> edge_contract.StoredSubscription:
+    out: edge_contract.StoredSubscription = {
         "subscription_id": item["subscription_id"],
         "edge_id": item["edge_id"],
         "subscriber": item["subscriber"],
@@ -256,7 +256,7 @@ def _entries(item: dict[str, Any], listed: dict[str, Any] | None) -> list[str]:
     return _unpack(item["entries"]) if "entries" in item else []
 
 
-def get(sub_id: str) -> dict[str, Any] | None:
+def get(sub_id: str) -> edge_contract.StoredSubscription | None:
     table = tables.table(tables.SUBSCRIPTIONS)
     item = table.get_item(Key={"subscription_id": sub_id}, ConsistentRead=True).get("Item")
     if item is None:
@@ -293,9 +293,9 @@ def delete(sub_id: str) -> None:
     )
 
 
-def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
+def load_edge(edge_id: str, now: float | None = None) -> list[edge_contract.StoredSubscription]:
     """Live subscriptions owned by one edge (its restart reloads them), every page."""
-    out: list[dict[str, Any]] = []
+    out: list[edge_contract.StoredSubscription] = []
     cursor: str | None = None
     while True:
         page, cursor = load_edge_page(edge_id, cursor, now=now)
@@ -304,7 +304,9 @@ def load_edge(edge_id: str, now: float | None = None) -> list[dict[str, Any]]:
             return out
 
 
-def _as_keys(entry: dict[str, Any], listed: dict[str, Any], keys: tuple[bytes, int]) -> bool:
+def _as_keys(
+    entry: edge_contract.StoredSubscription, listed: dict[str, Any], keys: tuple[bytes, int]
+) -> bool:
     """Give a list deflated past the edge's inline limit as its entry keys: the edge keeps
     nothing more of it, and 5,000 long URIs weigh ~0.6 MB in an answer, their keys 54 KB."""
     key, inline_limit = keys
@@ -319,7 +321,7 @@ def _as_keys(entry: dict[str, Any], listed: dict[str, Any], keys: tuple[bytes, i
 def load_edge_page(
     edge_id: str, cursor: str | None = None, *, max_bytes: int | None = None,
     now: float | None = None, keys: tuple[bytes, int] | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+) -> tuple[list[edge_contract.StoredSubscription], str | None]:  # fmt: skip
     """One answer's worth of an edge's live subscriptions, from after `cursor` (the last
     subscription id of the previous page), and the cursor of the next page (None: done).
 
@@ -329,7 +331,7 @@ def load_edge_page(
     now = clock.now() if now is None else now
     budget = settings.get().load_edge_page_bytes if max_bytes is None else max_bytes
     table = tables.table(tables.SUBSCRIPTIONS)
-    out: list[dict[str, Any]] = []
+    out: list[edge_contract.StoredSubscription] = []
     size = 0
     kwargs: dict[str, Any] = {
         "IndexName": "by_edge",
@@ -481,19 +483,20 @@ def _forget_watchers(gone: list[dict[str, Any]]) -> None:
 
 
 def handle(
-    payload: dict[str, Any], on_saved: Callable[[frozenset[str]], object] | None = None
-) -> dict[str, Any]:
+    payload: edge_contract.SubscriptionsRequest,
+    on_saved: Callable[[frozenset[str]], object] | None = None,
+) -> edge_contract.SubscriptionsAnswer | edge_contract.ErrorAnswer:
     """The `sip_subscriptions` function: the edge's store of dialogs.
 
-    ops: save {subscription_id, edge_id, subscriber, expires_at, version, dialog, entries},
-    refresh {subscription_id, expires_at, version, dialog} -> {"found": bool},
+    ops: save {subscription_id, edge_id, subscriber, watcher, expires_at, version, dialog,
+    entries}, refresh {subscription_id, expires_at, version, dialog} -> {"found": bool},
     delete {subscription_id}, load_edge {edge_id, cursor, inline_limit, keys_key_hex} ->
     {"subscriptions": [...], "next"} (paged: call again with `cursor` = `next` until it is
-    None; see edge_contract.SubscriptionLoad for the keys). After a save, `on_saved` gets the
+    None; see edge_contract.SubscriptionLoad for the keys). The dialog is stored as it comes
+    (`edge_contract.DialogRecord`, versioned by the edge). After a save, `on_saved` gets the
     watcher keys whose lists should look again at the subscriber (`Saved.look_again`).
     """
-    op = payload.get("op")
-    if op == "save":
+    if payload["op"] == "save":
         entries = list(payload["entries"])
         saved = save(
             str(payload["subscription_id"]),
@@ -501,7 +504,7 @@ def handle(
             subscriber=str(payload["subscriber"]),
             expires_at=int(payload["expires_at"]),
             version=int(payload["version"]),
-            dialog=dict(payload["dialog"]),
+            dialog=payload["dialog"],
             entries=entries,
             watched=watched_keys(entries, str(payload["subscriber"])),
             watcher=payload.get("watcher"),
@@ -509,21 +512,23 @@ def handle(
         if on_saved is not None:
             on_saved(saved.look_again)
         return {"saved": True}
-    if op == "refresh":
+    if payload["op"] == "refresh":
         found = refresh(
             str(payload["subscription_id"]),
             expires_at=int(payload["expires_at"]),
             version=int(payload["version"]),
-            dialog=dict(payload["dialog"]),
+            dialog=payload["dialog"],
         )
         return {"found": found}
-    if op == "delete":
+    if payload["op"] == "delete":
         delete(str(payload["subscription_id"]))
         return {"deleted": True}
-    if op == "load_edge":
+    if payload["op"] == "load_edge":
         keys = None
-        if payload.get("keys_key_hex") and payload.get("inline_limit") is not None:
-            keys = (bytes.fromhex(str(payload["keys_key_hex"])), int(payload["inline_limit"]))
+        key_hex, inline_limit = payload.get("keys_key_hex"), payload.get("inline_limit")
+        if key_hex and inline_limit is not None:
+            keys = (bytes.fromhex(str(key_hex)), int(inline_limit))
         page, cursor = load_edge_page(str(payload["edge_id"]), payload.get("cursor"), keys=keys)
         return {"subscriptions": page, "next": cursor}
+    op = payload.get("op")  # what a broken caller may still send
     return {"error": {"code": "invalid_field", "message": f"unknown op {op!r}"}}

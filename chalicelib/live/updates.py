@@ -15,9 +15,9 @@ message (`edge_contract.Revocation`) and sends the final NOTIFY.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib import accounts, dynamo, edge_contract, tables
 from chalicelib.accounts import sessions
@@ -79,7 +79,10 @@ def watch_keys(record: dict[str, Any]) -> set[str]:
     return set()
 
 
-def revocation(record: dict[str, Any]) -> tuple[str, str, int | None] | None:
+Reason = Literal["rejected", "deactivated"]
+
+
+def revocation(record: dict[str, Any]) -> tuple[str, Reason, int | None] | None:
     """(AOR, reason, before_ms) when this record ends an account's sessions: deleted or
     disabled ("rejected": do not subscribe again; every session), or its credentials replaced
     by a recovery or a new password ("deactivated": the sessions made before then; new ones,
@@ -99,7 +102,7 @@ def revocation(record: dict[str, Any]) -> tuple[str, str, int | None] | None:
     return None
 
 
-def revoke(aor: str, reason: str, before_ms: int | None = None) -> tuple[int, int]:
+def revoke(aor: str, reason: Reason, before_ms: int | None = None) -> tuple[int, int]:
     """End what an account had signed in: its registrations (deleted here; their stream then
     tells its watchers it is offline), its web sessions, and its subscription dialogs (each
     holding edge gets a `revoke` message and sends the final NOTIFY). Answers the messages SQS
@@ -138,7 +141,7 @@ def end_dialogs(aor: str, reason: str, dialogs: Iterable[dict[str, Any]]) -> tup
             "reason": reason,
             "subscription_ids": ids,
         }
-        ok, bad = _send(edge_id, [dict(message)])
+        ok, bad = _send(edge_id, [message])
         sent, failed = sent + ok, failed + bad
     return len(by_edge), sent, failed
 
@@ -193,7 +196,7 @@ def _look_again(keys: set[str]) -> dict[str, int]:
     """Tell the edge of every subscription watching `keys` to look again at those resources."""
     if not keys:
         return {"subscriptions": 0, "messages": 0, "failed": 0}
-    by_edge: dict[str, list[dict[str, Any]]] = {}
+    by_edge: dict[str, list[edge_contract.LiveUpdate]] = {}
     for watcher in subscriptions.watchers(keys, cleanup=True):
         by_edge.setdefault(watcher["edge_id"], []).append(
             {"subscription_id": watcher["subscription_id"], "uris": watcher["uris"]}
@@ -220,7 +223,9 @@ def _retry_from(records: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [{"itemIdentifier": first}]
 
 
-def _send(edge_id: str, changes: list[dict[str, Any]]) -> tuple[int, int]:
+def _send(
+    edge_id: str, changes: Sequence[edge_contract.LiveUpdate | edge_contract.Revocation]
+) -> tuple[int, int]:
     """Send the changes to an edge's queue: how many SQS took and how many it refused."""
     try:
         url = queue_url(edge_id)

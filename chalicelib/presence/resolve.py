@@ -60,9 +60,6 @@ class Resolved:
     def is_user(self) -> bool:
         return self.contact is not None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"uri": self.uri, "kind": str(self.target.kind), "user": self.contact}
-
 
 @dataclass(frozen=True, slots=True)
 class NumberMatch:

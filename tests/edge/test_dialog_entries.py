@@ -74,30 +74,14 @@ def test_what_is_kept_is_never_stored_and_a_reload_rebuilds_it():
     uris = long_uris(100)
     d = dialog()
     d.keep_entries(uris, 256)
-    stored = d.to_json()
+    stored = d.to_record()
     assert "entry_keys" not in stored and "packed_entries" not in stored
-    small = SubscriptionDialog.from_json(stored, uris, inline_limit=None)
-    large = SubscriptionDialog.from_json(stored, uris, inline_limit=256)
+    small = SubscriptionDialog.from_record(stored, uris, inline_limit=None)
+    large = SubscriptionDialog.from_record(stored, uris, inline_limit=256)
     assert small.entries == uris and large.entries is None
     assert large.entry_keys == d.entry_keys and large.holding(uris[:3]) == uris[:3]
     # load_edge's keys (made with this process's key) stand for the list: no URIs carried.
-    keyed = SubscriptionDialog.from_json(
+    keyed = SubscriptionDialog.from_record(
         stored, None, inline_limit=256, keys=entry_keys(uris, HASH_KEY)
     )
     assert keyed.entry_keys == d.entry_keys and keyed.holding(uris[-2:]) == uris[-2:]
-
-
-def test_synced_is_stored_and_resync_is_not_and_older_records_read_by_their_version():
-    """`synced` (its phone answered a full state before the last write) is stored; `resync`
-    and `synced_stored` (what the store holds, read back at a reload) are the edge's own. A
-    record from before the flag was written again once its first NOTIFY went, with that
-    NOTIFY's version: above 0 means synced."""
-    d = dialog()
-    d.synced, d.resync = True, True
-    stored = d.to_json()
-    assert stored["synced"] is True and "resync" not in stored and "synced_stored" not in stored
-    again = SubscriptionDialog.from_json(stored, [], inline_limit=None)
-    assert again.synced and again.synced_stored and not again.resync
-    older = {k: v for k, v in stored.items() if k != "synced"}
-    assert SubscriptionDialog.from_json({**older, "version": 1}, [], inline_limit=None).synced
-    assert not SubscriptionDialog.from_json({**older, "version": 0}, [], inline_limit=None).synced

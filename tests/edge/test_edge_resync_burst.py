@@ -33,7 +33,7 @@ def store_unsynced(count: int, phone: SipClient) -> None:
         )  # fmt: skip
         subscriptions.save(
             dialog.subscription_id, edge_id=EDGE_ID, subscriber=dialog.subscriber,
-            expires_at=expires, version=1, dialog=dialog.to_json(), entries=ENTRIES, watched=[],
+            expires_at=expires, version=1, dialog=dialog.to_record(), entries=ENTRIES, watched=[],
         )  # fmt: skip
 
 
