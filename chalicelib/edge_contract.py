@@ -186,7 +186,8 @@ class DialogRecord(TypedDict):
     """A dialog as the edge stores it, so that the edge that reloads it can go on notifying.
 
     Versioned: `schema` is the version of this shape, and the edge reads every older one
-    (`sip_edge.presence.record`). The functions store it as it comes and never read it."""
+    (`sip_edge.presence.record`). The functions store it as it comes; the account's devices
+    list reads its `device` and `user_agent` (of any version: missing ones read as empty)."""
 
     schema: int
     subscription_id: str
@@ -204,7 +205,8 @@ class DialogRecord(TypedDict):
     profile: str  # "linphone" or "rfc"
     accept_deflate: bool
     is_list: bool
-    device: str
+    device: str  # the phone: its +sip.instance, else its Contact URI
+    user_agent: str  # cut to USER_AGENT_MAX
     version: int  # the RLMI version of the next NOTIFY
     local_cseq: int  # the CSeq of the last NOTIFY
     remote_cseq: int

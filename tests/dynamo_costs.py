@@ -211,6 +211,7 @@ def _dialog(call_id: str) -> dict[str, Any]:
         "accept_deflate": True,
         "is_list": True,
         "device": '"<urn:uuid:2d1b3c6e-0b7c-4e8e-9a55-5f0a0e3e1b11>"',
+        "user_agent": "LinphoneAndroid/4.6.14 (belle-sip/4.6.3)",
         "remote_cseq": 20,
         "local_cseq": 1,
         "version": 1,

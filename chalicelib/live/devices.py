@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from chalicelib import clock
 from chalicelib.live import registrar, subscriptions, updates
@@ -21,7 +21,7 @@ from chalicelib.observability import logger, pseudonym
 
 #: The final NOTIFY reason a signed-out device's list subscriptions end with (RFC 6665 §4.2.2:
 #: do not subscribe again at once).
-SIGNED_OUT_REASON = "rejected"
+SIGNED_OUT_REASON: Final = "rejected"
 
 
 def device_id(key: str) -> str:

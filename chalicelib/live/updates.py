@@ -126,7 +126,9 @@ def revoke(aor: str, reason: Reason, before_ms: int | None = None) -> tuple[int,
     return sent, failed
 
 
-def end_dialogs(aor: str, reason: str, dialogs: Iterable[dict[str, Any]]) -> tuple[int, int, int]:
+def end_dialogs(
+    aor: str, reason: Reason, dialogs: Iterable[dict[str, Any]]
+) -> tuple[int, int, int]:
     """Have the edges holding `dialogs` ({subscription_id, edge_id}, subscriptions of `aor`)
     end them with a final NOTIFY `terminated;reason=<reason>`. Answers (edges told, messages
     SQS took, messages it refused)."""

@@ -11,7 +11,8 @@ Versions (records before version 2 carry no `schema`; `synced` tells 0 from 1):
 
 - 0: the dialog's fields as its dataclass had them, `terminated` included (the first edges);
   `device` came later within it, so it may be missing (the dialog's own id stood for its phone).
-- 1: `synced` added: the phone answered a full-state NOTIFY before this write.
+- 1: `synced` added: the phone answered a full-state NOTIFY before this write; `user_agent`
+  came later within it, so it may be missing.
 - 2: `schema` added, `terminated` left out (a dialog that ended is deleted, never stored).
 """
 
@@ -47,6 +48,7 @@ def _from_0(data: dict[str, Any]) -> dict[str, Any] | None:
 def _from_1(data: dict[str, Any]) -> dict[str, Any] | None:
     if data.pop("terminated", False):
         return None  # stored by a write that raced the dialog's end: nothing to resume
+    data.setdefault("user_agent", "")
     data["schema"] = 2
     return data
 

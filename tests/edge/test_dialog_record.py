@@ -25,6 +25,8 @@ VERSION_0_FIRST = {
 VERSION_0_DEVICE = {**VERSION_0_FIRST, "device": '"<urn:uuid:2d1b3c6e>"', "version": 0}
 #: Version 1: `synced` added (the phone answered a full state before this write).
 VERSION_1 = {**VERSION_0_DEVICE, "version": 2, "synced": True}
+#: Version 1 once the account's devices list showed each phone's User-Agent.
+VERSION_1_AGENT = {**VERSION_1, "user_agent": "LinphoneAndroid/4.6.14 (belle-sip/4.6.3)"}
 
 
 def current(**fields: object) -> SubscriptionDialog:
@@ -57,8 +59,9 @@ def test_what_is_stored_now_reads_back_the_same_through_json():
         (VERSION_0_FIRST, True, ""),  # written again once its first NOTIFY went: version > 0
         (VERSION_0_DEVICE, False, '"<urn:uuid:2d1b3c6e>"'),
         (VERSION_1, True, '"<urn:uuid:2d1b3c6e>"'),
+        (VERSION_1_AGENT, True, '"<urn:uuid:2d1b3c6e>"'),
     ],
-    ids=["0-first", "0-device", "1"],
+    ids=["0-first", "0-device", "1", "1-user-agent"],
 )
 def test_every_older_version_reads_as_the_current_one(stored, synced, device):
     assert record.schema_of(stored) == (1 if "synced" in stored else 0)
@@ -66,6 +69,7 @@ def test_every_older_version_reads_as_the_current_one(stored, synced, device):
     assert now is not None and now["schema"] == record.SCHEMA
     assert set(now) == set(record.FIELDS)
     assert now["synced"] is synced and now["device"] == device
+    assert now["user_agent"] == stored.get("user_agent", "")
     dialog = SubscriptionDialog.from_record(now, ["sip:bob@example.org"], inline_limit=None)
     assert dialog.local_cseq == stored["local_cseq"] and dialog.version == stored["version"]
     assert dialog.route_set == stored["route_set"] and dialog.peer == Peer(
