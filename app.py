@@ -159,6 +159,7 @@ WEB_PAGES = (
     "/account/number",
     "/account/number/confirm",
     "/account/number/remove",
+    "/account/devices",
     "/account/delete",
 )
 

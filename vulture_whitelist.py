@@ -16,6 +16,7 @@ _.lambda_python_version  # infra.chalice_pinned: chalice reads the property it p
 _.resend
 _.back
 _.resend_fields
+_.seen_iso  # chalicelib.web.pages._Shown: read by templates/devices.html
 # edge_contract TypedDict keys written and read only by their string names.
 _.body_b64
 _.schema

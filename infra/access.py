@@ -56,10 +56,15 @@ FUNCTIONS: dict[str, Access] = {
             (T.RATE_LIMITS, WRITE),
             (T.DISCOVERY_BUDGETS, WRITE),
             (T.WEB_SESSIONS, WRITE),
+            # An account's devices (live.devices): listed from its bindings and subscriptions;
+            # signing one out deletes its bindings and tells the edges to end its dialogs.
+            (T.REGISTRATIONS, WRITE),
+            (T.SUBSCRIPTIONS, READ),
         ),
         sms=True,
+        edge_queues=True,
         doc="REST API and web pages: sign-up, SMS codes, account changes, contact discovery "
-        "(and its budget), password-guessing counters, web sessions.",
+        "(and its budget), password-guessing counters, web sessions, devices signed out.",
     ),
     "sip_auth": Access(
         tables=((T.ACCOUNTS, READ), (T.RATE_LIMITS, WRITE)),

@@ -132,6 +132,21 @@ EN: dict[str, str] = {
     "delete.password": "Your password",
     "delete.submit": "Delete my account",
     "delete.cancel": "Keep my account",
+    "devices.title": "Signed-in devices",
+    "devices.intro": "The phones and apps signed in to your account with SIP, most recently "
+    "seen first.",
+    "devices.unnamed": "A device",
+    "devices.app": "App",
+    "devices.unknown_app": "Not told by the app",
+    "devices.seen": "Last seen",
+    "devices.doing": "Signed in for",
+    "devices.registered": "calls and online status",
+    "devices.subscribed": "your contact list",
+    "devices.sign_out": "Sign out this device",
+    "devices.keep_out": "A device signed out can sign in again with your password. To keep it "
+    "out, also change your password:",
+    "devices.none": "No device is signed in to your account now.",
+    "devices.time": "{date} at {time} UTC",
     # Notices after an action.
     "done.created": "Your account is ready. Set up your app to find your friends.",
     "done.recovered_signup": "This number already had an account: its password is now the "
@@ -143,6 +158,8 @@ EN: dict[str, str] = {
     "done.number_removed": "Your number is removed.",
     "done.signed_out": "You are signed out.",
     "done.session_ended": "Your session ended. Sign in again.",
+    "done.device_signed_out": "The device is signed out.",
+    "done.device_gone": "This device was already signed out.",
     "done.deleted": "Your account is deleted, and your devices are being signed out.",
     # Pages that only tell something.
     "forbidden.title": "This form has expired",

@@ -498,6 +498,50 @@ def number_remove(web: Web) -> Response:
     return web.redirect("/account", done="number_removed")
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """A device as its page shows it."""
+
+    uuid: str
+    name: str
+    user_agent: str
+    seen: str
+    seen_iso: str
+    registered: bool
+    subscriptions: int
+
+
+def devices_page(web: Web) -> Response:
+    from datetime import UTC, datetime
+
+    from chalicelib.live import devices
+
+    shown = []
+    for device in devices.of_account(_me(web).aor):
+        when = datetime.fromtimestamp(device.update_time, UTC)
+        shown.append(
+            _Shown(
+                uuid=device.uuid,
+                name=device.name,
+                user_agent=device.user_agent,
+                seen=web.t(
+                    "devices.time", date=when.strftime("%Y-%m-%d"), time=when.strftime("%H:%M")
+                ),
+                seen_iso=when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                registered=device.registered,
+                subscriptions=device.subscriptions,
+            )
+        )
+    return web.render("devices.html", notice=web.notice(), devices=shown)
+
+
+def device_sign_out(web: Web) -> Response:
+    from chalicelib.live import devices
+
+    found = devices.sign_out(_me(web).aor, web.form.get("device", "")[:300])
+    return web.redirect("/account/devices", done="device_signed_out" if found else "device_gone")
+
+
 def delete_form(web: Web, *, problems: forms.Problems | None = None) -> Response:
     return web.render("delete.html", problems=problems)
 
@@ -535,6 +579,7 @@ ROUTES: dict[str, Route] = {
     "/account/number": Route(get=number_form, post=number_request, signed_in=True),
     "/account/number/confirm": Route(post=number_confirm, signed_in=True),
     "/account/number/remove": Route(post=number_remove, signed_in=True),
+    "/account/devices": Route(get=devices_page, post=device_sign_out, signed_in=True),
     "/account/delete": Route(get=delete_form, post=delete, signed_in=True),
 }
 

@@ -250,3 +250,39 @@ def test_a_rest_sign_up_is_usable_on_the_web(visitor, api):
     )
     assert sign_in(visitor, "alice").status == 303
     assert re.search(r"sip:alice@example\.org", visitor.get("/account").text())
+
+
+def test_devices_are_listed_with_their_app_and_one_can_be_signed_out(visitor):
+    from chalicelib.live import registrar
+
+    sign_up(visitor, username="alice")
+    assert "No device is signed in" in visitor.get("/account/devices").text()
+    aor = accounts.aor_for("alice")
+    for n, agent in enumerate(("LinphoneAndroid/6.0 (Pixel 8) LinphoneSDK/5.4", "<b>baresip</b>")):
+        registrar.register(
+            aor,
+            [
+                registrar.ContactRequest(
+                    uri=f"sip:alice@192.0.2.{n}:5060", instance=f"<urn:uuid:{n}>"
+                )
+            ],
+            call_id=f"c{n}",
+            cseq=1,
+            expires_header=600,
+            user_agent=agent,
+        )
+    page = visitor.get("/account/devices")
+    names = [h.text_content() for h in page.doc.xpath("//ul[@class='devices']//h2")]
+    assert sorted(names) == ["<b>baresip</b>", "Pixel 8"]  # what the phone sent, escaped
+    assert "<b>baresip</b>" not in page.body and "calls and online status" in page.text()
+    form = next(
+        f for f in page.doc.forms if f.xpath(".//input[@name='device' and @value='urn:uuid:0']")
+    )
+    page = visitor.post("/account/devices", dict(form.fields))
+    assert page.location == "/account/devices?done=device_signed_out"
+    page = visitor.follow(page)
+    assert "The device is signed out" in page.text() and "Pixel 8" not in page.text()
+    assert [b.instance for b in registrar.bindings(aor)] == ["<urn:uuid:1>"]
+    token = page.form("/account/devices").fields["csrf"]
+    page = visitor.post("/account/devices", {"csrf": token, "device": "urn:uuid:0"})
+    assert page.location.endswith("done=device_gone")

@@ -20,7 +20,13 @@ from tests.web.support import FORM, Page, Visitor
 from tests.web.test_pages import ALICE, BOB, sign_in, sign_up
 
 PAGES_SHOWN = ["/", "/signup", "/signin", "/recover"]
-SIGNED_IN_PAGES = ["/account", "/account/password", "/account/number", "/account/delete"]
+SIGNED_IN_PAGES = [
+    "/account",
+    "/account/password",
+    "/account/number",
+    "/account/devices",
+    "/account/delete",
+]
 
 
 @pytest.fixture
