@@ -56,6 +56,7 @@ def main() -> int:
     stops.extend(services.start_all(HOST))
     print(f"moto (embedded AWS)  http://{HOST}:{MOTO_PORT}", flush=True)
     print(f"REST API             http://{HOST}:{API_PORT}/v1/health", flush=True)
+    print(f"Web pages            http://{HOST}:{API_PORT}/  (open it in a browser)", flush=True)
     print("Ctrl-C stops everything.", flush=True)
     done = threading.Event()
     # Both set explicitly: a shell starting the stack in the background has SIGINT ignored.
