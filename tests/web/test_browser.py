@@ -248,3 +248,73 @@ def test_passwords_can_be_shown_with_javascript(stack, browsers: Browsers):
     show.click()
     assert field.get_attribute("type") == "text"
     assert page.get_by_role("button", name="Hide").get_attribute("aria-pressed") == "true"
+
+
+def test_a_form_posted_from_another_site_changes_nothing(stack, browsers: Browsers):
+    """A page elsewhere (another origin on this machine) that submits a form to the account
+    on the victim's behalf: refused for want of the form's token (403), nothing changes."""
+    import http.server
+    import threading
+
+    from tests.conftest import free_port
+
+    page = browsers.person()
+    sign_up(page, stack, "+33 6 12 00 00 51", username="erin")
+    target = stack.url("/account/discoverable")
+    trap = (
+        f'<form id="f" method="post" action="{target}">'
+        '<input name="discoverable" value="no"></form>'
+        '<script>document.getElementById("f").submit()</script>'
+    ).encode()
+
+    class Trap(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(trap)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", free_port()), Trap)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with page.expect_navigation(url=target):
+            page.goto(f"http://127.0.0.1:{server.server_port}/")
+        expect_text(page, "This form has expired")
+    finally:
+        server.shutdown()
+        server.server_close()
+    page.goto(stack.url("/account"))
+    assert page.get_by_label("Yes: their app shows").is_checked()
+
+
+def test_security_headers_reach_the_browser(stack, browsers: Browsers):
+    page = browsers.person()
+    response = page.goto(stack.url("/signin"))
+    headers = response.all_headers()
+    assert headers["content-security-policy"].startswith("default-src 'none'")
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["cache-control"] == "no-store"
+    form = next(c for c in page.context.cookies() if c["name"] == "form")
+    assert form["httpOnly"] and form["sameSite"] == "Strict"
+
+
+def test_an_idle_session_ends(playwright, browsers: Browsers):
+    from tests.web.browser import start_stack
+    from tests.web.conftest import SHARED_STACK
+
+    short = start_stack(**SHARED_STACK, WEB_SESSION_IDLE="3")
+    try:
+        page = browsers.person()
+        sign_up(page, short, "+33 6 12 00 00 61")
+        page.reload()
+        expect_text(page, "Your account")
+        time.sleep(4)
+        page.reload()
+        assert "/signin?next=%2Faccount" in page.url
+        expect_text(page, "Sign in")
+    finally:
+        short.stop()
