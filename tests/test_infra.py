@@ -87,6 +87,20 @@ def test_package_outputs_template_and_zip(packaged):
         assert (sam.parent / "deployment.zip").stat().st_size > 1_000_000
 
 
+def test_package_carries_the_web_pages_and_their_libraries(packaged):
+    import zipfile
+
+    from chalicelib.web import render
+
+    for sam in packaged.values():
+        names = set(zipfile.ZipFile(sam.parent / "deployment.zip").namelist())
+        web = ROOT / "chalicelib" / "web"
+        for path in [*render.TEMPLATES.glob("*.html"), *render.STATIC.iterdir()]:
+            assert str(path.relative_to(ROOT)) in names, path
+        assert str((web / "pages.py").relative_to(ROOT)) in names
+        assert {"jinja2/__init__.py", "markupsafe/__init__.py"} <= names
+
+
 def test_cfn_lint_reports_no_errors(packaged):
     # Both paths: the packaged merge templates, the infra stacks and the rehearsal variants.
     others = [
