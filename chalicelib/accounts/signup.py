@@ -134,10 +134,15 @@ def confirm(
         fingerprint=_fingerprint(password, ha1, algorithm),
     )
     if claim.replay is not None:
-        if "error" in claim.replay:
-            raise DomainError(claim.replay["error"]["code"], claim.replay["error"]["message"])
-        return SignupResult(**claim.replay)
+        return _replayed(claim.replay)
     return _finish(claim, e164, lambda: _create_or_recover(e164, claim.subject, make))
+
+
+def _replayed(answer: dict[str, Any]) -> SignupResult:
+    """The answer a code's first use gave, for a retry of the same request."""
+    if "error" in answer:
+        raise DomainError(answer["error"]["code"], answer["error"]["message"])
+    return SignupResult(**answer)
 
 
 def _finish(claim: verification.Claim, e164: str, work: Callable[[], SignupResult]) -> SignupResult:
@@ -247,9 +252,7 @@ def recover(
         fingerprint=_fingerprint(password, None, None),
     )
     if claim.replay is not None:
-        if "error" in claim.replay:
-            raise DomainError(claim.replay["error"]["code"], claim.replay["error"]["message"])
-        return SignupResult(**claim.replay)
+        return _replayed(claim.replay)
 
     def work() -> SignupResult:
         account = accounts.find_by_phone(e164)

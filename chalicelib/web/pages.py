@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from chalice import Response
 from chalice.app import Request
@@ -34,6 +35,7 @@ class Route:
     get: Page | None = None
     post: Page | None = None
     signed_in: bool = False  # signed-out browsers are sent to sign in first
+    signed_out: bool = False  # signed-in browsers are sent to their account instead
 
 
 # --- Shared parts ---------------------------------------------------------------------------
@@ -211,34 +213,48 @@ def _number_flow(e164: str, region: str) -> Flow:
 
 
 def home(web: Web) -> Response:
-    if web.account is not None:
-        return web.redirect("/account")
     return web.render("home.html", notice=web.notice())
+
+
+def _number_page(
+    web: Web,
+    template: str,
+    problems: forms.Problems | None,
+    values: Values | None,
+    **context: Any,
+) -> Response:
+    """A page whose form asks for a number: its country list and an example number of the
+    country chosen (else the account's, else DEFAULT_REGION)."""
+    fallback = _default_region(web.account)
+    values = values or Values(region=fallback)
+    return web.render(
+        template,
+        problems=problems,
+        values=values,
+        regions=_regions(web),
+        phone_hint=_phone_hint(web, _chosen_region(values) or fallback),
+        **context,
+    )
+
+
+def _number_posted(web: Web, *more: str) -> tuple[Values, str | None, forms.Problems]:
+    """A posted number, its country, and what is missing or wrong in them."""
+    values = web.fields("region", "phone", *more)
+    problems = web.missing(values, "phone")
+    region = _chosen_region(values)
+    if region is None:
+        problems.add("region", web.t("error.region"))
+    return values, region, problems
 
 
 def signup_form(
     web: Web, *, problems: forms.Problems | None = None, values: Values | None = None
 ) -> Response:
-    if web.account is not None:
-        return web.redirect("/account")
-    values = values or Values(region=_default_region())
-    return web.render(
-        "signup.html",
-        problems=problems,
-        values=values,
-        regions=_regions(web),
-        phone_hint=_phone_hint(web, _chosen_region(values) or _default_region()),
-    )
+    return _number_page(web, "signup.html", problems, values)
 
 
 def signup_request(web: Web) -> Response:
-    if web.account is not None:
-        return web.redirect("/account")
-    values = web.fields("region", "phone", "username")
-    problems = web.missing(values, "phone")
-    region = _chosen_region(values)
-    if region is None:
-        problems.add("region", web.t("error.region"))
+    values, region, problems = _number_posted(web, "username")
     if problems:
         return signup_form(web, problems=problems, values=values)
     username = values["username"].strip()
@@ -288,8 +304,6 @@ def signup_confirm(web: Web) -> Response:
 def signin_form(
     web: Web, *, problems: forms.Problems | None = None, values: Values | None = None
 ) -> Response:
-    if web.account is not None:
-        return web.redirect("/account")
     values = values or Values()
     return web.render(
         "signin.html",
@@ -327,26 +341,11 @@ def signout(web: Web) -> Response:
 def recover_form(
     web: Web, *, problems: forms.Problems | None = None, values: Values | None = None
 ) -> Response:
-    if web.account is not None:
-        return web.redirect("/account")
-    values = values or Values(region=_default_region())
-    return web.render(
-        "recover.html",
-        problems=problems,
-        values=values,
-        regions=_regions(web),
-        phone_hint=_phone_hint(web, _chosen_region(values) or _default_region()),
-    )
+    return _number_page(web, "recover.html", problems, values)
 
 
 def recover_request(web: Web) -> Response:
-    if web.account is not None:
-        return web.redirect("/account")
-    values = web.fields("region", "phone")
-    problems = web.missing(values, "phone")
-    region = _chosen_region(values)
-    if region is None:
-        problems.add("region", web.t("error.region"))
+    values, region, problems = _number_posted(web)
     if problems:
         return recover_form(web, problems=problems, values=values)
     try:
@@ -441,25 +440,12 @@ def password_change(web: Web) -> Response:
 def number_form(
     web: Web, *, problems: forms.Problems | None = None, values: Values | None = None
 ) -> Response:
-    me = _me(web)
-    values = values or Values(region=_default_region(me))
-    return web.render(
-        "number.html",
-        problems=problems,
-        values=values,
-        regions=_regions(web),
-        shown_phone=_shown(me.phone),
-        phone_hint=_phone_hint(web, _chosen_region(values) or _default_region(me)),
-    )
+    return _number_page(web, "number.html", problems, values, shown_phone=_shown(_me(web).phone))
 
 
 def number_request(web: Web) -> Response:
     me = _me(web)
-    values = web.fields("region", "phone")
-    problems = web.missing(values, "phone")
-    region = _chosen_region(values)
-    if region is None:
-        problems.add("region", web.t("error.region"))
+    values, region, problems = _number_posted(web)
     if problems:
         return number_form(web, problems=problems, values=values)
     try:
@@ -566,12 +552,12 @@ def delete(web: Web) -> Response:
 
 
 ROUTES: dict[str, Route] = {
-    "/": Route(get=home),
-    "/signup": Route(get=signup_form, post=signup_request),
+    "/": Route(get=home, signed_out=True),
+    "/signup": Route(get=signup_form, post=signup_request, signed_out=True),
     "/signup/confirm": Route(post=signup_confirm),
-    "/signin": Route(get=signin_form, post=signin),
+    "/signin": Route(get=signin_form, post=signin, signed_out=True),
     "/signout": Route(post=signout),
-    "/recover": Route(get=recover_form, post=recover_request),
+    "/recover": Route(get=recover_form, post=recover_request, signed_out=True),
     "/recover/confirm": Route(post=recover_confirm),
     "/account": Route(get=account_page, signed_in=True),
     "/account/discoverable": Route(post=discoverable, signed_in=True),
@@ -617,6 +603,8 @@ def _serve(web: Web, route: Route) -> Response:
         if web.method == "GET":  # a reload or a bookmark of a page that only acts
             return web.redirect(web.page.rsplit("/", 1)[0] or "/")
         return web.message("notfound.title", "notfound.body", 405)
+    if route.signed_out and web.account is not None:
+        return web.redirect("/account")
     if route.signed_in and web.account is None:
         if web.method == "GET":
             return web.redirect("/signin", next=web.page)
