@@ -121,6 +121,14 @@ class Settings:
     web_max_form_bytes: int = _setting(
         "WEB_MAX_FORM_BYTES", 16384, "Largest web form body; larger gets a 413 page."
     )
+    web_human_check_max_number: int = _setting(
+        "WEB_HUMAN_CHECK_MAX_NUMBER",
+        100000,
+        "Proof of work of the account-request page: the browser hashes up to this many numbers.",
+    )
+    web_human_check_ttl: int = _setting(
+        "WEB_HUMAN_CHECK_TTL", 600, "Seconds a proof-of-work challenge of a page stays valid."
+    )
     # Abuse limits (README "Abuse limits"). Discovery: a token bucket per account, shared by
     # REST discover and SUBSCRIBEs; a number the account was answered about before is free.
     discovery_budget: int = _setting(
