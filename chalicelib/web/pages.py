@@ -405,9 +405,10 @@ def account_page(web: Web) -> Response:
 def discoverable(web: Web) -> Response:
     me = _me(web)
     choice = web.form.get("discoverable")
-    if choice in ("yes", "no"):
-        accounts.update(me.aor, discoverable=choice == "yes")
-        logger.info("account updated", extra={"aor": pseudonym(me.aor), "fields": ["discoverable"]})
+    if choice not in ("yes", "no"):
+        return web.message("badform.title", "badform.body", 400, link="/account")
+    accounts.update(me.aor, discoverable=choice == "yes")
+    logger.info("account updated", extra={"aor": pseudonym(me.aor), "fields": ["discoverable"]})
     return web.redirect("/account", done="discoverable")
 
 

@@ -176,6 +176,7 @@ def test_discoverable_on_and_off(visitor):
     assert page.doc.get_element_by_id("discoverable-no").get("checked") is not None
     visitor.submit(page, "/account/discoverable", discoverable="yes")
     assert accounts.get_by_username("alice").discoverable is True
+    assert visitor.submit(page, "/account/discoverable", discoverable="maybe").status == 400
 
 
 def test_password_change_needs_the_current_one_and_keeps_this_browser_only(visitor, api):
