@@ -56,3 +56,6 @@ _.shard_iterators  # devstack.moto_local: moto's stream backend attribute, repla
 _.direct  # devstack.moto_local switch: turned off by tests/faults/botofaults.py, on by conftest
 _.response_headers  # devstack.moto_local: a DynamoHandler attribute moto's own methods read
 _.current_account  # devstack.moto_local: likewise (which account's backend moto answers from)
+_.automated_parameter_parsing  # devstack.moto_local: a moto handler attribute (_get_param reads it)
+_.daemon_threads  # devstack.function_host: socketserver's class attributes, read by socketserver
+_.request_queue_size  # likewise

@@ -87,6 +87,7 @@ class Server:
     port: int
     pid: int
     loop_tid: int | None = None
+    loop_pid: int | None = None  # the process of the edge's loop thread (default: `pid`)
     scenario: Path = SCENARIO
     rtd: str = FIRST_NOTIFY_RTD  # the SIPp RTD that ends at the first full NOTIFY
     service: str = "bob"
@@ -99,7 +100,7 @@ class Server:
         return tree_cpu_seconds(self.pid)
 
     def loop_cpu(self) -> float | None:
-        return cpu_seconds(self.pid, self.loop_tid) if self.loop_tid else None
+        return cpu_seconds(self.loop_pid or self.pid, self.loop_tid) if self.loop_tid else None
 
     @property
     def capacity(self) -> int:
@@ -214,8 +215,10 @@ def _descendants(root: int) -> list[int]:
 
 
 @contextlib.contextmanager
-def devstack(moto_port: int, sip_port: int) -> Iterator[tuple[int, int]]:
-    """`python -m devstack` in trusted-proxy mode; yields (pid, edge loop thread id)."""
+def devstack(moto_port: int, sip_port: int) -> Iterator[tuple[int, int, int]]:
+    """`python -m devstack` in trusted-proxy mode; yields (pid, the pid of the process holding
+    the edge's loop, that loop's thread id): the edge's own process by default, the stack's
+    with DEVSTACK_EDGE=thread (one process for everything)."""
     fresh = ("AWS_", "SIP_", "TABLE_", "STAGE")  # as `make run` on a newcomer's machine
     env = {k: v for k, v in os.environ.items() if not k.startswith(fresh)}
     env.update(
@@ -234,9 +237,13 @@ def devstack(moto_port: int, sip_port: int) -> Iterator[tuple[int, int]]:
         proc,
         lines,
     ):
-        edge = [x for x in lines if x.startswith("SIP edge") and "thread " in x]
-        tid = int(edge[0].rsplit("thread ", 1)[1].rstrip(")\n")) if edge else 0
-        yield proc.pid, tid
+        edge = [x for x in lines if x.startswith("SIP edge")]
+        if edge and "process " in edge[0]:  # its loop is its main thread
+            edge_pid = int(edge[0].rsplit("process ", 1)[1].rstrip(")\n"))
+            yield proc.pid, edge_pid, edge_pid
+        else:
+            tid = int(edge[0].rsplit("thread ", 1)[1].rstrip(")\n")) if edge else 0
+            yield proc.pid, proc.pid, tid
 
 
 def free_port_tcp() -> int:
@@ -622,8 +629,8 @@ def _run(argv: list[str]) -> None:
     with peer_workdir("bench-kam-") as (work, sqlite_shim, clock_shim):
         servers: list[Server] = []
         moto_port, sip_port = free_port_tcp(), free_port()
-        with devstack(moto_port, sip_port) as (pid, tid):
-            ours = Server("ours (make run)", sip_port, pid, tid)
+        with devstack(moto_port, sip_port) as (pid, loop_pid, tid):
+            ours = Server("ours (make run)", sip_port, pid, tid, loop_pid)
             seed_bob(moto_port)
             publish_bob(sipp_bin, sip_port, work, clock_shim)
             rss_start = memory_kib(pid, "VmRSS")
@@ -637,7 +644,7 @@ def _run(argv: list[str]) -> None:
             ]
             rss_end = memory_kib(pid, "VmRSS")
             ours_list = Server(
-                f"ours, list of {LIST_SIZE}", sip_port, pid, tid, scenario=list_scenario(work),
+                f"ours, list of {LIST_SIZE}", sip_port, pid, tid, loop_pid, list_scenario(work),
                 rtd="1", service="alice",
             )  # fmt: skip
             seed_list_users()

@@ -338,7 +338,13 @@ class Settings:
         " spoofed-source flood.",
     )
     sip_functions: str = _setting(
-        "SIP_FUNCTIONS", "inprocess", "How the edge calls the functions: inprocess or lambda."
+        "SIP_FUNCTIONS",
+        "inprocess",
+        "How the edge calls the functions: inprocess, lambda, or socket (served by `make run`'s"
+        " function host on SIP_FUNCTIONS_SOCKET).",
+    )
+    sip_functions_socket: str = _setting(
+        "SIP_FUNCTIONS_SOCKET", "", "Unix socket of the function host in socket mode."
     )
     sip_function_prefix: str = _setting(
         "SIP_FUNCTION_PREFIX", "smart-contacts-dev-", "Lambda name prefix in lambda mode."

@@ -53,7 +53,8 @@ def main() -> int:
     stops.append(start_api())
     from devstack import services
 
-    stops.extend(services.start_all(HOST))
+    stops.extend(services.start_all(HOST, f"http://{HOST}:{MOTO_PORT}"))
+    quiet_collector()
     print(f"moto (embedded AWS)  http://{HOST}:{MOTO_PORT}", flush=True)
     print(f"REST API             http://{HOST}:{API_PORT}/v1/health", flush=True)
     print(f"Web pages            http://{HOST}:{API_PORT}/  (open it in a browser)", flush=True)
@@ -70,6 +71,19 @@ def main() -> int:
     # Ctrl-C ends the stack even if a service hung in its stop (named above, with every
     # thread's stack): the interpreter's own exit would wait for its worker threads forever.
     os._exit(1 if stuck else 0)
+
+
+def quiet_collector() -> None:
+    """Keep the garbage collector's full passes rare, as the edge does (sip_edge.server): moto
+    holds every item in this process, and each full pass walked them all, pausing the function
+    host for tens of milliseconds (function calls piled up past the edge's bulkhead: 503s).
+    What start-up built stays out of the collector's sight."""
+    import gc
+
+    from sip_edge.server import GC_FULL_AFTER, GC_YOUNG_ALLOCATIONS
+
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_ALLOCATIONS, 10, GC_FULL_AFTER)
 
 
 def _stopped(stop: Callable[[], None]) -> bool:

@@ -235,36 +235,58 @@ def bounded_memory() -> None:
     DynamoDBStreamsBackend.__init__ = bounded_init  # type: ignore[method-assign]
 
 
-#: DynamoDB operations the functions call, answered by `direct_dynamodb` (others take
-#: botocore's whole path: table creation, streams, anything rare).
-DIRECT_OPERATIONS = frozenset(
-    {
-        "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem",
-        "BatchWriteItem", "TransactWriteItems", "TransactGetItems",
-    }
-)  # fmt: skip
+#: Operations answered by `direct_dynamodb`, per service: the functions' item calls and the
+#: stream replayer's reads (others take botocore's whole path: table creation, anything rare).
+DIRECT_OPERATIONS: dict[str, frozenset[str]] = {
+    "dynamodb": frozenset(
+        {
+            "GetItem",
+            "PutItem",
+            "UpdateItem",
+            "DeleteItem",
+            "Query",
+            "BatchGetItem",
+            "BatchWriteItem",
+            "TransactWriteItems",
+            "TransactGetItems",
+        }
+    ),  # fmt: skip
+    "dynamodbstreams": frozenset({"GetRecords", "GetShardIterator"}),
+}
 _direct = {"enabled": True}
 
 
 def direct_dynamodb() -> None:
-    """Answer our clients' DynamoDB item calls from moto's backend at botocore's `before-call`
-    (idempotent), instead of the full round trip of the in-process mock.
+    """Answer our clients' DynamoDB and DynamoDB Streams calls from moto's backend, in a lean
+    `_make_api_call` (idempotent), instead of the full round trip of the in-process mock.
 
     The mock signs each request, builds an HTTP request, has moto rebuild it as a werkzeug
     request, parse it again through the service model and serialize the answer through it:
-    ~60% of a presence cycle's CPU in `make run`, for nothing a local stack needs. Here moto's
-    own `DynamoHandler` method runs on the JSON body botocore serialized (the wire format, as
-    moto reads it), and botocore's own parser reads moto's answer, so the caller gets what the
-    full path gives, errors included (tests/test_moto_local.py compares both, operation by
-    operation). Only while moto's mock is on and the client points at AWS's own endpoint (a
-    client given an endpoint URL, such as the chaos bench's fault proxy, keeps HTTP).
-    The request's deadline is checked as the `before-send` hook does. `direct(False)` turns
-    it off (the fault-injection tests answer at `before-send`, with botocore's retries)."""
-    from botocore import handlers
+    ~60% of a presence cycle's CPU in `make run`, for nothing a local stack needs; and before
+    the request is built botocore resolves the endpoint's rule set and writes its User-Agent
+    (~15% of what was left). Here a call runs botocore's parameter events (boto3's
+    Table and condition transformations), its validation and its serializer, so that moto
+    gets the wire format; moto's own handler method (`DynamoHandler`, `DynamoDBStreamsHandler`)
+    answers; botocore's parser reads the answer and the `after-call` event runs (boto3's
+    output transformation), errors raised as botocore raises them. So the caller gets what the
+    full path gives (tests/test_moto_local.py compares both, operation by operation). Only
+    while moto's mock is on and the client points at AWS's own endpoint (a client given an
+    endpoint URL, such as the chaos bench's fault proxy, keeps HTTP). The request's deadline
+    is checked as the `before-send` hook does. `direct(False)` turns it off (the
+    fault-injection tests answer at `before-send`, with botocore's retries)."""
+    from botocore.client import BaseClient
 
-    hook = ("before-call.dynamodb", _answer_directly)
-    if hook not in handlers.BUILTIN_HANDLERS:
-        handlers.BUILTIN_HANDLERS.append(hook)
+    if "make_api_call" in _originals:
+        return
+    full = BaseClient._make_api_call
+    _originals["make_api_call"] = full
+
+    def make_api_call(self: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
+        if not _takes_direct(self, operation_name):
+            return full(self, operation_name, api_params)
+        return _call_directly(self, operation_name, api_params)
+
+    BaseClient._make_api_call = make_api_call
 
 
 def direct(enabled: bool) -> None:
@@ -279,44 +301,94 @@ def _json_parser() -> Any:
     return create_parser("json")
 
 
-def _answer_directly(
-    model: Any, params: dict[str, Any], request_signer: Any = None, **kwargs: Any
-) -> tuple[Any, dict[str, Any]] | None:
+def _takes_direct(client: Any, operation_name: str) -> bool:
     from moto.core.models import botocore_stubber
 
-    url = str(params.get("url", ""))
-    if (
-        not _direct["enabled"]
-        or not botocore_stubber.enabled
-        or model.name not in DIRECT_OPERATIONS
-        or not url.startswith("https://dynamodb.")
-        or not url.endswith(".amazonaws.com/")
-    ):
-        return None
-    from botocore.awsrequest import AWSResponse
-    from moto.core.utils import camelcase_to_underscores
-    from moto.dynamodb.responses import DynamoHandler
-    from werkzeug.exceptions import HTTPException
+    meta = client.meta
+    operations = DIRECT_OPERATIONS.get(meta.service_model.service_name)
+    if operations is None or operation_name not in operations:
+        return False
+    url = str(meta.endpoint_url)
+    return (
+        _direct["enabled"]
+        and botocore_stubber.enabled
+        and url.endswith(".amazonaws.com")
+        and url.startswith(("https://dynamodb.", "https://streams.dynamodb."))
+    )
 
+
+def _call_directly(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+    """botocore's `_make_api_call` with moto in place of the endpoint, and without what only
+    a request on the wire needs (endpoint rules, User-Agent, checksums, signing)."""
     from chalicelib.resilience import check_deadline
 
+    meta = client.meta
+    operation = meta.service_model.operation_model(operation_name)
+    context = {
+        "client_region": meta.region_name,
+        "client_config": meta.config,
+        "has_streaming_input": operation.has_streaming_input,
+        "auth_type": operation.resolved_auth_type,
+    }
+    api_params = client._emit_api_params(
+        api_params=api_params, operation_model=operation, context=context
+    )
+    request = client._serializer.serialize_to_request(api_params, operation)  # validates
     check_deadline()
-    handler = DynamoHandler()
-    handler.params = json.loads(params["body"])
+    http, parsed = _moto_answer(
+        operation, request["body"], meta.region_name, _account(client._request_signer)
+    )
+    service_id = meta.service_model.service_id.hyphenize()
+    meta.events.emit(
+        f"after-call.{service_id}.{operation_name}",
+        http_response=http,
+        parsed=parsed,
+        model=operation,
+        context=context,
+    )
+    if http.status_code >= 300:
+        code = parsed.get("Error", {}).get("Code")
+        raise client.exceptions.from_code(code)(parsed, operation_name)
+    return parsed
+
+
+@functools.cache
+def _handler_class(service: str) -> Any:
+    if service == "dynamodbstreams":
+        from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+        return DynamoDBStreamsHandler
+    from moto.dynamodb.responses import DynamoHandler
+
+    return DynamoHandler
+
+
+def _moto_answer(
+    model: Any, body: bytes | str, region: str, account: str
+) -> tuple[Any, dict[str, Any]]:
+    """moto's answer to one JSON-protocol request, as botocore's response and parsed dict."""
+    from botocore.awsrequest import AWSResponse
+    from moto.core.utils import camelcase_to_underscores
+    from werkzeug.exceptions import HTTPException
+
+    service = model.service_model
+    handler = _handler_class(service.service_name)()
+    handler.params = json.loads(body)
     handler.body = handler.params
-    handler.region = str(kwargs["context"]["client_region"])
+    handler.automated_parameter_parsing = True  # _get_param reads `params`
+    handler.region = region
     handler.headers = {
-        "X-Amz-Target": f"DynamoDB_20120810.{model.name}",
+        "X-Amz-Target": f"{service.metadata['targetPrefix']}.{model.name}",
         "Content-Type": "application/x-amz-json-1.0",
     }
     handler.response_headers = {}
-    handler.current_account = _account(request_signer)
-    body: str | bytes | None
+    handler.current_account = account
+    answer: str | bytes | None
     try:
         result = getattr(handler, camelcase_to_underscores(model.name))()
-        status, headers, body = 200, {}, json.dumps(result.result, default=_wire_value)
+        status, headers, answer = 200, {}, json.dumps(result.result, default=_wire_value)
     except HTTPException as error:  # moto's DynamoDB errors (JsonRESTError)
-        status, headers, body = (
+        status, headers, answer = (
             error.code or 400,
             dict(error.get_headers() or []),
             error.description,
@@ -327,20 +399,21 @@ def _answer_directly(
 
         if not isinstance(error, ServiceException):
             raise
-        status, headers, body = handler.serialized(ActionResult(error))
+        status, headers, answer = handler.serialized(ActionResult(error))
     headers = {k.lower(): str(v) for k, v in headers.items()}
     headers.setdefault("x-amzn-requestid", "local")
     raw = {
         "status_code": status,
         "headers": headers,
-        "body": body.encode() if isinstance(body, str) else body or b"",
+        "body": answer.encode() if isinstance(answer, str) else answer or b"",
     }
     parsed = _json_parser().parse(raw, model.output_shape)
     if status >= 300:  # an error's own fields (CancellationReasons...), as botocore adds them
         code = parsed.get("Error", {}).get("Code")
-        shape = model.service_model.shape_for_error_code(code) if code else None
+        shape = service.shape_for_error_code(code) if code else None
         if shape is not None:
             parsed.update(_json_parser().parse(raw, shape))
+    url = f"https://{service.endpoint_prefix}.{region}.amazonaws.com/"
     return AWSResponse(url, status, headers, None), parsed
 
 

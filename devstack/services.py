@@ -65,7 +65,8 @@ def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
 
 
 def start_sip_edge(host: str) -> Callable[[], None]:
-    """The SIP edge on SIP_PORT (UDP and TCP), calling the functions in-process."""
+    """The SIP edge on SIP_PORT (UDP and TCP) in a thread, calling the functions in-process
+    (`DEVSTACK_EDGE=thread`: one process for everything)."""
     import os
 
     from devstack.edge_thread import EdgeThread
@@ -92,5 +93,48 @@ def start_stream_replayer() -> Callable[[], None]:
     return StreamReplayer().start()
 
 
-def start_all(host: str) -> list[Callable[[], None]]:
-    return [start_sms_printer(), start_stream_replayer(), start_sip_edge(host)]
+def start_function_host_and_edge(host: str, moto_url: str) -> list[Callable[[], None]]:
+    """The functions served on a Unix socket in this process (beside moto) and the SIP edge on
+    SIP_PORT in a process of its own calling them, as an ECS task invokes Lambda: two cores."""
+    import os
+    import shutil
+    import tempfile
+
+    from devstack.edge_process import EdgeProcess
+    from devstack.function_host import FunctionHost
+
+    workdir = tempfile.mkdtemp(prefix="devstack-")
+    functions = FunctionHost(os.path.join(workdir, "functions.sock"))
+
+    def stop_function_host() -> None:
+        functions.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    env = {
+        "SIP_HOST": os.environ.setdefault("SIP_HOST", host),
+        "SIP_FUNCTIONS": "socket",
+        "SIP_FUNCTIONS_SOCKET": functions.path,
+        "AWS_ENDPOINT_URL": moto_url,  # its SQS queue
+    }
+    try:
+        edge = EdgeProcess(env)
+    except (OSError, RuntimeError) as exc:
+        print(f"SIP edge could not start: {exc}", file=sys.stderr, flush=True)
+        return [stop_function_host]
+    # The pid lets a benchmark read the edge's own CPU time from /proc.
+    print(
+        f"SIP edge             sip:{host}:{edge.ports['udp']} (UDP and TCP, process {edge.pid})",
+        flush=True,
+    )
+    return [stop_function_host, edge.stop]
+
+
+def start_all(host: str, moto_url: str) -> list[Callable[[], None]]:
+    """What `make run` starts beside moto and the REST API; DEVSTACK_EDGE=thread runs the edge
+    in a thread of this process instead of a process of its own."""
+    import os
+
+    started = [start_sms_printer(), start_stream_replayer()]
+    if os.environ.get("DEVSTACK_EDGE", "process") == "thread":
+        return [*started, start_sip_edge(host)]
+    return [*started, *start_function_host_and_edge(host, moto_url)]

@@ -1,4 +1,5 @@
-"""How the edge reaches the functions: Lambda invoke on AWS, the same handlers in-process locally.
+"""How the edge reaches the functions: Lambda invoke on AWS; locally the same handlers over a Unix
+socket (`make run`: `sip_edge.function_socket`) or in-process (the tests).
 
 The edge holds no state and no DynamoDB access; every lookup goes through the contract's
 `Function.ask`, typed, over `Functions.call`, the JSON transport here. Handlers are blocking
@@ -50,7 +51,7 @@ class _PooledFunctions:
         running = self._pool.submit(self._invoke, name, payload, left)
         # The slot is the thread's, not the caller's: freed when the call really ends, even
         # after the request that made it gave up at its deadline.
-        running.add_done_callback(lambda f: self.guard.release(name, _succeeded(f)))
+        running.add_done_callback(lambda f: self.guard.release(name, succeeded(f)))
         try:
             return await asyncio.wrap_future(running)
         except FunctionError:
@@ -59,11 +60,15 @@ class _PooledFunctions:
             raise FunctionError(f"{name} failed: {exc}") from exc
 
 
-def _succeeded(future: Future[dict[str, Any]]) -> bool:
+def succeeded(future: Future[dict[str, Any]]) -> bool:
     """The backend answered: no exception, and no `unavailable` error in the answer."""
     if future.cancelled() or future.exception() is not None:
         return False
-    answer = future.result()
+    return succeeded_answer(future.result())
+
+
+def succeeded_answer(answer: Any) -> bool:
+    """No `unavailable` error in a function's answer (its backend was reachable)."""
     return not (
         isinstance(answer, dict) and (answer.get("error") or {}).get("code") == "unavailable"
     )
@@ -141,4 +146,10 @@ def from_settings(cfg: settings.Settings | None = None) -> Functions:
         return LambdaFunctions(cfg.sip_function_prefix, cfg.sip_max_inflight_calls, cfg)
     if cfg.sip_functions == "inprocess":
         return InProcessFunctions(cfg.sip_max_inflight_calls, cfg)
-    raise ValueError(f"SIP_FUNCTIONS must be inprocess or lambda, not {cfg.sip_functions!r}")
+    if cfg.sip_functions == "socket":
+        from sip_edge.function_socket import SocketFunctions
+
+        return SocketFunctions(cfg.sip_functions_socket, cfg.sip_max_inflight_calls, cfg)
+    raise ValueError(
+        f"SIP_FUNCTIONS must be inprocess, socket or lambda, not {cfg.sip_functions!r}"
+    )

@@ -29,6 +29,7 @@ def stack():
     fresh = ("AWS_", "TABLE_", "STAGE", "SIP_", "EDGE_")  # as on a newcomer's machine
     env = {k: v for k, v in os.environ.items() if not k.startswith(fresh)}
     env.update({k: str(v) for k, v in ports.items()})
+    env["SIP_TRUSTED_PROXIES"] = "127.0.0.1"  # this test's SIP client skips digest
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack"], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -84,7 +85,10 @@ def test_make_run_serves_rest_and_sip_and_stops_on_ctrl_c(stack):
             ("127.0.0.1", ports["SIP_PORT"]),
         )
         assert sock.recv(4096).startswith(b"SIP/2.0 200 OK")
+        # A SUBSCRIBE needs the functions: the edge's process calls them in the stack's.
+        assert b"sip:+33612345678@sip.example.org" in _subscribe(sock, ports["SIP_PORT"])
 
+    edge = _edge_pid(lines)
     proc.send_signal(signal.SIGINT)
     try:
         code = proc.wait(timeout=30)
@@ -93,6 +97,48 @@ def test_make_run_serves_rest_and_sip_and_stops_on_ctrl_c(stack):
     assert code == 0, "".join(lines[-60:])  # a service whose stop hung names itself there
     with socket.socket() as probe:  # everything it started is gone with it
         assert probe.connect_ex(("127.0.0.1", api)) != 0
+    assert not Path(f"/proc/{edge}").exists(), "the edge's process outlived the stack"
+
+
+def _edge_pid(lines: list[str]) -> int:
+    """The edge's own process, from the line `make run` prints for it."""
+    edge = next(line for line in lines if line.startswith("SIP edge"))
+    return int(re.search(r"process (\d+)", edge).group(1))
+
+
+def _subscribe(sock: socket.socket, port: int) -> bytes:
+    """SUBSCRIBE to one number (trusted-proxy mode: no digest); the first NOTIFY's body."""
+    local = sock.getsockname()[1] if sock.getsockname()[1] else 9
+    sock.sendto(
+        (
+            "SUBSCRIBE sip:+33612345678@sip.example.org SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKsub;rport\r\nMax-Forwards: 70\r\n"
+            "From: <sip:watcher@sip.example.org>;tag=w1\r\n"
+            "To: <sip:+33612345678@sip.example.org>\r\n"
+            f"Call-ID: devsub\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:watcher@127.0.0.1:{local}>\r\n"
+            "Event: presence\r\nAccept: application/pidf+xml\r\nExpires: 60\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode(),
+        ("127.0.0.1", port),
+    )
+    got = [sock.recv(65535) for _ in range(2)]  # the 200 and the NOTIFY, in either order
+    assert any(m.startswith(b"SIP/2.0 200") for m in got), got
+    notify = next(m for m in got if m.startswith(b"NOTIFY"))
+    return notify.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kernel's parent-death signal")
+def test_an_edge_never_outlives_a_stack_killed_outright(stack):
+    """A stack killed with SIGKILL (no stop of its own) takes its edge's process down too, so
+    no edge is left holding the SIP port."""
+    _, lines, proc = stack
+    edge = _edge_pid(lines)
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{edge}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{edge}").exists()
 
 
 def test_a_stop_that_hangs_is_named_with_every_threads_stack_and_left_behind(monkeypatch, capfd):

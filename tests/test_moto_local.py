@@ -6,6 +6,7 @@ upgrade changes Query so that the patch answers differently or reads more, the o
 
 from __future__ import annotations
 
+import datetime
 import gc
 from typing import Any
 
@@ -257,7 +258,7 @@ def test_stream_shard_iterators_are_bounded(aws, monkeypatch):
     assert len(backend.shard_iterators) <= 20
 
 
-# --- direct_dynamodb: the functions' item calls answered at before-call ------------------------
+# --- direct_dynamodb: the functions' item calls answered in a lean _make_api_call --------------
 
 _CALLS: list[tuple[str, dict[str, Any]]] = [
     ("put_item", {"TableName": "T", "Item": {"k": {"S": "a"}, "n": {"N": "1"},
@@ -352,6 +353,56 @@ def test_the_direct_route_answers_as_moto_full_path_does(monkeypatch: pytest.Mon
     statuses = {status for _, _, status in answers[True]}
     assert statuses == {200, 400}, "the script covers successes and errors"
     assert sum(1 for _, a, _ in answers[True] if "error" in a) >= 5
+
+
+def _read_stream() -> list[Any]:
+    """A streamed table's records as the stream replayer reads them: an iterator, then every
+    record, then the empty read at the end (the replayer's usual answer)."""
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name="eu-west-1")
+    arn = ddb.create_table(
+        TableName="S", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]["LatestStreamArn"]  # fmt: skip
+    ddb.put_item(TableName="S", Item={"k": {"S": "a"}, "b": {"B": b"\x00\xff"}})
+    ddb.put_item(TableName="S", Item={"k": {"S": "a"}, "n": {"N": "2"}})
+    streams = boto3.client("dynamodbstreams", region_name="eu-west-1")
+    shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = streams.get_shard_iterator(
+        StreamArn=arn, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    answers: list[Any] = []
+    for _ in range(2):
+        answer = dict(streams.get_records(ShardIterator=iterator))
+        iterator = answer.pop("NextShardIterator")
+        answer.pop("ResponseMetadata")
+        for record in answer["Records"]:
+            record.pop("eventID")  # random per record
+            when = record["dynamodb"].pop("ApproximateCreationDateTime")  # differs per run
+            assert isinstance(when, datetime.datetime)  # parsed, as botocore parses it
+        answers.append(answer)
+    return answers
+
+
+def test_the_direct_route_reads_streams_as_moto_full_path_does(monkeypatch) -> None:
+    """The stream replayer's reads (GetShardIterator, GetRecords) taken directly give the same
+    records, binary images and times included, as the mock's full path."""
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+    moto_local.apply_all()
+    answers = {}
+    for direct in (False, True):
+        moto_local.direct(direct)
+        with mock_aws():
+            answers[direct] = _read_stream()
+    moto_local.direct(True)
+    assert answers[True] == answers[False]
+    assert [len(a["Records"]) for a in answers[True]] == [2, 0]
 
 
 def test_the_direct_route_keeps_the_deadline(aws) -> None:
