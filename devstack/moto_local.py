@@ -334,11 +334,23 @@ def _call_directly(client: Any, operation_name: str, api_params: dict[str, Any])
         api_params=api_params, operation_model=operation, context=context
     )
     request = client._serializer.serialize_to_request(api_params, operation)  # validates
-    check_deadline()
-    http, parsed = _moto_answer(
-        operation, request["body"], meta.region_name, _account(client._request_signer)
-    )
     service_id = meta.service_model.service_id.hyphenize()
+    # As botocore: a `before-call` handler may answer instead (the tests' cost meter counts
+    # every call there).
+    _, answered = meta.events.emit_until_response(
+        f"before-call.{service_id}.{operation_name}",
+        model=operation,
+        params=request,
+        request_signer=client._request_signer,
+        context=context,
+    )
+    if answered is not None:
+        http, parsed = answered
+    else:
+        check_deadline()
+        http, parsed = _moto_answer(
+            operation, request["body"], meta.region_name, _account(client._request_signer)
+        )
     meta.events.emit(
         f"after-call.{service_id}.{operation_name}",
         http_response=http,

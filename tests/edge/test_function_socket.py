@@ -41,7 +41,7 @@ def test_a_call_reaches_app_py_s_function_and_brings_its_answer_back(host):
     payload = {"method": "REGISTER", "realm": "example.org", "params": {}}
 
     async def twice() -> list[dict]:
-        return [await client.call(edge_contract.SIP_AUTH, payload) for _ in range(2)]
+        return [await client.call(edge_contract.SIP_AUTH.name, payload) for _ in range(2)]
 
     assert [a["result"] for a in asyncio.run(twice())] == ["forbidden", "forbidden"]
     assert host.calls == 2  # one kept connection carried both
@@ -60,7 +60,7 @@ def test_an_unknown_function_or_a_failing_one_is_a_function_error(host, monkeypa
 
     monkeypatch.setattr(app, "sip_auth", broken)
     with pytest.raises(functions.FunctionError, match="RuntimeError: boom"):
-        asyncio.run(client.call(edge_contract.SIP_AUTH, {}))
+        asyncio.run(client.call(edge_contract.SIP_AUTH.name, {}))
     assert client.guard.inflight == 0
 
 
@@ -73,7 +73,7 @@ def test_the_function_is_told_how_long_the_edge_still_waits(host, monkeypatch):
 
     async def inside_a_request() -> dict:
         DEADLINE.set(time.monotonic() + 1.5)  # as the edge sets it for each SIP request
-        return await client.call(edge_contract.SIP_AUTH, {"x": 1})
+        return await client.call(edge_contract.SIP_AUTH.name, {"x": 1})
 
     assert asyncio.run(inside_a_request()) == {"ok": 1}
     assert seen[0]["x"] == 1 and 0 < seen[0][edge_contract.TIME_LEFT] <= 1.5
@@ -95,11 +95,11 @@ def test_a_stalled_function_fails_the_call_in_time_and_holds_its_slot_until_it_e
     async def scenario() -> None:
         started = time.monotonic()
         with pytest.raises(asyncio.TimeoutError):  # the edge's deadline cancels the request
-            await asyncio.wait_for(client.call(edge_contract.SIP_AUTH, {}), 0.2)
+            await asyncio.wait_for(client.call(edge_contract.SIP_AUTH.name, {}), 0.2)
         assert time.monotonic() - started < 1
         assert client.guard.inflight == 1  # the function still runs
         with pytest.raises(functions.FunctionError, match="in flight"):
-            await client.call(edge_contract.SIP_AUTH, {})
+            await client.call(edge_contract.SIP_AUTH.name, {})
         await asyncio.sleep(0.4)  # the client's own timeout ends the call
         assert client.guard.inflight == 0
 
@@ -111,7 +111,7 @@ def test_a_host_that_is_gone_fails_the_call_at_once(tmp_path):
     client = SocketFunctions(str(tmp_path / "nobody.sock"), 4, _cfg())
     started = time.monotonic()
     with pytest.raises(functions.FunctionError):
-        asyncio.run(client.call(edge_contract.SIP_AUTH, {}))
+        asyncio.run(client.call(edge_contract.SIP_AUTH.name, {}))
     assert time.monotonic() - started < 1
     assert client.guard.inflight == 0
 
@@ -121,18 +121,18 @@ def test_a_host_that_closes_mid_call_fails_the_call_and_the_next_one_reconnects(
     payload = {"method": "REGISTER", "realm": "example.org", "params": {}}
 
     async def scenario() -> None:
-        await client.call(edge_contract.SIP_AUTH, payload)
+        await client.call(edge_contract.SIP_AUTH.name, payload)
         kept = client._idle[-1]
         assert kept.transport is not None
         kept.transport.close()  # as if the host had dropped it
         await asyncio.sleep(0)
-        assert (await client.call(edge_contract.SIP_AUTH, payload))["result"] == "forbidden"
+        assert (await client.call(edge_contract.SIP_AUTH.name, payload))["result"] == "forbidden"
 
     asyncio.run(scenario())
 
 
 def test_the_host_answers_each_frame_of_a_connection_in_order_and_survives_junk(host):
-    request = {"function": edge_contract.SIP_AUTH,
+    request = {"function": edge_contract.SIP_AUTH.name,
                "payload": {"method": "REGISTER", "realm": "example.org", "params": {}}}  # fmt: skip
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
