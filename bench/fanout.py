@@ -42,8 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.edge import free_port
-from bench.kamailio import free_port_tcp
+from bench.kamailio import free_port_tcp, free_sipp_port
 from bench.live import ENV as LIVE_ENV
 from bench.live import percentile, sign_up
 
@@ -61,8 +60,6 @@ ENV = {
     # Every phone's list holds numbers nobody answered before: the budget is not measured.
     "DISCOVERY_BUDGET": "1000000",
 }
-#: DynamoDB's published per-partition limits (the issue's figures).
-PARTITION_WCU, PARTITION_RCU = 1000, 3000
 
 
 def number_uri(e164: str) -> str:
@@ -94,7 +91,7 @@ class KeyTally:
     def hook(self, clients: list[Any]) -> Callable[[], None]:
         for c in clients:
             c.meta.events.register_first("before-call.dynamodb", self._before)
-            c.meta.events.register("after-call.dynamodb", self._after)
+            c.meta.events.register_first("after-call.dynamodb", self._after)  # see CostMeter
 
         def unhook() -> None:
             for c in clients:
@@ -195,13 +192,14 @@ def stack(workdir: str) -> Iterator[Stack]:
         for name in ("a", "b"):
             env = {
                 "SIP_HOST": "127.0.0.1",
-                "SIP_PORT": str(free_port()),
+                "SIP_PORT": str(free_sipp_port()),  # free for UDP and TCP
                 "EDGE_ID": f"fanout-{name}",
                 "SIP_FUNCTIONS": "socket",
                 "SIP_FUNCTIONS_SOCKET": host.path,
                 "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
             }
-            edges.append(EdgeProcess(env, out=io.StringIO()))
+            quiet = None if os.environ.get("FANOUT_DEBUG") else io.StringIO()  # EMF lines
+            edges.append(EdgeProcess(env, out=quiet))
         clients = [aws.client("dynamodb"), aws.resource("dynamodb").meta.client]
         yield Stack([("127.0.0.1", e.ports["udp"]) for e in edges], host, counts, clients)
     finally:
@@ -415,13 +413,14 @@ def _ms(values: list[float], p: float) -> str:
 def report(runs: list[FanOut], bursts: list[Burst], note: str) -> str:
     lines = [
         "| phones watching the number (list dialogs, two edges) | partial NOTIFY received | "
-        "p50 ms | p99 ms | max ms | confirm ms |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "p50 ms | p99 ms | max ms | confirm ms | phones subscribed in s |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         lines.append(
             f"| {r.watchers:,} | {len(r.latencies):,} | {_ms(r.latencies, 50)} | "
-            f"{_ms(r.latencies, 99)} | {max(r.latencies) * 1000:,.0f} | {r.confirm_ms:,.0f} |"
+            f"{_ms(r.latencies, 99)} | {max(r.latencies) * 1000:,.0f} | {r.confirm_ms:,.0f} | "
+            f"{r.setup_seconds:,.0f} |"
         )
     lines += [
         "",
@@ -434,7 +433,8 @@ def report(runs: list[FanOut], bursts: list[Burst], note: str) -> str:
     lines += ["", "Hottest partitions during the metered sign-up (read / write units; items):", ""]
     for r in runs:
         hot = "; ".join(
-            f"{t.split('-')[-1]} `{k[:14]}…`: {rd:,.1f} / {wr:,.0f}" + (f" ({n:,} items)" if n else "")
+            f"{t.split('-')[-1]} `{k[:14]}…`: {rd:,.1f} / {wr:,.0f}"
+            + (f" ({n:,} items)" if n else "")
             for t, k, rd, wr, n in r.counts.hot
         )
         lines.append(f"- {r.watchers:,} phones: {hot}")

@@ -116,8 +116,7 @@ class Farm(asyncio.DatagramProtocol):
         self.notifies = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a datagram endpoint's
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         at = time.monotonic()
@@ -164,6 +163,7 @@ class Farms:
             transport, farm = await loop.create_datagram_endpoint(
                 lambda: Farm(by_call, self.changed), local_addr=("127.0.0.1", 0)
             )
+            farm.transport = transport  # connection_made may come a loop turn later
             sock = transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
             self.farms[edge] = (farm, sock.getsockname()[1])
@@ -174,7 +174,8 @@ class Farms:
         retries = 0
         todo: list[Phone] = []
         for spec in specs:
-            phone = Phone(len(self.phones), (spec["edge"][0], int(spec["edge"][1])), spec["entries"])
+            edge = (str(spec["edge"][0]), int(spec["edge"][1]))
+            phone = Phone(len(self.phones), edge, spec["entries"])
             farm, _ = await self.farm(phone.edge)
             farm.phones[phone.call_id] = phone
             self.phones.append(phone)
@@ -250,7 +251,7 @@ class Farms:
 async def main() -> None:
     farms = Farms()
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=1 << 30)  # a command lists every phone
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     while line := await reader.readline():
         command = json.loads(line)

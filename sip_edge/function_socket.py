@@ -24,8 +24,7 @@ from typing import Any
 
 from chalicelib import edge_contract as contract
 from chalicelib import settings
-from sip_edge.functions import FunctionError, succeeded_answer
-from sip_edge.resilience import Guard, Refused, time_left
+from sip_edge.resilience import FunctionError, Guard, Refused, succeeded_answer, time_left
 
 FRAME_HEADER = struct.Struct("!I")
 #: Lambda's own limit on a synchronous invoke's payload and answer.

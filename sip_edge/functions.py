@@ -17,12 +17,7 @@ from typing import Any
 from chalicelib import edge_contract as contract
 from chalicelib import settings
 from chalicelib.resilience import budget
-from sip_edge.resilience import Guard, Refused, time_left
-
-
-class FunctionError(RuntimeError):
-    """A function could not be called or failed; the edge answers 500/503 and carries on."""
-
+from sip_edge.resilience import FunctionError, Guard, Refused, succeeded_answer, time_left
 
 #: What the edge calls the functions through (a FunctionError when it cannot).
 Functions = contract.Caller
@@ -65,13 +60,6 @@ def succeeded(future: Future[dict[str, Any]]) -> bool:
     if future.cancelled() or future.exception() is not None:
         return False
     return succeeded_answer(future.result())
-
-
-def succeeded_answer(answer: Any) -> bool:
-    """No `unavailable` error in a function's answer (its backend was reachable)."""
-    return not (
-        isinstance(answer, dict) and (answer.get("error") or {}).get("code") == "unavailable"
-    )
 
 
 class InProcessFunctions(_PooledFunctions):

@@ -12,6 +12,7 @@ import contextvars
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 #: monotonic time by which the current request must have its final response (None: no request)
 DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
@@ -20,6 +21,18 @@ DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadlin
 def time_left() -> float | None:
     deadline = DEADLINE.get()
     return None if deadline is None else deadline - time.monotonic()
+
+
+class FunctionError(RuntimeError):
+    """A function could not be called or failed; the edge answers 500/503 and carries on."""
+
+
+def succeeded_answer(answer: Any) -> bool:
+    """No `unavailable` error in a function's answer (its backend was reachable): a success
+    for the function's breaker."""
+    return not (
+        isinstance(answer, dict) and (answer.get("error") or {}).get("code") == "unavailable"
+    )
 
 
 class Refused(RuntimeError):

@@ -79,9 +79,11 @@ class CostMeter:
         self._schemas: dict[str, dict[str, Any]] = {}
         self._local = threading.local()  # requests in flight, per thread (batch gets fan out)
         for c in clients:
-            # First: the local stack's direct route to moto answers at `before-call` too.
+            # First: the local stack's direct route to moto answers at `before-call` too; and
+            # ahead of boto3's resource transformation, which makes an answer's items plain
+            # Python values (a resource made before the meter has it registered already).
             c.meta.events.register_first("before-call.dynamodb", self._before)
-            c.meta.events.register("after-call.dynamodb", self._after)
+            c.meta.events.register_first("after-call.dynamodb", self._after)
 
     def reset(self) -> Usage:
         used, self.usage = self.usage, Usage()

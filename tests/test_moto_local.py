@@ -383,6 +383,7 @@ def _read_stream() -> list[Any]:
             record.pop("eventID")  # random per record
             when = record["dynamodb"].pop("ApproximateCreationDateTime")  # differs per run
             assert isinstance(when, datetime.datetime)  # parsed, as botocore parses it
+            record["dynamodb"].pop("SizeBytes")  # moto counts that time's digits in it
         answers.append(answer)
     return answers
 
