@@ -112,6 +112,14 @@ def accounts_me_phone_delete() -> Response:
     return account_api.phone_unlink(current_request())
 
 
+@app.route("/v1/accounts/me/provisioning", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+@rest
+def accounts_me_provisioning() -> Response:
+    from chalicelib.api import account_api
+
+    return account_api.provisioning_link(current_request())
+
+
 # --- Contact discovery ---------------------------------------------------------------------
 
 
@@ -187,6 +195,183 @@ def web_static(name: str) -> Response:
     from chalicelib.web import pages
 
     return pages.static(name, current_request())
+
+
+# --- Remote provisioning of the Linphone apps (XML config, QR codes) ------------------------
+
+
+@app.route("/provisioning", methods=["GET"])
+@rest
+def provisioning_anonymous() -> Response:
+    from chalicelib.api import provisioning_api
+
+    return provisioning_api.anonymous(current_request())
+
+
+@app.route("/provisioning/qrcode", methods=["GET"])
+@rest
+def provisioning_qrcode() -> Response:
+    from chalicelib.api import provisioning_api
+
+    return provisioning_api.qrcode(current_request())
+
+
+@app.route("/provisioning/qrcode/{token}", methods=["GET"])
+@rest
+def provisioning_link_qrcode(token: str) -> Response:
+    from chalicelib.api import provisioning_api
+
+    return provisioning_api.qrcode(current_request(), token)
+
+
+@app.route("/provisioning/{token}", methods=["GET"])
+@rest
+def provisioning_link(token: str) -> Response:
+    from chalicelib.api import provisioning_api
+
+    return provisioning_api.by_link(current_request(), token)
+
+
+# --- The Linphone apps' account API (FlexiAPI): Linphone SDK 5.1 and Linphone 6 ----------
+# Each view answers in FlexiAPI's shapes (chalicelib/api/flexiapi.py); which client calls
+# which route: docs/linphone.md.
+
+
+@app.route("/api/ping", methods=["GET"])
+def flexiapi_ping() -> Response:
+    from chalicelib.api import flexiapi
+
+    return flexiapi.ping(current_request())
+
+
+@app.route("/api/tokens", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_tokens() -> Response:  # 5.1
+    from chalicelib.api import flexiapi
+
+    return flexiapi.send_token_by_push(current_request())
+
+
+@app.route(
+    "/api/account_creation_tokens/send-by-push", methods=["POST"], content_types=ANY_CONTENT_TYPE
+)
+def flexiapi_send_by_push() -> Response:  # 6
+    from chalicelib.api import flexiapi
+
+    return flexiapi.send_token_by_push(current_request())
+
+
+@app.route("/api/account_creation_request_tokens", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_request_tokens() -> Response:  # 6, desktop
+    from chalicelib.api import flexiapi
+
+    return flexiapi.request_token(current_request())
+
+
+@app.route(
+    "/api/account_creation_tokens/using-account-creation-request-token",
+    methods=["POST"],
+    content_types=ANY_CONTENT_TYPE,
+)
+def flexiapi_token_for_request() -> Response:  # 6, desktop
+    from chalicelib.api import flexiapi
+
+    return flexiapi.token_for_request(current_request())
+
+
+@app.route("/api/accounts/with-token", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_with_token() -> Response:  # 5.1
+    from chalicelib.api import flexiapi
+
+    return flexiapi.create_with_token(current_request())
+
+
+@app.route(
+    "/api/accounts/with-account-creation-token", methods=["POST"], content_types=ANY_CONTENT_TYPE
+)
+def flexiapi_with_account_creation_token() -> Response:  # 6
+    from chalicelib.api import flexiapi
+
+    return flexiapi.create_with_account_creation_token(current_request())
+
+
+@app.route("/api/accounts/{sip}/info", methods=["GET"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_info(sip: str) -> Response:  # 5.1
+    from chalicelib.api import flexiapi
+
+    return flexiapi.info(current_request(), sip)
+
+
+@app.route("/api/accounts/{sip}/activate/email", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_activate_email(sip: str) -> Response:  # 5.1 (its phone flow too)
+    from chalicelib.api import flexiapi
+
+    return flexiapi.activate(current_request(), sip)
+
+
+@app.route("/api/accounts/{sip}/activate/phone", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_activate_phone(sip: str) -> Response:
+    from chalicelib.api import flexiapi
+
+    return flexiapi.activate(current_request(), sip)
+
+
+@app.route("/api/accounts/me", methods=["GET"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_me() -> Response:
+    from chalicelib.api import flexiapi
+
+    return flexiapi.me(current_request())
+
+
+@app.route("/api/accounts/me", methods=["DELETE"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_delete_me() -> Response:
+    from chalicelib.api import flexiapi
+
+    return flexiapi.delete_me(current_request())
+
+
+@app.route("/api/accounts/me/password", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_password() -> Response:  # 5.1
+    from chalicelib.api import flexiapi
+
+    return flexiapi.change_password(current_request())
+
+
+@app.route("/api/accounts/me/phone/request", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_phone_request() -> Response:
+    from chalicelib.api import flexiapi
+
+    return flexiapi.phone_request(current_request())
+
+
+@app.route("/api/accounts/me/phone", methods=["POST"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_phone() -> Response:
+    from chalicelib.api import flexiapi
+
+    return flexiapi.phone_confirm(current_request())
+
+
+@app.route("/api/accounts/me/devices", methods=["GET"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_devices() -> Response:  # 6
+    from chalicelib.api import flexiapi
+
+    return flexiapi.devices_list(current_request())
+
+
+@app.route("/api/accounts/me/devices/{device}", methods=["DELETE"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_device_delete(device: str) -> Response:  # 6
+    from chalicelib.api import flexiapi
+
+    return flexiapi.device_delete(current_request(), device)
+
+
+@app.route("/api/accounts/me/provision", methods=["GET"], content_types=ANY_CONTENT_TYPE)
+def flexiapi_provision() -> Response:
+    from chalicelib.api import flexiapi
+
+    return flexiapi.provision(current_request())
+
+
+# --- Functions called by the SIP edge -------------------------------------------------------
 
 
 # --- Functions called by the SIP edge: each takes and answers the contract's types --------

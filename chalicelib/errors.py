@@ -40,6 +40,7 @@ CATALOGUE: dict[str, ErrorKind] = {
     "phone_taken": ErrorKind(409, 409, "Conflict"),
     "conflict": ErrorKind(409, 409, "Conflict"),
     "sms_unavailable": ErrorKind(503, 503, "Service Unavailable"),
+    "push_unavailable": ErrorKind(503, 503, "Service Unavailable"),
     # AWS throttled, timed out or unreachable (chalicelib.resilience): retry after a while.
     "unavailable": ErrorKind(503, 503, "Service Unavailable"),
     "unauthorized": ErrorKind(401, 401, "Unauthorized"),
@@ -47,6 +48,12 @@ CATALOGUE: dict[str, ErrorKind] = {
     "auth_blocked": ErrorKind(429, 403, "Forbidden"),
     "forbidden": ErrorKind(403, 403, "Forbidden"),
     "account_disabled": ErrorKind(403, 403, "Forbidden"),
+    # An app-made account whose owner has not proven a phone number yet (accounts.model).
+    "account_pending": ErrorKind(403, 403, "Forbidden"),
+    # Tokens (accounts.tokens): unknown, used or expired, all alike; and a creation request
+    # token no person has validated yet.
+    "token_invalid": ErrorKind(403, 403, "Forbidden"),
+    "token_not_validated": ErrorKind(404, 404, "Not Found"),
     "not_found": ErrorKind(404, 404, "Not Found"),
     "no_phone": ErrorKind(404, 404, "Not Found"),
     "phone_already_linked": ErrorKind(409, 409, "Conflict"),

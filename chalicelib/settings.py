@@ -195,6 +195,89 @@ class Settings:
         "Calls per source IP per hour of the XML-RPC methods that send no SMS"
         " (is_phone_number_used, get_phone_number_for_account, is_account_activated).",
     )
+    # Linphone apps: the FlexiAPI account API, push-delivered creation tokens, provisioning.
+    public_url: str = _setting(
+        "PUBLIC_URL",
+        "",
+        "Public base URL of the REST API (with API Gateway's stage path, if any), as phones"
+        " reach it: provisioning links and the apps' assistant URL start with it. Empty = the"
+        " request's own (Host, and the stage path API Gateway names).",
+    )
+    sip_proxy_uri: str = _setting(
+        "SIP_PROXY_URI",
+        "",
+        "SIP URI provisioned apps send everything to (reg_proxy and reg_route). Empty ="
+        " sip:<SIP_ADVERTISED_HOST or SIP_HOST>:<SIP_PORT>;transport=tcp.",
+    )
+    rls_uri: str = _setting(
+        "RLS_URI",
+        "",
+        "List subscription URI provisioned in the apps; empty = sip:rls@<SIP_DOMAIN>.",
+    )
+    provisioning_ttl: int = _setting(
+        "PROVISIONING_TTL", 900, "Seconds a provisioning link stays usable (once)."
+    )
+    provisioning_retry_seconds: int = _setting(
+        "PROVISIONING_RETRY_SECONDS",
+        30,
+        "A used provisioning link fetched again from the same address and User-Agent within"
+        " this many seconds answers again (an answer lost on the way); anyone else gets 404.",
+    )
+    provisioning_links_per_account_hourly: int = _setting(
+        "PROVISIONING_LINKS_PER_ACCOUNT_HOURLY",
+        10,
+        "Provisioning links one account may ask for per hour.",
+    )
+    creation_token_ttl: int = _setting(
+        "CREATION_TOKEN_TTL", 600, "Seconds an account-creation token stays usable."
+    )
+    creation_token_tries: int = _setting(
+        "CREATION_TOKEN_TRIES",
+        3,
+        "Usernames a creation token may be refused (taken) before it is spent: a token is"
+        " never an unlimited way to learn which names are taken.",
+    )
+    pending_account_ttl: int = _setting(
+        "PENDING_ACCOUNT_TTL",
+        86400,
+        "Seconds an app-made account may wait for its phone number; then it is deleted and"
+        " its username freed.",
+    )
+    push_tokens_per_device_daily: int = _setting(
+        "PUSH_TOKENS_PER_DEVICE_DAILY", 5, "Creation tokens pushed to one device per 24 h."
+    )
+    push_tokens_per_device_interval: int = _setting(
+        "PUSH_TOKENS_PER_DEVICE_INTERVAL", 10, "Seconds between two tokens pushed to one device."
+    )
+    push_tokens_per_ip_hourly: int = _setting(
+        "PUSH_TOKENS_PER_IP_HOURLY", 10, "Creation tokens asked from one source address per hour."
+    )
+    push_tokens_global_daily: int = _setting(
+        "PUSH_TOKENS_GLOBAL_DAILY", 10000, "Creation tokens pushed per day, all devices."
+    )
+    push_fcm_application_arn: str = _setting(
+        "PUSH_FCM_APPLICATION_ARN",
+        "",
+        "SNS platform application (GCM/FCM) the fcm tokens go through; empty = fcm refused.",
+    )
+    push_apns_application_arn: str = _setting(
+        "PUSH_APNS_APPLICATION_ARN",
+        "",
+        "SNS platform application (APNS) the apns tokens go through; empty = apns refused.",
+    )
+    push_apns_sandbox_application_arn: str = _setting(
+        "PUSH_APNS_SANDBOX_APPLICATION_ARN",
+        "",
+        "SNS platform application (APNS_SANDBOX) for apns.dev (debug builds); empty = refused.",
+    )
+    request_token_ttl: int = _setting(
+        "REQUEST_TOKEN_TTL",
+        3600,
+        "Seconds a creation request token (the desktop app's page to validate) stays usable.",
+    )
+    request_tokens_per_ip_hourly: int = _setting(
+        "REQUEST_TOKENS_PER_IP_HOURLY", 10, "Creation request tokens per source address per hour."
+    )
     # Resource lists and NOTIFY bodies.
     list_max_inflated_bytes: int = _setting(
         "LIST_MAX_INFLATED_BYTES", 1024 * 1024, "Largest resource list after inflate."
@@ -455,6 +538,15 @@ class Settings:
                     raise RuntimeError(
                         f"refusing to start stage {self.stage!r} with the development {name}"
                     )
+
+    @property
+    def provisioned_proxy(self) -> str:
+        host = self.sip_advertised_host or self.sip_host
+        return self.sip_proxy_uri or f"sip:{host}:{self.sip_port};transport=tcp"
+
+    @property
+    def provisioned_rls_uri(self) -> str:
+        return self.rls_uri or f"sip:rls@{self.sip_domain}"
 
     @property
     def domains(self) -> frozenset[str]:

@@ -114,6 +114,8 @@ ACCOUNTS = TableSpec(
     "Accounts",
     hash_key="aor",
     stream=True,
+    # Only pending accounts (made by an app's creation token, no number proven yet) have it.
+    ttl_attribute="pending_until",
     doc="One item per account, keyed by its address of record `username@domain`.",
 )
 PHONE_INDEX = TableSpec(
@@ -194,6 +196,14 @@ WEB_SESSIONS = TableSpec(
     doc="Signed-in web sessions: a keyed hash of the cookie's token -> account, with expiry.",
 )
 
+TOKENS = TableSpec(
+    "Tokens",
+    hash_key="token_id",
+    ttl_attribute="expires_at",
+    doc="Single-use, short-lived tokens (account creation, creation requests, provisioning"
+    " links), keyed by a keyed hash of their value.",
+)
+
 ALL: tuple[TableSpec, ...] = (
     ACCOUNTS,
     PHONE_INDEX,
@@ -206,6 +216,7 @@ ALL: tuple[TableSpec, ...] = (
     SUBSCRIPTIONS,
     WATCHERS,
     WEB_SESSIONS,
+    TOKENS,
 )
 
 

@@ -50,14 +50,19 @@ def main() -> int:
     settings.get.cache_clear()
     aws.reset()
     tables.create_all(aws.client("dynamodb"))
-    stops.append(start_api())
     from devstack import services
 
+    services.create_push_applications()
+    stops.append(start_api())
     stops.extend(services.start_all(HOST, f"http://{HOST}:{MOTO_PORT}"))
     quiet_collector()
+    api = f"http://{HOST}:{API_PORT}"
     print(f"moto (embedded AWS)  http://{HOST}:{MOTO_PORT}", flush=True)
-    print(f"REST API             http://{HOST}:{API_PORT}/v1/health", flush=True)
-    print(f"Web pages            http://{HOST}:{API_PORT}/  (open it in a browser)", flush=True)
+    print(f"REST API             {api}/v1/health", flush=True)
+    print(f"Web pages            {api}/  (open it in a browser)", flush=True)
+    # What a new phone scans (Linphone: remote provisioning): docs/linphone.md.
+    print(f"Provisioning link    {api}/provisioning", flush=True)
+    print(f"  as a QR code       {api}/provisioning/qrcode?format=svg", flush=True)
     print("Ctrl-C stops everything.", flush=True)
     done = threading.Event()
     # Both set explicitly: a shell starting the stack in the background has SIGINT ignored.

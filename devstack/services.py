@@ -1,4 +1,5 @@
-"""Extra local services started beside moto and the REST API (SMS printer, SIP edge, streams).
+"""Extra local services started beside moto and the REST API (SMS and push printers, SIP edge,
+streams), and the SNS platform applications the local pushes go through.
 
 Each starter returns a stop function; `start_all` is the list `make run` starts.
 """
@@ -44,24 +45,101 @@ def run_every(seconds: float, work: Callable[[], None], name: str) -> Callable[[
     return stop_loop
 
 
-def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
-    """Print each SMS the service sends to the console: the local stand-in for a phone."""
+def start_printer(
+    lines: Callable[[], Iterator[tuple[str, str]]], name: str, out: TextIO | None = None
+) -> Callable[[], None]:
+    """Print each new line `lines` yields ((message id, text) pairs) to the console."""
     seen: set[str] = set()
 
     def poll() -> None:
         try:
-            fresh = [m for m in _sms_messages() if m[0] not in seen]
+            fresh = [m for m in lines() if m[0] not in seen]
         except RuntimeError:
             return  # moto appended while we read: read again next time
-        for message_id, number, text in fresh:
+        for message_id, text in fresh:
             seen.add(message_id)
             stream = out or sys.stdout
             # One write per line: print() writes the newline separately, and the log
             # lines of the request threads would land in between.
-            stream.write(f"SMS to {number}: {text}\n")
+            stream.write(text + "\n")
             stream.flush()
 
-    return run_every(SMS_POLL_SECONDS, poll, "sms-printer")
+    return run_every(SMS_POLL_SECONDS, poll, name)
+
+
+def start_sms_printer(out: TextIO | None = None) -> Callable[[], None]:
+    """Print each SMS the service sends to the console: the local stand-in for a phone."""
+
+    def lines() -> Iterator[tuple[str, str]]:
+        for message_id, number, text in _sms_messages():
+            yield message_id, f"SMS to {number}: {text}"
+
+    return start_printer(lines, "sms-printer", out)
+
+
+#: The environment variables naming the platform applications, and their SNS platforms.
+PUSH_APPLICATIONS = (
+    ("PUSH_FCM_APPLICATION_ARN", "GCM"),
+    ("PUSH_APNS_APPLICATION_ARN", "APNS"),
+    ("PUSH_APNS_SANDBOX_APPLICATION_ARN", "APNS_SANDBOX"),
+)
+
+
+def create_push_applications() -> None:
+    """One SNS platform application per push provider, in moto (what is pushed is printed,
+    never sent), named in the environment unless it names one already."""
+    import os
+
+    from chalicelib import aws, settings
+
+    for variable, platform in PUSH_APPLICATIONS:
+        if os.environ.get(variable):
+            continue
+        answer = aws.client("sns").create_platform_application(
+            Name=f"local-{platform.lower()}",
+            Platform=platform,
+            Attributes={"PlatformCredential": "local-stack"},
+        )
+        os.environ[variable] = answer["PlatformApplicationArn"]
+    settings.get.cache_clear()
+
+
+def _pushes() -> Iterator[tuple[str, str, str, str]]:
+    """(message id, platform, device token, message) of every push moto's SNS holds."""
+    from moto.sns.models import sns_backends
+
+    for _, regions in list(sns_backends.items()):
+        for _, backend in list(regions.items()):
+            for endpoint in list(backend.platform_endpoints.values()):
+                for message_id, message in list(endpoint.messages.items()):
+                    yield message_id, endpoint.application.platform, endpoint.token, message
+
+
+def push_payload(platform: str, message: str) -> str:
+    """What the app reads of a push: FCM's `custom-payload`, APNs' `customPayload`."""
+    import json
+
+    try:
+        body = json.loads(json.loads(message)[platform])
+        if platform == "GCM":
+            return str(body["fcmV1Message"]["message"]["android"]["data"]["custom-payload"])
+        return json.dumps(body["customPayload"], separators=(",", ":"))
+    except (KeyError, TypeError, ValueError):
+        return message
+
+
+def start_push_printer(out: TextIO | None = None) -> Callable[[], None]:
+    """Print each push the service sends (an app's creation token) to the console."""
+
+    def lines() -> Iterator[tuple[str, str]]:
+        for message_id, platform, token, message in _pushes():
+            device = token if len(token) <= 24 else token[:24] + "..."
+            yield (
+                message_id,
+                f"Push to {platform} device {device}: {push_payload(platform, message)}",
+            )
+
+    return start_printer(lines, "push-printer", out)
 
 
 def start_sip_edge(host: str) -> Callable[[], None]:
@@ -134,7 +212,7 @@ def start_all(host: str, moto_url: str) -> list[Callable[[], None]]:
     in a thread of this process instead of a process of its own."""
     import os
 
-    started = [start_sms_printer(), start_stream_replayer()]
+    started = [start_sms_printer(), start_push_printer(), start_stream_replayer()]
     if os.environ.get("DEVSTACK_EDGE", "process") == "thread":
         return [*started, start_sip_edge(host)]
     return [*started, *start_function_host_and_edge(host, moto_url)]

@@ -37,6 +37,7 @@ class Access:
 
     tables: tuple[tuple[TableSpec, str], ...] = ()
     sms: bool = False  # sns:Publish to phone numbers (never to a topic)
+    push: bool = False  # SNS mobile push: endpoints of the stack's platform applications
     edge_queues: bool = False  # sqs:SendMessage to the edges' queues (live updates)
     doc: str = ""
 
@@ -56,15 +57,18 @@ FUNCTIONS: dict[str, Access] = {
             (T.RATE_LIMITS, WRITE),
             (T.DISCOVERY_BUDGETS, WRITE),
             (T.WEB_SESSIONS, WRITE),
+            (T.TOKENS, WRITE),
             # An account's devices (live.devices): listed from its bindings and subscriptions;
             # signing one out deletes its bindings and tells the edges to end its dialogs.
             (T.REGISTRATIONS, WRITE),
             (T.SUBSCRIPTIONS, READ),
         ),
         sms=True,
+        push=True,
         edge_queues=True,
         doc="REST API and web pages: sign-up, SMS codes, account changes, contact discovery "
-        "(and its budget), password-guessing counters, web sessions, devices signed out.",
+        "(and its budget), password-guessing counters, web sessions, devices signed out; the "
+        "Linphone apps' account API (creation and provisioning tokens).",
     ),
     "sip_auth": Access(
         tables=((T.ACCOUNTS, READ), (T.RATE_LIMITS, WRITE)),

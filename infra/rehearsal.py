@@ -14,9 +14,10 @@ import json
 import secrets
 from typing import Any
 
-from infra.custom import keys_init, sms_settings
+from infra.custom import keys_init, push_apps, sms_settings
 
 SECRET = "AWS::SecretsManager::Secret"
+PUSH_APPS = "Custom::PushApplications"
 
 #: Each type of the infra stack that moto 5.2's CloudFormation lacks, and the stand-in.
 STAND_INS: dict[str, str] = {
@@ -27,6 +28,9 @@ STAND_INS: dict[str, str] = {
     "process against that secret (moto would run the inline Lambda in Docker)",
     "Custom::SmsPreferences": "its handler's attributes() (infra/custom/sms_settings.py) are "
     "applied with SNS SetSMSAttributes from the deploying process",
+    PUSH_APPS: "its handler's apply() (infra/custom/push_apps.py) runs in the deploying "
+    "process; each attribute it answers is passed as a parameter named <logical id><attribute>,"
+    " so every GetAtt of it resolves as in the real stack",
     "AWS::CloudWatch::Alarm": "left out, nothing stands in; cfn-lint checks them and "
     "tests/test_infra.py checks what each watches",
     "AWS::SNS::Subscription": "left out: it exists only when AlarmEmail is set, and the "
@@ -78,6 +82,24 @@ def _else_branch(node: Any, logical: str, condition: str) -> Any:
     return node
 
 
+def _getatt_to_parameter(node: Any, logical: str, parameters: dict[str, Any]) -> Any:
+    """Each `Fn::GetAtt` of the left-out `logical` as a Ref of a parameter fed by its stand-in."""
+    if isinstance(node, dict):
+        getatt = node.get("Fn::GetAtt")
+        if isinstance(getatt, list) and getatt[0] == logical:
+            name = logical + getatt[1]
+            parameters[name] = {
+                "Type": "String",
+                "Default": "",
+                "Description": f"Rehearsal: {logical}'s {getatt[1]}, made in its place.",
+            }
+            return {"Ref": name}
+        return {k: _getatt_to_parameter(v, logical, parameters) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_getatt_to_parameter(v, logical, parameters) for v in node]
+    return node
+
+
 def variant(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """The template without the types in LEFT_OUT, and what was left out (logical id: type)."""
     out = copy.deepcopy(template)
@@ -98,6 +120,10 @@ def variant(template: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
                 resource["DependsOn"] = kept
             else:
                 del resource["DependsOn"]
+    for logical, resource in removed.items():
+        if resource["Type"] == PUSH_APPS:
+            for where in ("Resources", "Outputs"):
+                out[where] = _getatt_to_parameter(out[where], logical, out["Parameters"])
     for logical, resource in removed.items():
         if resource["Type"] == SECRET:
             continue
@@ -139,8 +165,12 @@ def stand_in(
                 generate = props["GenerateSecretString"]
                 first = {generate["GenerateStringKey"]: secrets.token_urlsafe(48)}
                 fed[logical] = sm.create_secret(Name=name, SecretString=json.dumps(first))["ARN"]
-    for resource in template["Resources"].values():
+    for logical, resource in template["Resources"].items():
         props = resource.get("Properties", {})
+        if resource["Type"] == PUSH_APPS:
+            wanted = {k: resolve(v, stack, params) for k, v in props.items()}
+            made = push_apps.apply(wanted, client("sns"), client("secretsmanager"))
+            fed.update({logical + key: arn for key, arn in made.items()})
         if resource["Type"] == "Custom::HmacKeys":
             keys_init.fill(fed[props["SecretId"]["Ref"]], client("secretsmanager"))
         elif resource["Type"] == "Custom::SmsPreferences":

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Test data kept in the repository (tests/data/README.md says where each piece came from).
 DATA = ROOT / "tests" / "data"
 INTEROP = DATA / "interop" / "linphone-5.1"
+INTEROP_6 = DATA / "interop" / "linphone-6"
 RFC4475 = DATA / "conformance" / "rfc4475"
 
 TEST_ENV = {

@@ -160,3 +160,27 @@ def test_a_stop_that_hangs_is_named_with_every_threads_stack_and_left_behind(mon
     assert "stopping " in err and "hung_service_stop: still busy after 0.2 s" in err
     assert "hung_service_stop" in err.split("still busy", 1)[1]  # its stack is in the dump
     assert devstack_main._stopped(lambda: None) is True
+
+
+def test_make_run_prints_the_provisioning_link_and_each_push(stack):
+    ports, lines, proc = stack
+    api = ports["API_PORT"]
+    printed = [re.search(r"Provisioning link +(\S+)", line) for line in lines]
+    link = next(m.group(1) for m in printed if m)
+    assert link == f"http://127.0.0.1:{api}/provisioning"
+    with urllib.request.urlopen(link, timeout=10) as answer:
+        document = answer.read().decode()
+    assert f"http://127.0.0.1:{api}/api/" in document
+    assert f"sip:127.0.0.1:{ports['SIP_PORT']};transport=tcp" in document
+    device = {"pn_provider": "fcm", "pn_param": "1234", "pn_prid": "local-device-token"}
+    assert post(api, "/api/account_creation_tokens/send-by-push", device) == {}
+    deadline = time.monotonic() + 10
+    pushed = None
+    while pushed is None and time.monotonic() < deadline:
+        found = [re.search(r'Push to GCM device local-device-token: \{"token":"(\S+)"\}', line)
+                 for line in lines]  # fmt: skip
+        pushed = next((m.group(1) for m in found if m), None)
+        time.sleep(0.1)
+    assert pushed, "no push printed on the console:\n" + "".join(lines[-20:])
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0

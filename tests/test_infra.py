@@ -16,7 +16,7 @@ import pytest
 
 from chalicelib import settings, tables
 from infra import access, build, template
-from infra.custom import keys_init, sms_settings
+from infra.custom import keys_init, push_apps, sms_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("dev", "prod")
@@ -406,3 +406,38 @@ def test_every_table_is_granted_to_some_function(functions):
     # A table nobody may touch is either dead or, more likely, a grant someone forgot.
     granted = {spec.logical for fn in functions for spec, _ in fn.access.tables}
     assert granted == {spec.logical for spec in tables.ALL}
+
+
+def test_push_applications_come_from_the_credentials_secret(aws):
+    from chalicelib.aws import client
+
+    sns, sm = client("sns"), client("secretsmanager")
+    assert push_apps.apply({"SecretId": "", "Prefix": "st"}, sns, sm) == {
+        "Fcm": "", "Apns": "", "ApnsSandbox": ""}  # fmt: skip
+    credentials = {
+        "fcm": {"PlatformCredential": "service-account-json"},
+        "apns": {"PlatformCredential": "p8-key", "PlatformPrincipal": "KEYID"},
+    }
+    sm.create_secret(Name="st/push", SecretString=json.dumps(credentials))
+    made = push_apps.apply({"SecretId": "st/push", "Prefix": "st"}, sns, sm)
+    assert made["ApnsSandbox"] == "" and made["Fcm"].endswith("/GCM/st-gcm")
+    assert made["Apns"].endswith("/APNS/st-apns")
+    # Applied again (a stack update): the same applications.
+    assert push_apps.apply({"SecretId": "st/push", "Prefix": "st"}, sns, sm) == made
+    push_apps.remove({"Prefix": "st"}, sns)
+    assert sns.list_platform_applications()["PlatformApplications"] == []
+
+
+def test_functions_are_told_the_push_applications_and_the_public_addresses(templates):
+    for t in templates.values():
+        props = t["Resources"]["PushApplications"]["Properties"]
+        assert props["SecretId"] == {"Ref": "PushCredentialsSecret"}
+        env = t["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+        assert env["PUSH_FCM_APPLICATION_ARN"] == {"Fn::GetAtt": ["PushApplications", "Fcm"]}
+        assert env["PUBLIC_URL"] == {"Ref": "PublicUrl"}
+        assert env["SIP_PROXY_URI"]["Fn::If"][0] == "HasTls"
+        grants = {st["Sid"]: st for st in statements(t["Resources"]["APIHandlerRole"])}
+        assert grants["PushToOwnEndpoints"]["Action"] == [
+            "sns:Publish",
+            "sns:SetEndpointAttributes",
+        ]

@@ -180,7 +180,11 @@ def test_every_function_has_its_role_and_environment(deployed, functions_by_name
         for fn in functions_by_name.values()
     }
     # Plus the stack's own inline functions behind its custom resources.
-    custom = {f"{STACK}-infra-hmac-keys", f"{STACK}-infra-sms-preferences"}
+    custom = {
+        f"{STACK}-infra-hmac-keys",
+        f"{STACK}-infra-sms-preferences",
+        f"{STACK}-infra-push-applications",
+    }
     assert set(functions) == set(expected_names) | custom
     table_names = set(aws(url, "dynamodb").list_tables()["TableNames"])
     secret = outputs["HmacKeysSecretArn"]

@@ -17,6 +17,9 @@ USERNAME_RE = re.compile(r"[a-z0-9._-]{3,64}")
 #: Usernames an operator may import for existing SIP users (also E.164 ones like +33612345678).
 LEGACY_USERNAME_RE = re.compile(r"[A-Za-z0-9._~+-]{1,64}")
 PASSWORD_MAX_LENGTH = 256
+#: Item attributes written only when set (an Update removes them otherwise): `pending_until`
+#: is the Accounts table's TTL attribute, which must be absent, not 0, on an active account.
+OPTIONAL_ATTRIBUTES = ("ha1_md5", "ha1_sha256", "phone", "pending_until")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,14 @@ class Account:
     # milliseconds: the stream of that change ends the SIP dialogs and registrations made
     # before it.
     revoked_at: int = 0
+    # An account made by a Linphone app with an account-creation token is pending until its
+    # owner proves a phone number: it may sign in to the account API (to link the number) but
+    # not to SIP, and is deleted (DynamoDB TTL) at this time if no number comes. 0: active.
+    pending_until: int = 0
+
+    @property
+    def activated(self) -> bool:
+        return not self.pending_until
 
     @property
     def aor(self) -> str:
@@ -74,7 +85,7 @@ class Account:
             "version": self.version,
             "revoked_at": self.revoked_at,
         }
-        for name in ("ha1_md5", "ha1_sha256", "phone"):
+        for name in OPTIONAL_ATTRIBUTES:
             if getattr(self, name):
                 item[name] = getattr(self, name)
         return item
@@ -93,7 +104,13 @@ class Account:
             updated_at=int(item.get("updated_at", 0)),
             version=int(item.get("version", 0)),
             revoked_at=int(item.get("revoked_at", 0)),
+            pending_until=int(item.get("pending_until", 0)),
         )
+
+    def gone(self, now: float) -> bool:
+        """A pending account past its deadline: DynamoDB's TTL deletes it within a day or
+        two; until then it is treated as deleted."""
+        return bool(self.pending_until) and self.pending_until <= now
 
 
 # --- Validation ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from chalicelib.accounts import phone
 from chalicelib.accounts.credentials import Credentials, check_password
 from chalicelib.accounts.model import (
     LEGACY_USERNAME_RE,
+    OPTIONAL_ATTRIBUTES,
     Account,
     aor_for,
     domain,
@@ -41,7 +42,10 @@ def get(aor: str) -> Account | None:
         TableName=tables.ACCOUNTS.name(), Key={"aor": {"S": aor.lower()}}, ConsistentRead=True
     )
     raw = item.get("Item")
-    return Account.from_item(dynamo.from_item(raw)) if raw else None
+    if not raw:
+        return None
+    account = Account.from_item(dynamo.from_item(raw))
+    return None if account.gone(clock.now()) else account
 
 
 def get_by_username(username: str) -> Account | None:
@@ -137,21 +141,23 @@ def _version_condition(expected: Account) -> tuple[str, dict[str, Any]]:
 
 def _account_put(account: Account, expected: Account | None) -> dict[str, Any]:
     """Write the account's attributes, provided it is still the version read (`expected`), or
-    does not exist yet (None). An Update, not a Put: attributes other modules may keep on the
-    account item survive."""
+    does not exist yet (None; or is a pending account past its deadline, which the TTL has not
+    deleted yet). An Update, not a Put: attributes other modules may keep on the account item
+    survive."""
     if expected is None:
         return {
             "Put": {
                 "TableName": tables.ACCOUNTS.name(),
                 "Item": _values(account.to_item()),
-                "ConditionExpression": "attribute_not_exists(aor)",
+                "ConditionExpression": "attribute_not_exists(aor) OR pending_until <= :now",
+                "ExpressionAttributeValues": _values({":now": clock.now_int()}),
             }
         }
     item = account.to_item()
     del item["aor"]
     names = {f"#{k}": k for k in item}
     values = {f":{k}": v for k, v in item.items()}
-    optional = [k for k in ("ha1_md5", "ha1_sha256", "phone") if k not in item]
+    optional = [k for k in OPTIONAL_ATTRIBUTES if k not in item]
     names.update({f"#{k}": k for k in optional})
     expression = "SET " + ", ".join(f"#{k} = :{k}" for k in item)
     if optional:
@@ -208,12 +214,14 @@ def create(
     phone_e164: str | None = None,
     discoverable: bool = True,
     legacy: bool = False,
+    pending_until: int = 0,
 ) -> Account:
     """Create an account, claiming its username and (optionally) its number atomically.
 
     Usernames are unique case-insensitively: the item key is the folded address of record,
     so `bob` cannot be created beside `Bob`. Raises `username_taken` or `phone_taken` (409)
-    when another account holds either."""
+    when another account holds either. With `pending_until` (epoch seconds) the account is
+    pending until a number is linked, and deleted at that time if none is."""
     username = validate_username(username, legacy=legacy or username == phone_e164)
     if not credentials.ha1_md5 and not credentials.ha1_sha256:
         raise DomainError("invalid_field", "an account needs a password or an HA1")
@@ -228,6 +236,7 @@ def create(
         created_at=now,
         updated_at=now,
         version=1,
+        pending_until=pending_until,
     )
     items = [_account_put(account, None)]
     if phone_e164:
@@ -321,9 +330,10 @@ def link_phone(aor: str, e164: str) -> tuple[Account, str | None]:
 
     def change(current: Account, draft: Account) -> tuple[Account, list[dict[str, Any]]]:
         moved_from[0] = None
-        if current.phone == e164:
+        if current.phone == e164 and current.activated:
             return current, []
-        after = replace(draft, phone=e164)
+        # A proven number activates a pending account (and ends its deadline).
+        after = replace(draft, phone=e164, pending_until=0)
         extra: list[dict[str, Any]] = []
         owner_aor = _index_owner(phone.phone_hash(e164))
         if owner_aor is None:

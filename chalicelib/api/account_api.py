@@ -15,8 +15,8 @@ from chalice import Response
 from chalice.app import Request
 
 from chalicelib import accounts
-from chalicelib.accounts import linking, signup
-from chalicelib.api import http_api, http_auth
+from chalicelib.accounts import linking, provisioning, signup
+from chalicelib.api import http_api, http_auth, provisioning_api
 from chalicelib.errors import DomainError
 from chalicelib.observability import flush_metrics, logger, pseudonym
 from chalicelib.presence import discovery
@@ -164,6 +164,14 @@ def phone_link_confirm(request: Request) -> Response:
 def phone_unlink(request: Request) -> Response:
     linking.unlink(_caller(request))
     return _no_content()
+
+
+@_scoped
+def provisioning_link(request: Request) -> Response:
+    """A single-use link that configures one more phone for the signed-in account."""
+    caller = _caller(request)
+    link = provisioning.issue_link(caller, http_api.public_base_url(request))
+    return _json(provisioning_api.link_json(request, link), 201)
 
 
 # --- Discovery ----------------------------------------------------------------------------

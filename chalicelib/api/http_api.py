@@ -46,6 +46,20 @@ def client_ip(request: Request) -> str:
     return seen
 
 
+def public_base_url(request: Request) -> str:
+    """The REST API's public base URL as phones reach it (links in provisioning documents, QR
+    codes, the apps' assistant URL): `PUBLIC_URL`, else this request's scheme (API Gateway's
+    X-Forwarded-Proto), Host, and the stage path API Gateway puts before the routes."""
+    configured = settings.get().public_url
+    if configured:
+        return configured.rstrip("/")
+    scheme = (request.headers.get("x-forwarded-proto") or "http").split(",")[0].strip()
+    host = request.headers.get("host") or "localhost"
+    full = str((request.context or {}).get("path") or request.path)
+    prefix = full[: -len(request.path)] if request.path and full.endswith(request.path) else ""
+    return f"{scheme}://{host}{prefix.rstrip('/')}"
+
+
 def media_type(request: Request) -> str:
     """The request's Content-Type without parameters, lower-case ("" when absent)."""
     return (request.headers.get("content-type") or "").split(";")[0].strip().lower()

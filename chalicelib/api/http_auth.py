@@ -40,6 +40,11 @@ def _nonces() -> digest.Nonces:
 _SOURCE: ContextVar[str] = ContextVar("digest_source", default="")
 
 
+#: Whether the request being authenticated may answer with Basic (the Linphone apps' account
+#: API challenges Digest alone: its clients answer the first challenge they can).
+_BASIC: ContextVar[bool] = ContextVar("basic_offered", default=True)
+
+
 def challenges(*, stale: bool = False) -> list[str]:
     """The WWW-Authenticate values of a 401, one header line each."""
     realm = _realm()
@@ -48,6 +53,8 @@ def challenges(*, stale: bool = False) -> list[str]:
         digest.challenge(realm, nonces.make(realm, bind=_SOURCE.get()), algorithm, stale=stale)
         for algorithm in digest.OFFERED
     ]
+    if not _BASIC.get():
+        return offered
     return [*offered, f'Basic realm="{realm}", charset="UTF-8"']
 
 
@@ -58,21 +65,43 @@ def unauthorized(message: str, *, stale: bool = False) -> DomainError:
 
 
 def authenticate(
-    headers: Mapping[str, str], method: str, path: str, *, source: str | None = None
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    *,
+    source: str | None = None,
+    identity: str | None = None,
+    basic: bool = True,
+    pending_ok: bool = False,
 ) -> accounts.Account:
     """The account the request's Authorization header proves, or raise 401/403 (429 past the
     password-guessing limits for this account and `source`, the client's address).
 
-    `path` is the request path as the client sent it (a Digest `uri` must name it)."""
+    `path` is the request path as the client sent it (a Digest `uri` must name it).
+    `identity`: the address of record the request claims (the Linphone apps' `From`); the
+    credentials must prove that account, else 401 as for a wrong password. `basic=False`
+    offers and accepts Digest only. A pending account (no number proven yet) is refused
+    (403 `account_pending`) unless `pending_ok`."""
     bound = _SOURCE.set(source or "")
+    offered = _BASIC.set(basic)
     try:
-        return _authenticate(headers, method, path, source)
+        account = _authenticate(headers, method, path, source, identity)
     finally:
+        _BASIC.reset(offered)
         _SOURCE.reset(bound)
+    if not account.activated and not pending_ok:
+        raise DomainError(
+            "account_pending", "this account has no phone number yet: link one to activate it"
+        )
+    return account
 
 
 def _authenticate(
-    headers: Mapping[str, str], method: str, path: str, source: str | None
+    headers: Mapping[str, str],
+    method: str,
+    path: str,
+    source: str | None,
+    identity: str | None,
 ) -> accounts.Account:
     value = headers.get("authorization") or ""
     if not value:
@@ -80,12 +109,15 @@ def _authenticate(
     if len(value) > MAX_HEADER:
         raise unauthorized("authorization header too large")
     scheme = value.split(" ", 1)[0].lower()
-    if scheme == "basic":
+    if scheme == "basic" and _BASIC.get():
         account = _basic(value, source)
     elif scheme == "digest":
         account = _digest(value, method, path, source)
     else:
         raise unauthorized("unsupported authentication scheme")
+    if identity is not None and account.aor != identity.lower():
+        # Right credentials for another account than the one named: the claim is what fails.
+        raise unauthorized("the credentials are not those of the account named")
     if account.disabled:
         raise DomainError("account_disabled", "this account is disabled")
     return account

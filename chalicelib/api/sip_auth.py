@@ -45,4 +45,7 @@ def verify(
         flush_metrics()
     if account is None:
         return {"result": "forbidden", "reason": "wrong credentials"}
+    if not account.activated:
+        # Told only to whoever has the password: no phone number proven yet.
+        return {"result": "forbidden", "reason": "account not activated"}
     return {"result": "ok", "aor": account.aor}

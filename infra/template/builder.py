@@ -17,6 +17,7 @@ from infra.template import (
     functions,
     keys,
     parameters,
+    push,
     queues,
     sms,
 )
@@ -25,8 +26,10 @@ from infra.template.cfn import arn, deployed_name, log_group_arn, ref, role, sub
 from infra.template.model import (
     CUSTOM_RUNTIME,
     ROOT,
+    SIP_PORT,
     STAGES,
     TARGETS,
+    TLS_PORT,
     Function,
     Stage,
     functions_of,
@@ -53,6 +56,7 @@ class Builder:
         table_resources.add(self)
         keys.add(self)
         sms.add(self)
+        push.add(self)
         queues.add(self)
         functions.add(self)
         edge.add(self)
@@ -107,6 +111,23 @@ class Builder:
         }
         for spec in tables.ALL:
             env[spec.env_var] = ref(table_id(spec))
+        # The Linphone apps: provisioning's links and SIP address, the push applications.
+        env["PUBLIC_URL"] = ref("PublicUrl")
+        host = {
+            "Fn::If": [
+                "HasAdvertisedHost",
+                ref("SipAdvertisedHost"),
+                {"Fn::GetAtt": ["SipLoadBalancer", "DNSName"]},
+            ]
+        }
+        env["SIP_PROXY_URI"] = {
+            "Fn::If": [
+                "HasTls",
+                {"Fn::Sub": [f"sips:${{Host}}:{TLS_PORT};transport=tls", {"Host": host}]},
+                {"Fn::Sub": [f"sip:${{Host}}:{SIP_PORT};transport=tcp", {"Host": host}]},
+            ]
+        }
+        env.update(push.environment())
         return env
 
     def custom_function(self, logical: str, short: str, source: str, grants: list[Any]) -> None:

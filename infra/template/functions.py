@@ -101,6 +101,28 @@ def function_statements(b: Builder, fn: Function) -> list[dict[str, Any]]:
                 "NotResource": sub("arn:${AWS::Partition}:sns:*:*:*"),
             }
         )
+    if acc.push:
+        app = "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}:app/*/${AWS::StackName}-*"
+        endpoint = (
+            "arn:${AWS::Partition}:sns:${AWS::Region}:${AWS::AccountId}"
+            ":endpoint/*/${AWS::StackName}-*/*"
+        )
+        statements.append(
+            {
+                "Sid": "PushEndpointsOfOwnApplications",
+                "Effect": "Allow",
+                "Action": ["sns:CreatePlatformEndpoint"],
+                "Resource": sub(app),
+            }
+        )
+        statements.append(
+            {
+                "Sid": "PushToOwnEndpoints",
+                "Effect": "Allow",
+                "Action": ["sns:Publish", "sns:SetEndpointAttributes"],
+                "Resource": sub(endpoint),
+            }
+        )
     if acc.edge_queues:
         statements.append(
             {

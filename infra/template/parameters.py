@@ -92,6 +92,19 @@ def add(b: Builder) -> None:
         "MinValue": 0,
         "Description": "Alarm when the month's SMS spend reaches this (USD).",
     }
+    p["PublicUrl"] = {
+        "Type": "String",
+        "Default": "",
+        "Description": "Public base URL of the REST API as phones reach it (a custom domain,"
+        " with its base path); empty = the request's own. Provisioning links start with it.",
+    }
+    p["PushCredentialsSecret"] = {
+        "Type": "String",
+        "Default": "",
+        "Description": "Name of a Secrets Manager secret with the push credentials (JSON:"
+        " fcm, apns, apns.dev -> SNS platform application attributes); empty = no pushes,"
+        " so the Linphone apps cannot get creation tokens by push.",
+    }
     p["AlarmEmail"] = {
         "Type": "String",
         "Default": "",

@@ -256,14 +256,68 @@ class LinphoneClient:
             values = value if isinstance(value, tuple) else (value,)
             self.command("creator_set", field, *["-" if v is None else v for v in values])
 
-    def creator_request(self, op: str, timeout: float = 10.0) -> Event:
+    def creator_request(
+        self, op: str, timeout: float = 10.0, *, callback: str | None = None
+    ) -> Event:
         """Send one account creator request and wait for its `creator` event (status, response,
-        and the creator's username/phone/ha1/algorithm as the SDK left them)."""
+        and the creator's username/phone/ha1/algorithm as the SDK left them). `callback`: the
+        callback the SDK answers on when it is not the request's own (FlexiAPI backend:
+        login_linphone_account answers on send_token, create_with_token on create_account,
+        is_account_activated on activate_account)."""
         start = self.mark()
         self.command("creator_run", op)
+        wanted = callback or op
         return self.wait_for(
-            lambda e: e["event"] == "creator" and e["op"] == op, timeout, after=start
+            lambda e: e["event"] == "creator" and e["op"] == wanted, timeout, after=start
         )
+
+    def creator_send(self, op: str) -> str:
+        """Send a request whose success the SDK reports to no callback (FlexiAPI backend:
+        activate_account, link_account, activate_alias, update_account, is_account_linked);
+        answers its immediate status (5.1 says RequestFailed for some it did send)."""
+        start = self.mark()
+        self.command("creator_send", op)
+        event = self.wait_for(lambda e: e["event"] == "creator_sent", 1, after=start)
+        return str(event["status"])
+
+    def creator_create_account(self) -> None:
+        """The account the creator made, in the core as an app adds it: from the creator's
+        fields and the provisioned `[proxy_default_values]`, the default account."""
+        self.command("creator_create_account")
+
+    def restart(self, timeout: float = 15.0) -> Event:
+        """Stop and start the core, as an app does after a provisioning URI is set; answers
+        the start's `configuring` event (provisioning fetched again)."""
+        start = self.mark()
+        self.command("restart", timeout=timeout)
+        return self.wait_configuring(timeout, after=start)
+
+    def wait_configuring(self, timeout: float = 15.0, after: int = 0) -> Event:
+        return self.wait_for(lambda e: e["event"] == "configuring", timeout, after)
+
+    def config_get(self, section: str, key: str) -> str | None:
+        start = self.mark()
+        self.command("config_get", section, key)
+        event = self.wait_for(lambda e: e["event"] == "config", 1, after=start)
+        return event["value"]
+
+    def auth(
+        self,
+        username: str,
+        domain: str,
+        *,
+        password: str | None = None,
+        ha1: str | None = None,
+        algorithm: str | None = None,
+    ) -> None:
+        """Replace the core's credentials: a clear password, or an HA1 of `algorithm`."""
+        self.command("auth", username, password or "-", ha1 or "-", algorithm or "-", domain)
+
+    def account_register(self, enabled: bool) -> None:
+        self.command("account_register", int(enabled))
+
+    def account_prefix(self, prefix: str) -> None:
+        self.command("account_prefix", prefix)
 
     def presence_of(self, key: str) -> Presence:
         """The SDK's view of one number or URI, spelled as given to add_friend."""

@@ -27,6 +27,10 @@
  *                                                     status is the LinphoneAccountCreatorStatus
  *                                                     name without its prefix; the fields are
  *                                                     the creator's after the SDK read the answer
+ *   configuring {status: Successful|Failed|Skipped, message}
+ *                                                     remote provisioning ([misc] config-uri) ended
+ *   config {section, key, value}                      answer to `config_get` (value null if unset)
+ *   global_state {state}                              the core's state (Startup, Configuring, On...)
  *   stopped                                           after quit
  *   basic is open, closed, or none when the SDK holds no presence model for the key.
  *
@@ -49,6 +53,10 @@
 #include <linphone/core.h>
 #include <linphone/friendlist.h>
 #include <linphone/logging.h>
+
+/* Exported by liblinphone 5.1 but declared in no installed header (FlexiAPI backend). */
+LinphoneAccountCreatorStatus linphone_account_creator_delete_account_flexiapi(LinphoneAccountCreator *creator);
+void linphone_account_creator_cbs_set_delete_account(LinphoneAccountCreatorCbs *cbs, LinphoneAccountCreatorCbsStatusCb cb);
 
 #define MAX_ARGS 64
 #define MAX_FRIENDS 4096
@@ -165,6 +173,7 @@ typedef struct Client {
 	LinphoneAccount *account;
 	LinphoneFriendList *list;
 	LinphoneAccountCreator *creator;
+	char *new_password; /* the creator's user data: update_account's new password */
 	FriendEntry friends[MAX_FRIENDS];
 	int nfriends;
 	int quit;
@@ -238,6 +247,8 @@ static void sb_friend_entries(Sb *sb, LinphoneFriend *lf) {
 	sb_puts(sb, "]");
 }
 
+static void adopt_default_account(Client *c);
+
 /* ---------------------------------------------------------------- SDK callbacks */
 
 static void on_registration(LinphoneCore *lc, LinphoneAccount *account, LinphoneRegistrationState state,
@@ -253,6 +264,26 @@ static void on_registration(LinphoneCore *lc, LinphoneAccount *account, Linphone
 	ev_str(&sb, "identity", identity_str);
 	ev_emit(&sb);
 	if (identity_str) bctbx_free(identity_str);
+	sb_free(&sb);
+}
+
+static void on_configuring(LinphoneCore *lc, LinphoneConfiguringState status, const char *message) {
+	(void)lc;
+	Sb sb = {0};
+	ev_begin(&sb, "configuring");
+	ev_str(&sb, "status", strip_prefix(linphone_configuring_state_to_string(status), "LinphoneConfiguring"));
+	ev_str(&sb, "message", message);
+	ev_emit(&sb);
+	sb_free(&sb);
+}
+
+static void on_global_state(LinphoneCore *lc, LinphoneGlobalState state, const char *message) {
+	(void)lc;
+	(void)message;
+	Sb sb = {0};
+	ev_begin(&sb, "global_state");
+	ev_str(&sb, "state", strip_prefix(linphone_global_state_to_string(state), "LinphoneGlobal"));
+	ev_emit(&sb);
 	sb_free(&sb);
 }
 
@@ -440,18 +471,23 @@ static int cmd_friend(Client *c, int argc, char **argv, Sb *err) {
 
 static int cmd_subscribe(Client *c, int argc, char **argv, Sb *err) {
 	(void)argc;
+	if (!c->account) adopt_default_account(c); /* a provisioned one */
 	if (!c->account) return fail(err, "declare the account first: numbers need its domain and prefix");
+	/* "-": the list has no RLS URI of its own and the SDK uses [sip] rls_uri (provisioned). */
+	const char *rls = is_none(argv[0]) ? NULL : argv[0];
 	if (c->list) {
 		/* After unsubscribe: enabling again re-runs the SDK's own update logic. */
-		linphone_friend_list_set_rls_uri(c->list, argv[0]);
+		if (rls) linphone_friend_list_set_rls_uri(c->list, rls);
 		linphone_friend_list_enable_subscriptions(c->list, TRUE);
 		linphone_friend_list_update_subscriptions(c->list);
 		return 0;
 	}
 	c->list = linphone_core_create_friend_list(c->lc);
 	linphone_friend_list_set_display_name(c->list, "lpclient");
-	linphone_friend_list_set_rls_uri(c->list, argv[0]);
-	if (!linphone_friend_list_get_rls_address(c->list)) return fail(err, "invalid RLS URI %s", argv[0]);
+	if (rls) {
+		linphone_friend_list_set_rls_uri(c->list, rls);
+		if (!linphone_friend_list_get_rls_address(c->list)) return fail(err, "invalid RLS URI %s", rls);
+	}
 	LinphoneFriendListCbs *cbs = linphone_factory_create_friend_list_cbs(c->factory);
 	linphone_friend_list_cbs_set_presence_received(cbs, on_presence_received);
 	linphone_friend_list_add_callbacks(c->list, cbs);
@@ -565,6 +601,90 @@ static int cmd_iterate(Client *c, int argc, char **argv, Sb *err) {
 	return 0;
 }
 
+/* The settings a headless core needs again after each start: no NAT helpers, the list
+   subscriptions enabled, the network up. */
+static void core_started(Client *c) {
+	LinphoneNatPolicy *nat = linphone_core_create_nat_policy(c->lc);
+	linphone_nat_policy_enable_stun(nat, FALSE);
+	linphone_nat_policy_enable_ice(nat, FALSE);
+	linphone_nat_policy_enable_turn(nat, FALSE);
+	linphone_nat_policy_enable_upnp(nat, FALSE);
+	linphone_core_set_nat_policy(c->lc, nat);
+	linphone_nat_policy_unref(nat);
+	linphone_core_enable_friend_list_subscription(c->lc, TRUE);
+	linphone_core_set_network_reachable(c->lc, TRUE);
+}
+
+/* The core's default account (provisioned, or made by the account creator) becomes ours. */
+static void adopt_default_account(Client *c) {
+	LinphoneAccount *account = linphone_core_get_default_account(c->lc);
+	if (c->account) linphone_account_unref(c->account);
+	c->account = account ? linphone_account_ref(account) : NULL;
+}
+
+static int cmd_restart(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	(void)argv;
+	/* As an app does after setting a provisioning URI: stop, then start (which fetches it
+	   again and re-reads settings such as the account creator backend). */
+	if (c->list) return fail(err, "restart before subscribing (the friend list would be stale)");
+	linphone_core_stop(c->lc);
+	if (linphone_core_start(c->lc) != 0) return fail(err, "the core did not start again");
+	core_started(c);
+	adopt_default_account(c);
+	return 0;
+}
+
+static int cmd_config_get(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	(void)err;
+	Sb sb = {0};
+	const char *value = linphone_config_get_string(linphone_core_get_config(c->lc), argv[0], argv[1], NULL);
+	ev_begin(&sb, "config");
+	ev_str(&sb, "section", argv[0]);
+	ev_str(&sb, "key", argv[1]);
+	ev_str(&sb, "value", value);
+	ev_emit(&sb);
+	sb_free(&sb);
+	return 0;
+}
+
+/* Replace every auth info by one: a clear password, or an HA1 with its algorithm. */
+static int cmd_auth(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	const char *password = is_none(argv[1]) ? NULL : argv[1], *ha1 = is_none(argv[2]) ? NULL : argv[2];
+	const char *algorithm = is_none(argv[3]) ? NULL : argv[3];
+	if (!password == !ha1) return fail(err, "give a password or an ha1");
+	linphone_core_clear_all_auth_info(c->lc);
+	/* An HA1 holds its realm (the domain here): the SDK matches it to SIP challenges by it. */
+	LinphoneAuthInfo *auth = linphone_factory_create_auth_info_2(c->factory, argv[0], NULL, password, ha1,
+																  ha1 ? argv[4] : NULL, argv[4], algorithm);
+	linphone_core_add_auth_info(c->lc, auth);
+	linphone_auth_info_unref(auth);
+	return 0;
+}
+
+static int change_account(Client *c, Sb *err, int do_register, const char *prefix) {
+	if (!c->account) adopt_default_account(c);
+	if (!c->account) return fail(err, "no account");
+	LinphoneAccountParams *params = linphone_account_params_clone(linphone_account_get_params(c->account));
+	if (do_register >= 0) linphone_account_params_enable_register(params, do_register ? TRUE : FALSE);
+	if (prefix) linphone_account_params_set_international_prefix(params, prefix);
+	linphone_account_set_params(c->account, params);
+	linphone_account_params_unref(params);
+	return 0;
+}
+
+static int cmd_account_register(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	return change_account(c, err, atoi(argv[0]) ? 1 : 0, NULL);
+}
+
+static int cmd_account_prefix(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	return change_account(c, err, -1, argv[0]);
+}
+
 static int cmd_quit(Client *c, int argc, char **argv, Sb *err) {
 	if (argc > 0 && strcmp(argv[0], "now") != 0) return fail(err, "usage: quit [now]");
 	/* A clean stop un-REGISTERs and waits up to 2 s for the answer; a peer that is already
@@ -622,6 +742,17 @@ CREATOR_CB(is_account_activated)
 CREATOR_CB(is_account_exist)
 CREATOR_CB(recover_account)
 CREATOR_CB(login_linphone_account)
+CREATOR_CB(send_token)
+CREATOR_CB(update_account)
+CREATOR_CB(delete_account)
+
+/* The FlexiAPI backend's account creation with a token: a service function with no public
+   wrapper in 5.1 (its answer comes to the create_account callback). */
+static LinphoneAccountCreatorStatus create_with_token(LinphoneAccountCreator *creator) {
+	LinphoneAccountCreatorRequestFunc fn =
+		linphone_account_creator_service_get_create_account_with_token_cb(linphone_account_creator_get_service(creator));
+	return fn ? fn(creator) : LinphoneAccountCreatorStatusRequestFailed;
+}
 
 typedef LinphoneAccountCreatorStatus (*CreatorRequestFn)(LinphoneAccountCreator *creator);
 
@@ -640,7 +771,11 @@ static const struct {
 	{"is_account_exist", linphone_account_creator_is_account_exist},         /* get_phone_number_for_account */
 	{"recover_account", linphone_account_creator_recover_account},           /* recover_phone_account */
 	{"login_linphone_account", linphone_account_creator_login_linphone_account},
-	/* ^ recover_account_from_confirmation_key */
+	/* ^ recover_account_from_confirmation_key; on FlexiAPI: POST tokens (send_token callback) */
+	{"update_account", linphone_account_creator_update_account}, /* FlexiAPI: accounts/me/password */
+	/* FlexiAPI only (see the FlexiAPI README): */
+	{"create_with_token", create_with_token},                           /* accounts/with-token */
+	{"delete_account", linphone_account_creator_delete_account_flexiapi}, /* DELETE accounts/me */
 };
 
 static int cmd_creator(Client *c, int argc, char **argv, Sb *err) {
@@ -660,6 +795,9 @@ static int cmd_creator(Client *c, int argc, char **argv, Sb *err) {
 	linphone_account_creator_cbs_set_is_account_exist(cbs, on_creator_is_account_exist);
 	linphone_account_creator_cbs_set_recover_account(cbs, on_creator_recover_account);
 	linphone_account_creator_cbs_set_login_linphone_account(cbs, on_creator_login_linphone_account);
+	linphone_account_creator_cbs_set_send_token(cbs, on_creator_send_token);
+	linphone_account_creator_cbs_set_update_account(cbs, on_creator_update_account);
+	linphone_account_creator_cbs_set_delete_account(cbs, on_creator_delete_account);
 	linphone_account_creator_add_callbacks(c->creator, cbs);
 	linphone_account_creator_cbs_unref(cbs);
 	return 0;
@@ -680,23 +818,67 @@ static int cmd_creator_set(Client *c, int argc, char **argv, Sb *err) {
 	else if (strcmp(field, "domain") == 0) status = (int)linphone_account_creator_set_domain(c->creator, value);
 	else if (strcmp(field, "algorithm") == 0) status = (int)linphone_account_creator_set_algorithm(c->creator, value);
 	else if (strcmp(field, "language") == 0) status = (int)linphone_account_creator_set_language(c->creator, value);
-	else return fail(err, "unknown creator field %s", field);
+	/* FlexiAPI: the push parameters and the token it sent, and update_account's new password
+	   (read from the creator's user data, as on XML-RPC). */
+	else if (strcmp(field, "pn_provider") == 0) linphone_account_creator_set_pn_provider(c->creator, value), status = 0;
+	else if (strcmp(field, "pn_param") == 0) linphone_account_creator_set_pn_param(c->creator, value), status = 0;
+	else if (strcmp(field, "pn_prid") == 0) linphone_account_creator_set_pn_prid(c->creator, value), status = 0;
+	else if (strcmp(field, "token") == 0) linphone_account_creator_set_token(c->creator, value), status = 0;
+	else if (strcmp(field, "new_password") == 0) {
+		free(c->new_password);
+		c->new_password = value ? strdup(value) : NULL;
+		linphone_account_creator_set_user_data(c->creator, c->new_password);
+		status = 0;
+	} else return fail(err, "unknown creator field %s", field);
 	if (status != 0) return fail(err, "the SDK refused %s (status %d)", field, status);
 	return 0;
 }
 
-static int cmd_creator_run(Client *c, int argc, char **argv, Sb *err) {
-	(void)argc;
+static int run_creator_request(Client *c, const char *op, Sb *err, LinphoneAccountCreatorStatus *status) {
 	if (!c->creator) return fail(err, "create the account creator first (creator <xmlrpc-url>)");
 	for (size_t i = 0; i < sizeof(CREATOR_REQUESTS) / sizeof(CREATOR_REQUESTS[0]); i++) {
-		if (strcmp(CREATOR_REQUESTS[i].op, argv[0]) != 0) continue;
-		/* RequestOk means sent; the answer arrives later as a `creator` event. */
-		LinphoneAccountCreatorStatus status = CREATOR_REQUESTS[i].fn(c->creator);
-		if (status != LinphoneAccountCreatorStatusRequestOk)
-			return fail(err, "%s not sent: %s", argv[0], creator_status_name(status));
+		if (strcmp(CREATOR_REQUESTS[i].op, op) != 0) continue;
+		*status = CREATOR_REQUESTS[i].fn(c->creator);
 		return 0;
 	}
-	return fail(err, "unknown creator request %s", argv[0]);
+	return fail(err, "unknown creator request %s", op);
+}
+
+static int cmd_creator_run(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	LinphoneAccountCreatorStatus status;
+	if (run_creator_request(c, argv[0], err, &status) != 0) return -1;
+	/* RequestOk means sent; the answer arrives later as a `creator` event. */
+	if (status != LinphoneAccountCreatorStatusRequestOk)
+		return fail(err, "%s not sent: %s", argv[0], creator_status_name(status));
+	return 0;
+}
+
+/* Several FlexiAPI requests answer RequestFailed at once although they are sent (5.1): send
+   and report that status, never an error. */
+static int cmd_creator_send(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	LinphoneAccountCreatorStatus status;
+	if (run_creator_request(c, argv[0], err, &status) != 0) return -1;
+	Sb sb = {0};
+	ev_begin(&sb, "creator_sent");
+	ev_str(&sb, "op", argv[0]);
+	ev_str(&sb, "status", creator_status_name(status));
+	ev_emit(&sb);
+	sb_free(&sb);
+	return 0;
+}
+
+/* As an app does once the assistant made the account: an account in the core from the
+   creator's fields and the core's `[proxy_default_values]`, made the default. */
+static int cmd_creator_create_account(Client *c, int argc, char **argv, Sb *err) {
+	(void)argc;
+	(void)argv;
+	if (!c->creator) return fail(err, "create the account creator first (creator <xmlrpc-url>)");
+	LinphoneProxyConfig *cfg = linphone_account_creator_create_proxy_config(c->creator);
+	if (!cfg) return fail(err, "the SDK made no account");
+	adopt_default_account(c);
+	return c->account ? 0 : fail(err, "no default account after create_proxy_config");
 }
 
 static int cmd_help(Client *c, int argc, char **argv, Sb *err);
@@ -707,7 +889,7 @@ static const Command COMMANDS[] = {
 	 "<identity> <password|-> <proxy-uri> <register 0|1> [<intl-prefix|->] [expires=N] [userid=U] [realm=R] "
 	 "[outbound=0|1]"},
 	{"friend", 2, cmd_friend, "<name> <phone-number|sip-uri>..."},
-	{"subscribe", 1, cmd_subscribe, "<rls-uri>"},
+	{"subscribe", 1, cmd_subscribe, "<rls-uri|- for [sip] rls_uri>"},
 	{"unsubscribe", 0, cmd_unsubscribe, ""},
 	{"presence", 1, cmd_presence, "<phone-number|sip-uri as given to friend>"},
 	{"friends", 0, cmd_friends, ""},
@@ -721,7 +903,15 @@ static const Command COMMANDS[] = {
 	 "username|phone|password|ha1|code|domain|algorithm|language <value|-> [<country-code> for phone]"},
 	{"creator_run", 1, cmd_creator_run,
 	 "create_account|activate_account|is_alias_used|link_account|activate_alias|is_account_linked|"
-	 "is_account_activated|is_account_exist|recover_account|login_linphone_account"},
+	 "is_account_activated|is_account_exist|recover_account|login_linphone_account|update_account|"
+	 "create_with_token|delete_account"},
+	{"creator_send", 1, cmd_creator_send, "<op> (as creator_run, reporting the SDK's immediate status)"},
+	{"creator_create_account", 0, cmd_creator_create_account, ""},
+	{"restart", 0, cmd_restart, ""},
+	{"config_get", 2, cmd_config_get, "<section> <key>"},
+	{"auth", 5, cmd_auth, "<username> <password|-> <ha1|-> <algorithm|-> <domain>"},
+	{"account_register", 1, cmd_account_register, "<0|1>"},
+	{"account_prefix", 1, cmd_account_prefix, "<international prefix>"},
 	{"help", 0, cmd_help, ""},
 	{"quit", 0, cmd_quit, "[now]"},
 };
@@ -898,6 +1088,8 @@ int main(int argc, char **argv) {
 
 	LinphoneCoreCbs *cbs = linphone_factory_create_core_cbs(c->factory);
 	linphone_core_cbs_set_account_registration_state_changed(cbs, on_registration);
+	linphone_core_cbs_set_configuring_status(cbs, on_configuring);
+	linphone_core_cbs_set_global_state_changed(cbs, on_global_state);
 	linphone_core_add_callbacks(c->lc, cbs);
 	linphone_core_cbs_unref(cbs);
 
@@ -905,17 +1097,7 @@ int main(int argc, char **argv) {
 	linphone_core_enable_video_capture(c->lc, FALSE);
 	linphone_core_enable_video_display(c->lc, FALSE);
 	if (linphone_core_start(c->lc) != 0) return 3;
-
-	LinphoneNatPolicy *nat = linphone_core_create_nat_policy(c->lc);
-	linphone_nat_policy_enable_stun(nat, FALSE);
-	linphone_nat_policy_enable_ice(nat, FALSE);
-	linphone_nat_policy_enable_turn(nat, FALSE);
-	linphone_nat_policy_enable_upnp(nat, FALSE);
-	linphone_core_set_nat_policy(c->lc, nat);
-	linphone_nat_policy_unref(nat);
-
-	linphone_core_enable_friend_list_subscription(c->lc, TRUE);
-	linphone_core_set_network_reachable(c->lc, TRUE);
+	core_started(c);
 	emit_ready(c);
 
 	static char line[LINE_MAX_LEN];
@@ -951,6 +1133,7 @@ int main(int argc, char **argv) {
 	/* linphone_core_stop ends subscriptions and unregisters, waiting up to ~2 s for answers. */
 	linphone_core_stop(c->lc);
 	if (c->creator) linphone_account_creator_unref(c->creator);
+	free(c->new_password);
 	if (c->list) linphone_friend_list_unref(c->list);
 	for (int i = 0; i < c->nfriends; i++) {
 		linphone_friend_unref(c->friends[i].lf);
