@@ -539,3 +539,25 @@ def test_a_pending_account_gets_no_provisioning_link(api):
 def test_ping(api):
     r = api.http.get("/api/ping", headers={"Accept": "application/json"})
     assert (r.status_code, is_json(r)) == (200, {"message": "pong"})
+
+
+def test_a_pending_account_is_no_user_in_anyones_list(api):
+    from chalicelib.presence.resolve import Kind, Target, find_users
+
+    create_account(api, "kate")
+    kate = Target(Kind.ACCOUNT, "kate@example.org")
+    assert find_users([kate]) == {}
+    signed(api, "POST", "/api/accounts/me/phone/request", "kate", body={"phone": KATE_PHONE})
+    signed(api, "POST", "/api/accounts/me/phone", "kate", body={"code": last_code(KATE_PHONE)})
+    assert find_users([kate]) == {kate: "sip:kate@example.org"}
+
+
+def test_logs_carry_no_names_numbers_tokens_or_device_tokens(api, log_records):
+    active_account(api)
+    link = is_json(signed(api, "GET", "/api/accounts/me/provision", "kate"))
+    signed(api, "DELETE", "/api/accounts/me", "kate")
+    logged = "\n".join(log_records)
+    assert logged, "nothing logged at all"
+    device = f"{FCM['pn_prid']}-kate"
+    for secret in ("kate", KATE_PHONE, KATE_PHONE[1:], device, link["provisioning_token"]):
+        assert secret not in logged, secret

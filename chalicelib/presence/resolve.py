@@ -28,7 +28,7 @@ from chalicelib.presence.pidf import USER_DEFAULT, PresenceStatus
 _NUMBER = re.compile(r"^\+?[0-9][0-9().-]*$")
 _SIP_SCHEMES = frozenset({"sip", "sips", "pres", "im"})
 # What we ask of an account: not its HA1s.
-_ACCOUNT_PROJECTION = "aor, discoverable, disabled"
+_ACCOUNT_PROJECTION = "aor, discoverable, disabled, pending_until"
 
 
 class Kind(StrEnum):
@@ -203,11 +203,14 @@ def classify_all(
 
 
 def _users_of(items: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """{aor: SIP URI} of the existing, enabled, discoverable accounts among fetched items."""
+    """{aor: SIP URI} of the existing, enabled, discoverable accounts among fetched items (a
+    pending account, no number proven yet, is no user)."""
     return {
         aor: "sip:" + aor
         for aor, item in items.items()
-        if item.get("discoverable", True) and not item.get("disabled", False)
+        if item.get("discoverable", True)
+        and not item.get("disabled", False)
+        and not item.get("pending_until")
     }
 
 
