@@ -169,6 +169,7 @@ WEB_PAGES = (
     "/account/number/remove",
     "/account/devices",
     "/account/delete",
+    "/setup",
 )
 
 
@@ -188,6 +189,14 @@ for _page in WEB_PAGES:
         content_types=ANY_CONTENT_TYPE,
         name="web_" + (_page.strip("/").replace("/", "_") or "home"),
     )(_web_page(_page))
+
+
+@app.route("/creation_token/check/{token}", methods=["GET", "POST"], content_types=ANY_CONTENT_TYPE)
+def web_creation_request(token: str) -> Response:
+    # The address FlexiAPI's account_creation_request_tokens answers (validation_url).
+    from chalicelib.web import pages
+
+    return pages.serve("/creation_token/check", current_request(), token=token)
 
 
 @app.route("/static/{name}", methods=["GET"])

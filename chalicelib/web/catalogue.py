@@ -147,6 +147,47 @@ EN: dict[str, str] = {
     "out, also change your password:",
     "devices.none": "No device is signed in to your account now.",
     "devices.time": "{date} at {time} UTC",
+    "setup.title": "Set up an app",
+    "setup.linphone_heading": "Linphone",
+    "setup.linphone_intro": "Make a QR code, then scan it with Linphone on the phone to set "
+    "up (in its assistant: Fetch remote configuration, then QR code). The app gets your "
+    "account, the server and your contact list; you do not type anything.",
+    "setup.make_link": "Make a QR code for a phone",
+    "setup.new_link": "Make another QR code",
+    "setup.scan": "Scan this code with Linphone on the phone to set up, within {minutes} minutes.",
+    "setup.qr_alt": "QR code of your set-up link",
+    "setup.link_intro": "Or open this link on the phone, or type it in Linphone's assistant "
+    "(Fetch remote configuration):",
+    "setup.copy": "Copy the link",
+    "setup.copied": "Copied",
+    "setup.once": "The code and the link work once: make one for each phone. Do not share "
+    "them: they set up your account.",
+    "setup.other_heading": "Other SIP apps",
+    "setup.other_intro": "Type these settings into your app's SIP account settings:",
+    "setup.sip_address": "SIP address",
+    "setup.username": "Username",
+    "setup.password": "Password",
+    "setup.password_yours": "Your account's password",
+    "setup.domain": "Domain (realm)",
+    "setup.proxy": "Server (outbound proxy)",
+    "setup.list": "Contact list (resource list) address",
+    "setup.list_hint": "To see which of your contacts have an account, turn on presence for "
+    "your contacts and subscribe your contact list to that address, if your app can.",
+    "request.title": "Create an account in your app",
+    "request.intro": "An app asks to create an account. Confirm that you are there: your "
+    "browser does a short calculation (a second or two on a phone), then you go back to the "
+    "app.",
+    "request.submit": "Confirm and go back to the app",
+    "request.working": "Checking…",
+    "request.failed": "The check did not work. Try again.",
+    "request.noscript": "This check needs JavaScript: turn it on for this page, or create "
+    "your account on this site instead.",
+    "request.not_you": "If you did not ask for an account, close this page: nothing happens.",
+    "request.done": "Done. Go back to the app: it goes on with creating your account.",
+    "request.invalid_title": "This link no longer works",
+    "request.invalid_body": "It has expired or was used. Ask the app for a new one, or create "
+    "your account on this site.",
+    "request.signup": "Create an account here",
     # Notices after an action.
     "done.created": "Your account is ready. Set up your app to find your friends.",
     "done.recovered_signup": "This number already had an account: its password is now the "
@@ -201,6 +242,9 @@ EN: dict[str, str] = {
     "error.conflict": "Something changed meanwhile. Try again.",
     "error.invalid": "Check this field.",
     "error.internal": "Something went wrong. Try again in a moment.",
+    "error.account_pending": "Add a phone number to your account first: until then no app "
+    "can sign in to it.",
+    "error.human": "We could not check that you are there. Try again.",
     "wait.minute": "a minute",
     "wait.minutes": "{n} minutes",
     "wait.hour": "an hour",

@@ -38,6 +38,7 @@ _WHERE: dict[str, tuple[str | None, str]] = {
     "not_found": (None, "error.recover_no_account"),
     "no_phone": (None, "error.no_phone"),
     "conflict": (None, "error.conflict"),
+    "account_pending": (None, "error.account_pending"),
 }
 #: invalid_field messages start with the field they are about ("password: 8 to 256 ...").
 _INVALID_FIELD: dict[str, str] = {

@@ -552,6 +552,82 @@ def delete(web: Web) -> Response:
     return web.redirect("/", done="deleted")
 
 
+# --- Setting up an app ------------------------------------------------------------------------
+
+
+def setup_page(web: Web, *, problems: forms.Problems | None = None, **link: Any) -> Response:
+    s = settings.get()
+    return web.render(
+        "setup.html",
+        problems=problems,
+        link=link.get("url"),
+        qr=link.get("qr"),
+        link_minutes=s.provisioning_ttl // 60,
+        proxy=s.provisioned_proxy,
+        rls_uri=s.provisioned_rls_uri,
+    )
+
+
+def setup_link(web: Web) -> Response:
+    """A new single-use provisioning link for a phone, shown once (never on a GET: a reload
+    or a link followed spends nothing), as a QR code and as text."""
+    import base64
+
+    from chalicelib.accounts import provisioning
+    from chalicelib.api import http_api
+
+    try:
+        link = provisioning.issue_link(_me(web), http_api.public_base_url(web.request))
+    except DomainError as exc:
+        return setup_page(web, problems=web.problems(exc, ()))
+    svg = provisioning.qr_svg(link.url)
+    qr = "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+    return setup_page(web, url=link.url, qr=qr)
+
+
+# --- An app's account-creation request ---------------------------------------------------------
+
+
+def creation_request(web: Web, *, problems: forms.Problems | None = None) -> Response:
+    """The page an app without push support sends its person to: they prove they are there,
+    and the app may then create an account (`accounts.app_signup`)."""
+    import json
+
+    from chalicelib.accounts import app_signup
+    from chalicelib.web import human
+
+    token = web.params["token"]
+    state = app_signup.request_token_state(token)
+    if state == "invalid":
+        return web.message(
+            "request.invalid_title",
+            "request.invalid_body",
+            404,
+            link="/signup",
+            link_text="request.signup",
+        )
+    return web.render(
+        "request.html",
+        problems=problems,
+        done=state == "validated",
+        action=f"/creation_token/check/{token}",
+        challenge=json.dumps(human.challenge(token)) if state == "pending" else "",
+    )
+
+
+def creation_request_confirm(web: Web) -> Response:
+    from chalicelib.accounts import app_signup
+    from chalicelib.web import human
+
+    token = web.params["token"]
+    if not human.proven(web.form.get("altcha"), token):
+        problems = forms.Problems()
+        problems.add(None, web.t("error.human"))
+        return creation_request(web, problems=problems)
+    app_signup.validate_request_token(token)  # an expired one: the page says so below
+    return web.redirect(f"/creation_token/check/{token}")
+
+
 ROUTES: dict[str, Route] = {
     "/": Route(get=home, signed_out=True),
     "/signup": Route(get=signup_form, post=signup_request, signed_out=True),
@@ -568,15 +644,17 @@ ROUTES: dict[str, Route] = {
     "/account/number/remove": Route(post=number_remove, signed_in=True),
     "/account/devices": Route(get=devices_page, post=device_sign_out, signed_in=True),
     "/account/delete": Route(get=delete_form, post=delete, signed_in=True),
+    "/setup": Route(get=setup_page, post=setup_link, signed_in=True),
+    "/creation_token/check": Route(get=creation_request, post=creation_request_confirm),
 }
 
 
 # --- The entry point -------------------------------------------------------------------------
 
 
-def serve(page: str, request: Request) -> Response:
-    """Answer a request for one of ROUTES's pages."""
-    web = Web(request, page)
+def serve(page: str, request: Request, **params: str) -> Response:
+    """Answer a request for one of ROUTES's pages (`params`: the parts of its path)."""
+    web = Web(request, page, params)
     context = request.context or {}
     logger.set_correlation_id(context.get("requestId") or str(uuid.uuid4()))
     try:

@@ -49,14 +49,16 @@ def base_path(request: Request, page: str) -> str:
 class Web:
     """The request of one page, and what its response will carry."""
 
-    def __init__(self, request: Request, page: str) -> None:
+    def __init__(self, request: Request, page: str, params: dict[str, str] | None = None) -> None:
         headers = request.headers
         self.request = request
         self.page = page
+        #: The path's own parts (`{token}` of /creation_token/check/{token}).
+        self.params = params or {}
         self.method = request.method.upper()
         self.secure = security.is_secure(headers)
         self.lang = catalogue.language(headers.get("accept-language"))
-        self.base = base_path(request, page)
+        self.base = base_path(request, "/".join([page, *self.params.values()]))
         self.query: dict[str, str] = dict(request.query_params or {})
         self.client_ip = http_api.client_ip(request)
         self.form = Values()

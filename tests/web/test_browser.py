@@ -6,8 +6,10 @@ passes axe-core (light and dark) and is photographed at phone and desktop widths
 
 from __future__ import annotations
 
+import json
 import re
 import time
+import urllib.request
 from typing import Any
 
 import pytest
@@ -70,6 +72,21 @@ def test_a_newcomer_signs_up_and_changes_everything(stack, browsers: Browsers):
     session = next(c for c in page.context.cookies() if c["name"] == "session")
     assert session["httpOnly"] and session["sameSite"] == "Strict"
     assert not session["secure"]  # plain HTTP on loopback; Secure and __Host- on HTTPS
+
+    # Set up a phone: a QR code and a link that configures the app, once.
+    page.get_by_role("link", name="Set up an app").first.click()
+    expect_text(page, "Other SIP apps")
+    look(page, "setup", shots)
+    page.get_by_role("button", name="Make a QR code for a phone").click()
+    assert page.get_by_role("img", name="QR code of your set-up link").is_visible()
+    link = page.locator("#provisioning-link").inner_text().strip()
+    assert page.get_by_role("button", name="Copy the link").is_visible()
+    look(page, "setup-link", shots)
+    document = urllib.request.urlopen(
+        urllib.request.Request(link, headers={"User-Agent": "LinphoneAndroid/6.0"}), timeout=10
+    ).read()
+    assert b"<config" in document and b"sip:alice@" in document
+    page.goto(stack.url("/account"))
 
     # Nobody finds me by my number, then they do again.
     page.get_by_label("No: nobody finds me by my number").check()
@@ -318,3 +335,42 @@ def test_an_idle_session_ends(playwright, browsers: Browsers):
         expect_text(page, "Sign in")
     finally:
         short.stop()
+
+
+def test_an_app_without_push_gets_its_account_request_validated(stack, browsers: Browsers):
+    def api(path: str, body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            stack.url(path), json.dumps(body).encode(), {"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read() or b"{}")
+
+    status, asked = api("/api/account_creation_request_tokens", {})
+    assert status == 201
+    trade = "/api/account_creation_tokens/using-account-creation-request-token"
+    assert api(trade, {"account_creation_request_token": asked["token"]})[0] == 404  # not yet
+    page = browsers.person()
+    page.goto(asked["validation_url"])
+    expect_text(page, "An app asks to create an account")
+    look(page, "request", browsers.shots)
+    page.get_by_role("button", name="Confirm and go back to the app").click()
+    expect_text(page, "Done. Go back to the app")
+    look(page, "request-done", browsers.shots)
+    status, created = api(trade, {"account_creation_request_token": asked["token"]})
+    assert status == 201 and created["token"]
+
+
+def test_the_request_page_says_it_needs_javascript_without_it(stack, browsers: Browsers):
+    request = urllib.request.Request(
+        stack.url("/api/account_creation_request_tokens"), b"{}",
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        asked = json.loads(answer.read())
+    page = browsers.person(javascript=False)
+    page.goto(asked["validation_url"])
+    expect_text(page, "This check needs JavaScript")
+    assert page.get_by_role("button", name="Confirm and go back to the app").is_disabled()

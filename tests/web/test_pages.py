@@ -3,6 +3,7 @@ flow, and what they answer to mistakes, as a browser without JavaScript sees the
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -287,3 +288,85 @@ def test_devices_are_listed_with_their_app_and_one_can_be_signed_out(visitor):
     token = page.form("/account/devices").fields["csrf"]
     page = visitor.post("/account/devices", {"csrf": token, "device": "urn:uuid:0"})
     assert page.location.endswith("done=device_gone")
+
+
+def test_the_setup_page_gives_the_settings_and_a_single_use_link(visitor, api):
+    from chalicelib import settings
+
+    sign_up(visitor, username="alice")
+    page = visitor.get("/setup")
+    text = page.text()
+    assert "sip:alice@example.org" in text
+    assert settings.get().provisioned_proxy in text and settings.get().provisioned_rls_uri in text
+    assert "Your account's password" in text and not page.doc.xpath("//img")
+    page = visitor.submit(page, "/setup")
+    assert page.status == 200
+    link = page.doc.get_element_by_id("provisioning-link").text_content().strip()
+    assert link.startswith("http://127.0.0.1:8000/provisioning/")
+    (qr,) = page.doc.xpath("//img[@class='qr']")
+    assert qr.get("src").startswith("data:image/svg+xml;base64,") and qr.get("alt")
+    document = api.http.get(link.removeprefix("http://127.0.0.1:8000"), headers={"User-Agent": "x"})
+    assert document.status_code == 200
+    body = document.body.decode()
+    assert "<config" in body and accounts.get_by_username("alice").ha1_sha256 in body
+    assert PASSWORD not in body
+    again = api.http.get(link.removeprefix("http://127.0.0.1:8000"), headers={"User-Agent": "y"})
+    assert again.status_code == 404  # used once
+    assert visitor.get("/setup").status == 200  # a GET makes no link
+
+
+def test_the_request_page_validates_an_app_request_once_proven(visitor):
+    from chalicelib.accounts import app_signup
+    from tests.web.test_human import solved
+
+    token = app_signup.request_token(source_ip="192.0.2.1").value
+    page = visitor.get(f"/creation_token/check/{token}")
+    form = page.form(f"/creation_token/check/{token}")
+    challenge = json.loads(form.get("data-human"))
+    assert form.xpath(".//button[@disabled]")  # until the script is there to do the work
+    page = visitor.submit(page, f"/creation_token/check/{token}", altcha="")
+    assert page.status == 400 and "could not check" in " ".join(page.summary())
+    assert app_signup.request_token_state(token) == "pending"
+    other = app_signup.request_token(source_ip="192.0.2.1").value
+    foreign = solved(
+        json.loads(
+            visitor.get(f"/creation_token/check/{other}")
+            .form(f"/creation_token/check/{other}")
+            .get("data-human")
+        )
+    )
+    page = visitor.submit(page, f"/creation_token/check/{token}", altcha=foreign)
+    assert page.status == 400 and app_signup.request_token_state(token) == "pending"
+    page = visitor.get(f"/creation_token/check/{token}")
+    page = visitor.submit(
+        page,
+        f"/creation_token/check/{token}",
+        altcha=solved(json.loads(page.form(f"/creation_token/check/{token}").get("data-human"))),
+    )
+    assert page.location == f"/creation_token/check/{token}"
+    assert "Done. Go back to the app" in visitor.follow(page).text()
+    assert app_signup.request_token_state(token) == "validated"
+    assert app_signup.token_for_request(token).value
+    assert challenge["maxNumber"] > 0
+
+
+def test_an_unknown_request_link_says_so(visitor):
+    page = visitor.get("/creation_token/check/nope")
+    assert page.status == 404 and "This link no longer works" in page.text()
+
+
+def test_an_account_made_by_an_app_adds_its_number_before_any_app_link(visitor):
+    from chalicelib import clock
+
+    accounts.create(
+        "frank",
+        accounts.credentials_from_password("frank", PASSWORD),
+        pending_until=clock.now_int() + 3600,
+    )
+    assert sign_in(visitor, "frank").status == 303
+    page = visitor.submit(visitor.get("/setup"), "/setup")
+    assert page.status == 403 and "Add a phone number to your account first" in page.text()
+    page = visitor.submit(visitor.get("/account/number"), "/account/number", phone=ALICE)
+    visitor.submit(page, "/account/number/confirm", code=last_code(ALICE))
+    assert accounts.get_by_username("frank").activated
+    assert visitor.submit(visitor.get("/setup"), "/setup").status == 200

@@ -41,6 +41,71 @@
     });
   });
 
+  // The account-request page: a proof of work (ALTCHA's: the number whose SHA-256, after the
+  // challenge's salt, is the challenge) found before the form goes.
+  var human = document.querySelector("form[data-human]");
+  if (human && window.crypto && crypto.subtle && window.TextEncoder) {
+    var go = human.querySelector("button[data-needs-script]");
+    go.disabled = false;
+    document.getElementById("needs-script").hidden = true;
+    human.addEventListener("submit", function (event) {
+      var answer = human.elements.altcha;
+      if (answer.value) {
+        return;
+      }
+      event.preventDefault();
+      var status = document.getElementById("human-status");
+      var challenge = JSON.parse(human.dataset.human);
+      status.textContent = human.dataset.working;
+      go.disabled = true;
+      solve(challenge).then(function (number) {
+        if (number === null) {
+          status.textContent = human.dataset.failed;
+          go.disabled = false;
+          delete human.dataset.sent;
+          return;
+        }
+        answer.value = btoa(JSON.stringify({
+          algorithm: challenge.algorithm,
+          challenge: challenge.challenge,
+          number: number,
+          salt: challenge.salt,
+          signature: challenge.signature
+        }));
+        human.submit();
+      });
+    });
+  }
+
+  function hex(buffer) {
+    return Array.prototype.map.call(new Uint8Array(buffer), function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  }
+
+  function solve(challenge) {
+    var encoder = new TextEncoder();
+    var batch = 256;
+    function from(start) {
+      if (start > challenge.maxNumber) {
+        return Promise.resolve(null);
+      }
+      var tries = [];
+      for (var n = start; n < start + batch && n <= challenge.maxNumber; n++) {
+        tries.push(crypto.subtle.digest("SHA-256", encoder.encode(challenge.salt + n)));
+      }
+      return Promise.all(tries).then(function (digests) {
+        for (var i = 0; i < digests.length; i++) {
+          if (hex(digests[i]) === challenge.challenge) {
+            return start + i;
+          }
+        }
+        return from(start + batch);
+      });
+    }
+    return from(0);
+  }
+
   // A page brought back by the Back button may still carry the mark of its last sending.
   window.addEventListener("pageshow", function () {
     document.querySelectorAll("form[data-sent]").forEach(function (form) {
