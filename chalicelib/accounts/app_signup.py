@@ -142,18 +142,17 @@ def token_for_request(value: object) -> tokens.Token:
         replay_window=s.creation_token_ttl,
     )
     creation = _traded(value)
-    if used.replay is None and "traded" not in used.data:
-        token = tokens.issue(
-            tokens.CREATION,
-            {"request": True},
-            s.creation_token_ttl,
-            max_tries=s.creation_token_tries,
-            value=creation,
-        )
-        tokens.complete(used, {"expires_at": token.expires_at})
-        return token
-    expires_at = int((used.replay or {}).get("expires_at", clock.now_int()))
-    return tokens.Token(tokens.CREATION, creation, expires_at)
+    if used.replay is not None:
+        return tokens.Token(tokens.CREATION, creation, int(used.replay["expires_at"]))
+    token = tokens.issue(
+        tokens.CREATION,
+        {"request": True},
+        s.creation_token_ttl,
+        max_tries=s.creation_token_tries,
+        value=creation,
+    )
+    tokens.complete(used, {"expires_at": token.expires_at})
+    return token
 
 
 def check_algorithm(algorithm: object) -> str:

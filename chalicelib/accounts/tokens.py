@@ -51,6 +51,7 @@ class Use:
     kind: str
     value: str
     data: dict[str, Any]
+    fingerprint: str  # the request that used it
     replay: dict[str, Any] | None = None  # the stored answer, when this is a retry
 
 
@@ -96,6 +97,7 @@ def issue(
 
     `max_tries`: how many uses may be refused (`release(refused=True)`) before the token is
     spent. `value`: the token's value when the caller derives it (else 128 random bits)."""
+    derived = value is not None
     value = value or encode(secrets.token_bytes(VALUE_BYTES))
     now = clock.now_int()
     item = {
@@ -107,11 +109,18 @@ def issue(
         "tries": 0,
         "max_tries": max_tries,
     }
-    client("dynamodb").put_item(
-        TableName=tables.TOKENS.name(),
-        Item=dynamo.to_item(item),
-        ConditionExpression="attribute_not_exists(token_id)",
-    )
+    try:
+        client("dynamodb").put_item(
+            TableName=tables.TOKENS.name(),
+            Item=dynamo.to_item(item),
+            ConditionExpression="attribute_not_exists(token_id)",
+        )
+    except ClientError as exc:
+        existing = _get(kind, value) if dynamo.condition_failed(exc) and derived else None
+        if existing is None:
+            raise
+        # A derived value another request issued a moment ago: the same token.
+        return Token(kind, value, int(existing["expires_at"]))
     return Token(kind, value, now + ttl)
 
 
@@ -186,9 +195,9 @@ def use(kind: str, value: object, *, fingerprint: str, replay_window: int | None
         if "used_at" in item:
             same = hmac.compare_digest(str(item.get("used_by", "")), fingerprint)
             if same and "result" in item:
-                return Use(kind, value, data, json.loads(item["result"]))
+                return Use(kind, value, data, fingerprint, json.loads(item["result"]))
             if same and replay_window is not None and now - int(item["used_at"]) <= replay_window:
-                return Use(kind, value, data)
+                return Use(kind, value, data, fingerprint)
             raise invalid(kind)
         if int(item.get("tries", 0)) >= int(item.get("max_tries", 1)):
             raise invalid(kind)
@@ -206,7 +215,7 @@ def use(kind: str, value: object, *, fingerprint: str, replay_window: int | None
             if dynamo.condition_failed(exc):
                 continue  # used or refused meanwhile: look again
             raise
-        return Use(kind, value, data)
+        return Use(kind, value, data, fingerprint)
     raise invalid(kind)
 
 
@@ -235,15 +244,10 @@ def release(use: Use, *, refused: bool = False) -> None:
         "Key": {"token_id": {"S": token_id(use.kind, use.value)}},
         "UpdateExpression": expression,
         "ConditionExpression": "attribute_exists(used_at) AND used_by = :fp",
-        "ExpressionAttributeValues": dynamo.to_item({**values, ":fp": _used_by(use)}),
+        "ExpressionAttributeValues": dynamo.to_item({**values, ":fp": use.fingerprint}),
     }
     try:
         client("dynamodb").update_item(**kwargs)
     except ClientError as exc:
         if not dynamo.condition_failed(exc):
             raise
-
-
-def _used_by(use: Use) -> str:
-    item = _get(use.kind, use.value)
-    return str((item or {}).get("used_by", ""))
