@@ -25,10 +25,6 @@ _.list_b64
 _.subscription_ids
 _.credentials_replaced  # SignupResult: serialised by to_json (asdict) for the REST answer
 _.sessions_ended  # SignupResult: likewise
-# accounts.app_signup: the domain API of the page a person validates a desktop app's creation
-# request token on (`validation_url`, /creation_token/check/<token>).
-_.request_token_state
-_.validate_request_token
 
 # sip_edge ----------------------------------------------------------------------------------
 # asyncio protocol callbacks, called by the event loop.
