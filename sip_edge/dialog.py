@@ -2,8 +2,10 @@
 
 A `SubscriptionDialog` is created from the SUBSCRIBE that opened it, answers what its refreshes
 change, and builds the NOTIFY requests of the dialog (CSeq, tags, route set, Subscription-State,
-the Event spelling of the subscriber's profile). The edge decides when to send them. Its state
-round-trips through `to_record`/`from_record` so an edge that restarts can resume the dialog.
+the Event spelling of the subscriber's profile). It carries its `DialogState` and the `Work` in
+progress; the presence core (`sip_edge.presence.core`) moves them and decides what is sent
+when. Its stored part round-trips through `to_record`/`from_record` (a versioned record,
+`sip_edge.presence.record`) so that an edge that restarts can resume the dialog.
 
 A list dialog's entries are read for two things only: a full-state NOTIFY (the whole list goes
 to `presence_lookup`) and checking that a queued change names URIs of the list. So the edge
@@ -28,8 +30,9 @@ import secrets
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import Enum
 
-from chalicelib.edge_contract import ENTRY_KEY_BYTES, DialogRecord, entry_keys
+from chalicelib.edge_contract import ENTRY_KEY_BYTES, DialogRecord, NotifyBody, entry_keys
 from sip_edge.presence import record
 from sip_edge.sip.headers import Headers
 from sip_edge.sip.message import Request, new_tag
@@ -56,7 +59,38 @@ class Peer:
         return self.transport != "udp"
 
 
-@dataclass
+class DialogState(Enum):
+    """Where a dialog stands (the presence core moves it; see sip_edge/presence/core.py)."""
+
+    ACTIVE = "active"  # the phone knows what the edge last told it; changes may be waiting
+    OWES_FULL_STATE = "owes full state"  # the next NOTIFY must be a full state (resync)
+    ENDING = "ending"  # its final NOTIFY (terminated) waits or is out: nothing else goes
+    TERMINATED = "terminated"  # over and forgotten: no NOTIFY, no write but its delete
+
+
+class WorkKind(Enum):
+    NEW = "new"  # a new dialog: its write, then its first NOTIFYs
+    FETCH = "fetch"  # Expires: 0 (RFC 6665 §4.4.3): its NOTIFYs, the last one final
+    REFRESH = "refresh"  # a refresh SUBSCRIBE: a full state, written with its CSeq and version
+    UPDATE = "update"  # queued changes or an owed full state, at most EDGE_NOTIFY_CONCURRENCY
+
+
+@dataclass(eq=False, slots=True)
+class Work:
+    """One piece of work on a dialog: a lookup, the NOTIFYs it gives, the write that records
+    them. Its queue messages are acknowledged once its NOTIFYs went out (or the dialog is gone);
+    if its lookup fails, its resources and messages go back to the dialog for the next one."""
+
+    kind: WorkKind
+    full: bool = True  # a full state (else the changed resources of `uris`)
+    uris: list[str] = field(default_factory=list)
+    receipts: list[str] = field(default_factory=list)
+    bodies: list[NotifyBody] = field(default_factory=list)  # left to send, in order
+    final_reason: str = ""  # FETCH: the last body ends the dialog with this reason
+    syncs: bool = False  # its bodies are a full state: once answered, the phone is synced
+
+
+@dataclass(slots=True)
 class SubscriptionDialog:
     subscription_id: str
     call_id: str
@@ -82,7 +116,7 @@ class SubscriptionDialog:
     version: int = 0  # next RLMI version
     local_cseq: int = field(default_factory=lambda: secrets.randbelow(10000) + 1)
     remote_cseq: int = 0
-    terminated: bool = False
+    state: DialogState = DialogState.ACTIVE
     # Live updates: resources to look at again, when the next NOTIFY may go (throttle), and
     # what the phone was last told of each resource (to skip NOTIFYs that change nothing).
     dirty: set[str] = field(default_factory=set)
@@ -93,17 +127,33 @@ class SubscriptionDialog:
     rechecks: dict[str, float] = field(default_factory=dict)  # uri -> when its status lapses
     # Stored: the phone answered a full-state NOTIFY of this dialog before its last write. A
     # new dialog is stored before its first NOTIFY goes (one write per SUBSCRIBE), so an
-    # edge that stops in between leaves it False. `resync` (this edge's own): the phone is
-    # owed a full state, by the edge that reloaded such a dialog, or after a refresh whose
-    # full-state lookup failed; the sweeps send it as soon as a lookup answers.
+    # edge that stops in between leaves it False, and the edge that reloads it owes the
+    # phone a full state (OWES_FULL_STATE).
     synced: bool = False
-    resync: bool = False
     synced_stored: bool = False  # what the last write that went through said of `synced`
+    # The presence core's bookkeeping, never stored: queue messages whose change is not in a
+    # NOTIFY yet; the work in progress (one at a time); whether a NOTIFY transaction is out
+    # (one at a time, in CSeq order); a refresh's full state waiting for the work in
+    # progress; the final NOTIFY's reason; writes still out, and the delete that waits for
+    # them; and whether it is stored at all (a fetch never is).
+    receipts: list[str] = field(default_factory=list)
+    work: Work | None = None
+    notifying: bool = False
+    refresh_owed: bool = False
+    end_reason: str = ""
+    writes: int = 0
+    delete_owed: bool = False
+    stored: bool = True
 
     @property
     def owes_notify(self) -> bool:
         """Changes to send, or a full state owed: the sweep queues the dialog for an update."""
-        return bool(self.dirty) or self.resync
+        return bool(self.dirty) or self.state is DialogState.OWES_FULL_STATE
+
+    @property
+    def live(self) -> bool:
+        """Neither ending nor over: it takes refreshes, changes and updates."""
+        return self.state is DialogState.ACTIVE or self.state is DialogState.OWES_FULL_STATE
 
     @property
     def entries(self) -> list[str] | None:
@@ -201,11 +251,10 @@ class SubscriptionDialog:
         h.add("CSeq", f"{self.local_cseq} NOTIFY", parsed=CSeq(self.local_cseq, "NOTIFY"))
         h.add("Contact", contact)
         h.add("Event", self.event_header)
-        if reason is None and not self.terminated:
+        if reason is None:
             h.add("Subscription-State", f"active;expires={self.expires_in(now)}")
         else:
-            self.terminated = True
-            h.add("Subscription-State", f"terminated;reason={reason or 'noresource'}")
+            h.add("Subscription-State", f"terminated;reason={reason}")
         if self.is_list and body:
             h.add("Require", "eventlist")
         if body and content_type:

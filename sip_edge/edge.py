@@ -1,9 +1,11 @@
 """The edge's request handling: transport attach, transactions, timers and method dispatch.
 
-It sits between the transports and the functions. Parsing, transactions and dialog state are
-the sans-I/O pieces in `sip_edge.sip` and `sip_edge.dialog`; the edge answers OPTIONS itself and
-hands REGISTER, SUBSCRIBE and PUBLISH, once the digest guard has authenticated them, to their
-handlers, which ask the functions for every lookup and every piece of state.
+It sits between the transports and the functions. Parsing, transactions and subscription
+dialogs are the sans-I/O pieces in `sip_edge.sip` and `sip_edge.presence`; the edge answers
+OPTIONS itself and hands REGISTER, SUBSCRIBE and PUBLISH, once the digest guard has
+authenticated them, to their handlers, which ask the functions for every lookup and every piece
+of state. Every handler returns its response (or raises Reject); work that follows a response
+(a SUBSCRIBE's NOTIFYs) starts once it is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sip_edge.digest_guard import DigestGuard
 from sip_edge.functions import FunctionError, Functions
 from sip_edge.handling import Reject, within_budget
 from sip_edge.metrics import EdgeMetrics
+from sip_edge.presence.subscribe import LIST_TYPE
 from sip_edge.publish_handler import PublishHandler
 from sip_edge.queue import EdgeQueue
 from sip_edge.register_handler import RegisterHandler
@@ -42,7 +45,7 @@ from sip_edge.sip.transaction import (
     new_branch,
 )
 from sip_edge.sip.values import Via
-from sip_edge.subscription_service import LIST_TYPE, SubscriptionService
+from sip_edge.subscription_service import SubscriptionService
 
 ALLOW = "SUBSCRIBE, NOTIFY, PUBLISH, REGISTER, OPTIONS"
 SUPPORTED_EXTENSIONS = frozenset({"eventlist", "recipient-list-subscribe"})
@@ -282,7 +285,7 @@ class Edge:
     ) -> None:
         DEADLINE.set(deadline)  # this task's own context: the function client reads it
         try:
-            response = await self._dispatch(request, peer, tx)
+            response = await self._dispatch(request, peer)
         except Reject as rej:
             response = make_response(request, rej.status, rej.reason, rej.headers)
         except ParseError as err:
@@ -294,8 +297,7 @@ class Edge:
         except Exception:  # a bug must cost one request a 500, never the edge
             logger.exception("request handling failed")
             response = make_response(request, 500, None)
-        if response is not None:
-            self.respond(tx, response)
+        self.respond(tx, response)
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
@@ -313,9 +315,9 @@ class Edge:
             DEADLINE.set(None)  # answered: what this task still does is not the phone's wait
         self._run(self.transactions.respond(tx, response, self.monotonic(), data))
 
-    async def _dispatch(
-        self, request: Request, peer: Peer, tx: ServerTransaction
-    ) -> Response | None:
+    async def _dispatch(self, request: Request, peer: Peer) -> Response:
+        """The request's answer: each handler returns it (or raises Reject); work that
+        follows an answer (a SUBSCRIBE's NOTIFYs) starts once it is sent."""
         method = request.method
         # RFC 3261 §8.2.2: the Request-URI's scheme, then Require, for every method we answer.
         if request.request_uri.scheme not in ("sip", "sips"):
@@ -336,7 +338,7 @@ class Edge:
         if method == "REGISTER":
             return await self.register_handler.handle(request, peer, identity)
         if method == "SUBSCRIBE":
-            return await self.subscriptions.handle(request, peer, tx, identity)
+            return await self.subscriptions.handle(request, peer, identity)
         return await self.publish_handler.handle(request, peer, identity)
 
     def _options(self, request: Request) -> Response:

@@ -10,11 +10,9 @@ from typing import Any, Protocol
 from chalicelib import edge_contract as contract
 from chalicelib import errors, settings
 from sip_edge.dialog import Peer
-from sip_edge.functions import Functions
 from sip_edge.metrics import EdgeMetrics
-from sip_edge.sip.message import Request, Response
+from sip_edge.sip.message import Request
 from sip_edge.sip.status import REASON_PHRASES
-from sip_edge.sip.transaction import ServerTransaction
 from sip_edge.sip.values import Via
 
 # What an unverified UDP source gets back, retransmissions included, stays within this multiple
@@ -61,7 +59,7 @@ class EdgeServices(Protocol):
     `clock` and `functions` on a running edge and `edge_id` is only known after `attach`."""
 
     cfg: settings.Settings
-    functions: Functions
+    functions: contract.Caller  # sip_edge.functions
     clock: Callable[[], float]
     pacing: Callable[[], float]
     edge_id: str
@@ -76,8 +74,6 @@ class EdgeServices(Protocol):
     def contact(self, transport: str) -> str: ...
 
     def via(self, transport: str) -> Via: ...
-
-    def respond(self, tx: ServerTransaction, response: Response) -> None: ...
 
     async def request(self, request: Request, peer: Peer) -> int: ...
 

@@ -19,7 +19,7 @@ class PublishHandler:
     def __init__(self, edge: EdgeServices) -> None:
         self.edge = edge
 
-    async def handle(self, request: Request, peer: Peer, identity: str) -> Response | None:
+    async def handle(self, request: Request, peer: Peer, identity: str) -> Response:
         event = request.event
         if event is None or event.package.lower() != "presence":
             raise Reject(489, None, [("Allow-Events", "presence")])

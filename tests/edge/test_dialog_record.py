@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from sip_edge.dialog import Peer, SubscriptionDialog
+from sip_edge.dialog import DialogState, Peer, SubscriptionDialog
 from sip_edge.presence import record
 
 PEER = {"transport": "udp", "host": "192.0.2.10", "port": 5060, "connection": None}
@@ -42,7 +42,7 @@ def current(**fields: object) -> SubscriptionDialog:
 
 def test_what_is_stored_now_reads_back_the_same_through_json():
     d = current(synced=True, event_id="x", profile="linphone", accept_deflate=True)
-    d.resync = True  # the edge's own: never stored
+    d.state = DialogState.OWES_FULL_STATE  # the edge's own: never stored
     stored = json.loads(json.dumps(d.to_record()))
     assert stored["schema"] == record.SCHEMA == 2
     assert set(stored) == set(record.FIELDS)
@@ -50,7 +50,7 @@ def test_what_is_stored_now_reads_back_the_same_through_json():
     assert record.read(stored) == stored
     again = SubscriptionDialog.from_record(record.read(stored), [], inline_limit=None)
     assert again.to_record() == d.to_record()
-    assert again.synced and again.synced_stored and not again.resync
+    assert again.synced and again.synced_stored and again.state is DialogState.ACTIVE
 
 
 @pytest.mark.parametrize(

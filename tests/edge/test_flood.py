@@ -3,7 +3,6 @@ flood of OPTIONS over loopback while another address subscribes."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import time
 
 import pytest
 
+from sip_edge.dialog import DialogState
 from sip_edge.flood import FloodGuard
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread
 from tests.edge.sipclient import SipClient
@@ -168,11 +168,16 @@ def test_a_banned_address_still_gets_its_notifies_answered_and_tcp_is_closed(aws
         udp.backlog.clear()
         # Our NOTIFY to it is still answered and its answer accepted: the dialog lives on.
         (dialog,) = edge.edge.subscriptions.dialogs.values()
-        outcome = asyncio.run_coroutine_threadsafe(
-            edge.edge.subscriptions.notify(dialog), edge.loop
-        )
+
+        async def owe_full_state() -> None:  # the next sweep sends it
+            dialog.state = DialogState.OWES_FULL_STATE
+
+        edge.call(owe_full_state())
         assert udp.notify() is not None  # answered 200 from the banned address
-        assert outcome.result(5) is True and not dialog.terminated
+        deadline = time.monotonic() + 5
+        while dialog.state is not DialogState.ACTIVE and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert dialog.state is DialogState.ACTIVE and edge.edge.subscriptions.dialogs
         udp.receive(lambda m: False, timeout=0.3)  # what it got before the ban
         udp.backlog.clear()
         udp.request("OPTIONS", f"sip:{DOMAIN}", from_uri=f"sip:alice@{DOMAIN}")
