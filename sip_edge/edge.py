@@ -23,6 +23,7 @@ from sip_edge.digest_guard import DigestGuard
 from sip_edge.functions import FunctionError, Functions
 from sip_edge.handling import Reject, within_budget
 from sip_edge.metrics import EdgeMetrics
+from sip_edge.presence.actions import Reply
 from sip_edge.presence.subscribe import LIST_TYPE
 from sip_edge.publish_handler import PublishHandler
 from sip_edge.queue import EdgeQueue
@@ -284,8 +285,13 @@ class Edge:
         self, request: Request, peer: Peer, tx: ServerTransaction, deadline: float
     ) -> None:
         DEADLINE.set(deadline)  # this task's own context: the function client reads it
+        reply: Reply | None = None
         try:
-            response = await self._dispatch(request, peer)
+            answer = await self._dispatch(request, peer)
+            if isinstance(answer, Reply):  # a SUBSCRIBE: what follows once it is sent
+                reply, response = answer, answer.response
+            else:
+                response = answer
         except Reject as rej:
             response = make_response(request, rej.status, rej.reason, rej.headers)
         except ParseError as err:
@@ -298,6 +304,8 @@ class Edge:
             logger.exception("request handling failed")
             response = make_response(request, 500, None)
         self.respond(tx, response)
+        if reply is not None and reply.then:
+            await self.subscriptions.follow(reply.then)
 
     def respond(self, tx: ServerTransaction, response: Response) -> None:
         if self.cfg.sip_server_header:  # empty by default: less for scanners to fingerprint
@@ -315,9 +323,9 @@ class Edge:
             DEADLINE.set(None)  # answered: what this task still does is not the phone's wait
         self._run(self.transactions.respond(tx, response, self.monotonic(), data))
 
-    async def _dispatch(self, request: Request, peer: Peer) -> Response:
-        """The request's answer: each handler returns it (or raises Reject); work that
-        follows an answer (a SUBSCRIBE's NOTIFYs) starts once it is sent."""
+    async def _dispatch(self, request: Request, peer: Peer) -> Response | Reply:
+        """The request's answer: each handler returns it (or raises Reject); a SUBSCRIBE's
+        comes with the work that follows it (its write, its NOTIFYs), done once it is sent."""
         method = request.method
         # RFC 3261 §8.2.2: the Request-URI's scheme, then Require, for every method we answer.
         if request.request_uri.scheme not in ("sip", "sips"):

@@ -26,14 +26,14 @@ from sip_edge.presence.actions import (
     Lookup,
     Opening,
     Release,
+    Reply,
     SendNotify,
     Store,
 )
 from sip_edge.presence.core import PresenceCore
 from sip_edge.presence.table import DialogTable
 from sip_edge.queue import EdgeQueue
-from sip_edge.resilience import DEADLINE
-from sip_edge.sip.message import Request, Response
+from sip_edge.sip.message import Request
 
 
 class SubscriptionService:
@@ -60,16 +60,16 @@ class SubscriptionService:
     def live_dialog(self, request: Request) -> SubscriptionDialog | None:
         return self.core.live_dialog(request)
 
-    async def handle(self, request: Request, peer: Peer, identity: str) -> Response:
-        """Answer an authenticated SUBSCRIBE; what follows (the write, the NOTIFYs) starts
-        once the edge sent the answer. A new dialog's first lookup is made here, within the
-        request's deadline: if it fails, the phone gets 503 and the edge holds nothing."""
+    async def handle(self, request: Request, peer: Peer, identity: str) -> Reply:
+        """Answer an authenticated SUBSCRIBE: the response, and what follows it (the write,
+        the NOTIFYs), which the edge hands to `follow` once the response is sent. A new
+        dialog's first lookup is made here, within the request's deadline: if it fails, the
+        phone gets 503 and the edge holds nothing."""
         step = self.core.subscribe(request, peer, identity)
         if isinstance(step, Opening):
             answer = await contract.PRESENCE_LOOKUP.ask(self.edge.functions, step.lookup)
             step = self.core.opened(step, answer)
-        self._carry_out(step.then, after_answer=True)
-        return step.response
+        return step
 
     # --- events ------------------------------------------------------------------------------
 
@@ -87,19 +87,15 @@ class SubscriptionService:
 
     # --- carrying out actions ---------------------------------------------------------------
 
-    def _carry_out(self, actions: Iterable[Action], *, after_answer: bool = False) -> None:
-        """Each action in a task of its own (`after_answer`: actions that follow a
-        SUBSCRIBE's answer, which the request's deadline no longer bounds)."""
+    def _carry_out(self, actions: Iterable[Action]) -> None:
+        """Each action in a task of its own."""
         for action in actions:
-            self.edge.spawn(self._run(action, after_answer))
+            self.edge.spawn(self.follow([action]))
 
-    async def _run(self, action: Action, after_answer: bool = False) -> None:
-        """Carry out `action`, hand its outcome to the core, and go on with what the core
-        answers: the first in this task (a chain such as write, NOTIFY, write costs one task),
-        the others in tasks of their own."""
-        if after_answer:
-            DEADLINE.set(None)  # this task's own context
-        actions = [action]
+    async def follow(self, actions: list[Action]) -> None:
+        """Carry out the first action, hand its outcome to the core, and go on with what the
+        core answers, in this task (a chain such as write, NOTIFY, write costs no task); the
+        others in tasks of their own."""
         while actions:
             first, *others = actions
             self._carry_out(others)
@@ -195,8 +191,8 @@ class SubscriptionService:
         while True:
             pages += 1
             answer = await self._load_page(cursor)
-            for action in self.core.reloaded(answer):
-                await self._run(action)
+            for action in self.core.reloaded(answer):  # one at a time: no burst of deletes
+                await self.follow([action])
             cursor = answer.get("next")
             if not cursor:
                 break
@@ -248,8 +244,7 @@ class SubscriptionService:
 
     async def release_pending(self) -> None:
         """At shutdown: changes not yet notified go back to the queue for the next edge."""
-        for action in self.core.release():
-            await self._run(action)
+        await self.follow(self.core.release())
 
     async def record_synced(self) -> int:
         """At shutdown: store the dialogs whose phones answered a full state since their last
