@@ -25,7 +25,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m vulture
-	$(PY) -m mypy chalicelib app.py devstack bench infra sip_edge
+	$(PY) -m mypy chalicelib app.py devstack bench infra sip_edge testkit
 
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -39,7 +39,7 @@ _.opaque  # URI of a non-SIP scheme: read by tests/sip/test_rfc4475.py
 _.token68  # DigestCredentials of a non-Digest scheme (e.g. Basic): read by tests/test_digest.py
 _.charged  # discovery_budget.Charge: read by tests/test_discovery_budget.py (tokens taken)
 _.tracked  # FloodGuard: read by tests/edge/test_flood.py (memory stays bounded)
-_.signup_retries  # bench/chaos Report field: printed with the others (dataclasses.fields)
+_.signup_retries  # testkit.chaos Report field: printed with the others (dataclasses.fields)
 _.aws_read_timeout  # Settings field: read by name (settings.from_env) in chalicelib.aws
 _.aws_max_attempts  # Settings field: likewise
 _.fmt  # BotoCoreError subclasses: botocore formats the message from `fmt`
@@ -48,7 +48,7 @@ _.original  # devstack.moto_local: moto's unpatched methods, read by tests/test_
 _.load_edge  # subscriptions.load_edge: every page at once, read by tests (restart fixtures)
 _.keys_key_hex  # edge_contract.SubscriptionLoad key: written and read by its string name
 _.entry_keys_b64  # edge_contract.StoredSubscription key: likewise
-_.sipp_errors  # bench/chaos Report: SIPp's errors, shown by tests/faults/test_chaos.py
+_.sipp_errors  # testkit.chaos Report: SIPp's errors, shown by tests/faults/test_chaos.py
 _.shard_iterators  # devstack.moto_local: moto's stream backend attribute, replaced by a bounded map
 _.direct  # devstack.moto_local switch: turned off by tests/faults/botofaults.py, on by conftest
 _.response_headers  # devstack.moto_local: a DynamoHandler attribute moto's own methods read
@@ -56,3 +56,18 @@ _.current_account  # devstack.moto_local: likewise (which account's backend moto
 _.automated_parameter_parsing  # devstack.moto_local: a moto handler attribute (_get_param reads it)
 _.daemon_threads  # devstack.function_host: socketserver's class attributes, read by socketserver
 _.request_queue_size  # likewise
+
+# testkit (helpers of the tests and benchmarks) ---------------------------------------------
+_.raw_headers  # notify_body.ParsedPart: read by tests/test_bodies.py (spellings email normalises)
+_.authorized  # sip_client.SipClient: digest-answered requests, sent by the edge tests
+_.DM  # notify_body: the PIDF data-model namespace, read by tests/test_bodies.py
+_.RPID  # notify_body: the RPID namespace, likewise
+_.close_connection  # fault_proxy: http.server's BaseHTTPRequestHandler reads it (drop the peer)
+# fault_proxy's request handler: http.server calls these by name and reads these attributes.
+_.protocol_version
+_.log_message
+_.do_GET
+_.do_PUT
+_.do_DELETE
+_.do_HEAD
+_.wait_until  # wait: the tests' wait for an event (seconds_until when they report the time)

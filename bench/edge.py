@@ -23,7 +23,6 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from pathlib import Path
 
 from bench.bodies import ENV, is_user, list_body, seed
 from devstack.moto_local import apply_all
+from testkit.ports import free_port
+from testkit.stats import percentile
 
 LIST_SIZE = 100
 CONCURRENCY = (1, 20)  # one at a time: latency alone; 20: throughput, queueing included
@@ -127,12 +128,6 @@ class Result:
         return (self.calls - self.failed) / self.seconds
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int, tid: int | None = None) -> float:
     """utime + stime of a process, or of one of its threads."""
     path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
@@ -145,11 +140,6 @@ def memory_kib(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 @contextlib.contextmanager
@@ -220,7 +210,7 @@ def run_sipp(
         old.unlink()
     command = [
         sipp, f"127.0.0.1:{port}", "-sf", str(scenario), "-i", "127.0.0.1",
-        "-p", str(free_port()), "-s", "alice", "-m", str(calls), "-l", str(concurrency),
+        "-p", str(free_port("udp")), "-s", "alice", "-m", str(calls), "-l", str(concurrency),
         "-r", "10000", "-nostdin", "-timeout", f"{SIPP_TIMEOUT_S}s", "-recv_timeout", "10000",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1", *extra,
     ]  # fmt: skip
@@ -325,7 +315,7 @@ def run(argv: list[str]) -> None:
         single_xml.write_text(SINGLE_SCENARIO.replace("@OK_TO_NOTIFY@", OK_TO_NOTIFY))
         targets = workdir / "targets.csv"
         targets.write_text("SEQUENTIAL\n" + "".join(f"{t};\n" for t in single_targets()))
-        port = free_port()
+        port = free_port("udp+tcp")
         env = {
             **os.environ,
             "SIP_HOST": "127.0.0.1",

@@ -35,7 +35,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench.edge import free_port, python_process
+from bench.edge import python_process
 from bench.kamailio import (
     KAMAILIO_LADDER,
     REPEATS,
@@ -51,6 +51,7 @@ from bench.kamailio import (
     summary,
 )
 from sip_edge.functions import Functions
+from testkit.ports import free_port
 
 #: bob's PUBLISH, the reload at start, the first cycle's lookup, save and delete, and a few
 #: shapes only an overloaded step brings (an error answer is never kept): a dozen calls of
@@ -172,7 +173,7 @@ def run(argv: list[str]) -> None:
     seconds = step_seconds(argv)
     load_before = os.getloadavg()
     with peer_workdir("bench-alone-") as (work, sqlite_shim, clock_shim):
-        kam_port, edge_port = free_port(), free_port()
+        kam_port, edge_port = free_port("udp+tcp"), free_port("udp+tcp")
         with (
             kamailio(kam_bin, kam_port, work / "kam", sqlite_shim) as kpid,
             edge_alone(edge_port, work / "real_calls") as epid,

@@ -42,7 +42,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.edge import cpu_seconds, free_port, memory_kib, percentile, python_process
+from bench.edge import cpu_seconds, memory_kib, python_process
+from testkit.ports import free_port
+from testkit.stats import percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent / "kamailio"
@@ -224,7 +226,7 @@ def devstack(moto_port: int, sip_port: int) -> Iterator[tuple[int, int, int]]:
     env.update(
         {
             "MOTO_PORT": str(moto_port),
-            "API_PORT": str(free_port_tcp()),
+            "API_PORT": str(free_port()),
             "SIP_PORT": str(sip_port),
             "SIP_HOST": "127.0.0.1",
             "SIP_DOMAIN": "example.org",
@@ -244,25 +246,6 @@ def devstack(moto_port: int, sip_port: int) -> Iterator[tuple[int, int, int]]:
         else:
             tid = int(edge[0].rsplit("thread ", 1)[1].rstrip(")\n")) if edge else 0
             yield proc.pid, proc.pid, tid
-
-
-def free_port_tcp() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_sipp_port() -> int:
-    """A port free for both TCP and UDP: SIPp over TCP (the RLS runs) binds its main socket on
-    TCP, and a port picked free for UDP alone was sometimes taken there (errno 98)."""
-    while True:
-        port = free_port_tcp()
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
 
 
 def seed_bob(moto_port: int) -> None:
@@ -308,7 +291,7 @@ def sipp(
     stat = workdir / "step.stat.csv"
     command = [
         binary, f"127.0.0.1:{port}", "-sf", str(scenario), "-s", service, "-i", "127.0.0.1",
-        "-p", str(free_sipp_port()), "-r", str(rate), "-m", str(calls), "-nostdin",
+        "-p", str(free_port("udp+tcp")), "-r", str(rate), "-m", str(calls), "-nostdin",
         "-timeout", f"{calls / rate + 30:.0f}s", "-recv_timeout", "5000",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-stf", str(stat), "-fd", "1",
         *(extra or []),
@@ -628,7 +611,7 @@ def _run(argv: list[str]) -> None:
     soak_text = ""
     with peer_workdir("bench-kam-") as (work, sqlite_shim, clock_shim):
         servers: list[Server] = []
-        moto_port, sip_port = free_port_tcp(), free_port()
+        moto_port, sip_port = free_port(), free_port("udp+tcp")
         with devstack(moto_port, sip_port) as (pid, loop_pid, tid):
             ours = Server("ours (make run)", sip_port, pid, tid, loop_pid)
             seed_bob(moto_port)
@@ -653,7 +636,7 @@ def _run(argv: list[str]) -> None:
                 soak_text = run_soak(ours, sipp_bin, int(soak), work, clock_shim)
         servers.append(ours)
         rundir = work / "kam"
-        port = free_port()
+        port = free_port("udp+tcp")
         with kamailio(kam_bin, port, rundir, sqlite_shim) as kpid:
             kam = Server("Kamailio 5.6", port, kpid)
             publish_bob(sipp_bin, port, work, clock_shim)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bench.bodies import ENV as BODIES_ENV
+from testkit.stats import percentile
 
 if TYPE_CHECKING:
     from devstack.edge_thread import EdgeThread
@@ -201,11 +202,6 @@ def sign_up(e164: str) -> None:
     reset_model_data()
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
-
-
 def run(argv: list[str]) -> None:
     os.environ.update(ENV)
     from moto import mock_aws
@@ -270,8 +266,8 @@ def latency(edge: EdgeThread, count: int) -> None:
     print("| sign-ups | NOTIFY received | p50 ms | p95 ms | max ms | confirm p50 ms |")
     print("|---:|---:|---:|---:|---:|---:|")
     print(
-        f"| {count} | {len(samples)} | {percentile(samples, 50) * 1000:.0f} | "
-        f"{percentile(samples, 95) * 1000:.0f} | {max(samples) * 1000:.0f} | "
+        f"| {count} | {len(samples)} | {percentile(samples, 0.5) * 1000:.0f} | "
+        f"{percentile(samples, 0.95) * 1000:.0f} | {max(samples) * 1000:.0f} | "
         f"{statistics.median(confirms) * 1000:.0f} |"
     )
     interval = edge.cfg.notify_min_interval

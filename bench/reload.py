@@ -34,9 +34,10 @@ from typing import Any
 
 from bench.bodies import ENV
 from bench.dialogs import ENTRIES, entry_list, stored_dialog
-from bench.edge import ROOT, free_port, memory_kib, moto_server
+from bench.edge import ROOT, memory_kib, moto_server
 from devstack.moto_local import keyed_queries, light_transactions
 from sip_edge.dialog import Peer
+from testkit.ports import free_port
 
 EDGE_ID = "bench-reload"
 RELOAD_TIMEOUT_S = 900.0
@@ -146,9 +147,9 @@ def run(count: int, kind: str = "numbers") -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     from chalicelib import aws, settings, tables
-    from tests.edge.sipclient import SipClient
+    from testkit.sip_client import SipClient
 
-    port = free_port()
+    port = free_port("udp+tcp")
     with moto_server() as url:
         os.environ["AWS_ENDPOINT_URL"] = url
         settings.get.cache_clear()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +59,15 @@ class Guard:
     """The bulkhead (at most `max_inflight` calls running, counted until their thread ends,
     even when the request that made them gave up) and one breaker per function."""
 
-    def __init__(self, max_inflight: int, breaker_failures: int, breaker_reset: float) -> None:
+    def __init__(
+        self,
+        max_inflight: int,
+        breaker_failures: int,
+        breaker_reset: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_inflight = max_inflight
+        self.clock = clock  # monotonic seconds; tests move it to let a breaker's reset lapse
         self.breaker_failures = breaker_failures
         self.breaker_reset = breaker_reset
         self.inflight = 0
@@ -69,7 +77,7 @@ class Guard:
 
     def admit(self, name: str) -> None:
         """Take a slot for a call of `name`, or raise Overloaded / CircuitOpen."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             breaker = self._breakers.setdefault(name, _Breaker())
             if breaker.failures >= self.breaker_failures:
@@ -94,7 +102,7 @@ class Guard:
                 return
             breaker.failures += 1
             if breaker.failures >= self.breaker_failures:
-                breaker.open_until = time.monotonic() + self.breaker_reset
+                breaker.open_until = self.clock() + self.breaker_reset
 
     def is_open(self, name: str) -> bool:
         with self._lock:

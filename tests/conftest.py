@@ -7,7 +7,6 @@ import functools
 import logging
 import os
 import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,26 +15,15 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
+from testkit.env import TEST_ENV
+from testkit.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Test data kept in the repository (tests/data/README.md says where each piece came from).
 DATA = ROOT / "tests" / "data"
 INTEROP = DATA / "interop" / "linphone-5.1"
 INTEROP_6 = DATA / "interop" / "linphone-6"
 RFC4475 = DATA / "conformance" / "rfc4475"
-
-TEST_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "eu-west-1",
-    "AWS_REGION": "eu-west-1",
-    "STAGE": "test",
-    "TABLE_PREFIX": "sc-test-",
-    "SIP_DOMAIN": "example.org",
-    "POWERTOOLS_METRICS_NAMESPACE": "SmartContactsTest",
-    "POWERTOOLS_DEV": "false",
-    "EDGE_QUEUE_WAIT": "1",
-}
 
 for _k, _v in TEST_ENV.items():
     os.environ[_k] = _v
@@ -133,12 +121,6 @@ def atomic_moto(aws: None) -> Iterator[None]:
     finally:
         for name, method in originals.items():
             setattr(DynamoDBBackend, name, method)
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

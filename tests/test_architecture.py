@@ -3,7 +3,9 @@
 Layers, lowest first: the shared core (top-level `chalicelib` modules), `accounts`, `presence`,
 `live`, `api`, `web` (the pages). A module may import its own package and any layer below it.
 The SIP edge may import only the core (it reaches everything else through the functions,
-`edge_contract`).
+`edge_contract`). Around the product: the tests and the benchmarks never import each other
+(what both need lives in `testkit`, which imports neither), and the product imports none of
+the three.
 """
 
 from __future__ import annotations
@@ -69,6 +71,21 @@ def layer(module: str) -> str:
 CHALICELIB = modules("chalicelib")
 EDGE = modules("sip_edge")
 KNOWN = set(CHALICELIB) | set(EDGE)
+PRODUCT = CHALICELIB | EDGE | modules("devstack", "infra") | {"app": ROOT / "app.py"}
+BENCH, TESTS, TESTKIT = modules("bench"), modules("tests"), modules("testkit")
+EVERYTHING = set(PRODUCT) | set(BENCH) | set(TESTS) | set(TESTKIT)
+#: Who must not import whom, by top-level package.
+FORBIDDEN = {
+    "bench": ("tests",),
+    "tests": ("bench",),
+    "testkit": ("tests", "bench"),
+    "product": ("tests", "bench", "testkit"),
+}
+
+
+def forbidden_imports(path: Path, forbidden: tuple[str, ...]) -> list[str]:
+    """The project modules `path` imports from the packages in `forbidden`."""
+    return sorted(m for m in imports_of(path, EVERYTHING) if m.split(".")[0] in forbidden)
 
 
 @pytest.mark.parametrize("module", sorted(CHALICELIB))
@@ -139,3 +156,21 @@ def test_the_edge_calls_only_functions_the_contract_names() -> None:
         assert callable(getattr(app, name, None)), f"app.py has no function {name}"
     for module, path in EDGE.items():
         assert 'functions.call("' not in path.read_text(), f"{module}: name it in edge_contract"
+
+
+@pytest.mark.parametrize(
+    "who, mods",
+    [("bench", BENCH), ("tests", TESTS), ("testkit", TESTKIT), ("product", PRODUCT)],
+)
+def test_tests_benchmarks_and_product_keep_apart(who: str, mods: dict[str, Path]) -> None:
+    bad = {m: found for m, p in mods.items() if (found := forbidden_imports(p, FORBIDDEN[who]))}
+    assert not bad, f"{who} imports {'/'.join(FORBIDDEN[who])} (move it to testkit): {bad}"
+
+
+def test_the_checker_sees_bench_and_tests_importing_each_other(tmp_path: Path) -> None:
+    bench_side = tmp_path / "bench_side.py"
+    bench_side.write_text("def f():\n    from tests.conftest import ROOT\n")
+    assert forbidden_imports(bench_side, FORBIDDEN["bench"]) == ["tests.conftest"]
+    tests_side = tmp_path / "tests_side.py"
+    tests_side.write_text("import bench.edge\nfrom bench import chaos\n")
+    assert forbidden_imports(tests_side, FORBIDDEN["tests"]) == ["bench.chaos", "bench.edge"]

@@ -17,18 +17,12 @@ from hypothesis import strategies as st
 
 from chalicelib.presence import multipart, notify, pidf
 from chalicelib.presence.notify import BodyOptions, ResourceState, User
+from testkit.notify_body import DM, PIDF, RLMI, RPID, ParsedBody, cid_of, parse_body
 from tests.presence_helpers import (
-    DM,
     FIXTURE_ENTRIES,
     FIXTURE_USERS,
-    PIDF,
-    RLMI,
-    RPID,
     UNQUOTED_LAST_BOUNDARY,
-    ParsedBody,
     SequentialIds,
-    cid_of,
-    parse_body,
     sip_message,
 )
 

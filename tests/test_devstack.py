@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 
 from chalicelib import settings
-from tests.conftest import free_port
+from testkit.ports import free_port
+from testkit.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def stack():
-    ports = {"MOTO_PORT": free_port(), "API_PORT": free_port(), "SIP_PORT": free_port()}
+    ports = {"MOTO_PORT": free_port(), "API_PORT": free_port(), "SIP_PORT": free_port("udp+tcp")}
     fresh = ("AWS_", "TABLE_", "STAGE", "SIP_", "EDGE_")  # as on a newcomer's machine
     env = {k: v for k, v in os.environ.items() if not k.startswith(fresh)}
     env.update({k: str(v) for k, v in ports.items()})
@@ -36,11 +37,10 @@ def stack():
     )  # fmt: skip
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
-    deadline = time.monotonic() + 60
-    while not any("Ctrl-C stops everything" in line for line in lines):
-        assert proc.poll() is None, "".join(lines)
-        assert time.monotonic() < deadline, "".join(lines)
-        time.sleep(0.1)
+    started = wait_until(
+        lambda: proc.poll() is not None or any("Ctrl-C stops everything" in x for x in lines), 60
+    )
+    assert started and proc.poll() is None, "".join(lines)
     yield ports, lines, proc
     if proc.poll() is None:
         proc.kill()
@@ -63,13 +63,13 @@ def test_make_run_serves_rest_and_sip_and_stops_on_ctrl_c(stack):
     assert post(api, "/v1/signup/phone", {"phone": "+33612345678"}) == {
         "expires_in": settings.get().code_ttl_seconds
     }
-    deadline = time.monotonic() + 10
-    code = None
-    while code is None and time.monotonic() < deadline:
+
+    def sms_code() -> str | None:
         found = [re.search(r"SMS to \+33612345678: .* (\d{4})", line) for line in lines]
-        code = next((m.group(1) for m in found if m), None)
-        time.sleep(0.1)
-    assert code, "no SMS printed on the console"
+        return next((m.group(1) for m in found if m), None)
+
+    assert wait_until(lambda: sms_code() is not None, 10), "no SMS printed on the console"
+    code = sms_code()
     account = post(
         api, "/v1/signup/phone/confirm",
         {"phone": "+33612345678", "code": code, "password": "correct horse"},

@@ -19,7 +19,7 @@ import pytest
 
 from chalicelib import tables
 from infra import deploy, rehearsal, template
-from tests.conftest import free_port
+from testkit.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE = "dev"

@@ -8,15 +8,15 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from infra import template
+from testkit.ports import free_port
+from testkit.wait import wait_until
 from tests.conftest import TEST_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,15 +84,9 @@ def test_image_is_small_non_root_and_pinned():
         assert pins.get(package) == version, f"{package} pinned differently in requirements-dev"
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_cmd_runs_and_answers_the_healthcheck(moto_server):
-    port = free_udp_port()
+    port = free_port("udp")
     env = {
         **os.environ,
         **TEST_ENV,
@@ -113,12 +107,14 @@ def test_cmd_runs_and_answers_the_healthcheck(moto_server):
         probe = exec_form("HEALTHCHECK")
         probe[0] = sys.executable
         probe = [p.replace("/app/", str(ROOT) + "/") for p in probe]
-        deadline = time.monotonic() + 20
-        while True:
-            run = subprocess.run(probe, env=env, capture_output=True, text=True, timeout=15)
-            if run.returncode == 0 or time.monotonic() > deadline or edge.poll() is not None:
-                break
-            time.sleep(0.3)
+        runs: list[subprocess.CompletedProcess[str]] = []
+
+        def healthy() -> bool:  # the probe, until the edge answers it (or exits)
+            runs.append(subprocess.run(probe, env=env, capture_output=True, text=True, timeout=15))
+            return runs[-1].returncode == 0 or edge.poll() is not None
+
+        wait_until(healthy, 20, interval=0.3)
+        run = runs[-1]
         assert edge.poll() is None, "the edge exited"
         assert run.returncode == 0, run.stdout + run.stderr
         assert "OPTIONS -> 200" in run.stdout

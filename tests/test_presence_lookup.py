@@ -13,11 +13,11 @@ from chalicelib.api import presence_lookup
 from chalicelib.presence import resolve as presence
 from chalicelib.presence import watched
 from chalicelib.presence.resolve import Kind, Target
+from testkit.notify_body import parse_body
 from tests.presence_helpers import (
     FIXTURE_ENTRIES,
     FIXTURE_USERS,
     UNQUOTED_LAST_BOUNDARY,
-    parse_body,
     put_account,
     seed_fixture_users,
     sip_message,

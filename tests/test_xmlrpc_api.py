@@ -14,10 +14,10 @@ from chalicelib import accounts, digest, settings
 from chalicelib.accounts import sms, verification
 from chalicelib.accounts.rate_limits import HOUR
 from chalicelib.errors import DomainError
+from testkit.sip_client import SipClient
 from tests.accounts_support import expire_codes, last_code, pass_interval, post, sent_sms
 from tests.conftest import advance_clock
 from tests.edge.conftest import EdgeThread
-from tests.edge.sipclient import SipClient
 from tests.xmlrpc_support import (
     CAPTURED_CODE,
     CAPTURED_HA1,

@@ -12,37 +12,14 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.conftest import free_port
+from testkit.ports import free_port
 
 MODULES = ("uuid.so", "account.so", "contact.so", "presence.so", "ctrl_tcp.so")
 _STATUS = re.compile(r"(\w+)\s+\S*\s*<sip:([^>]+)>")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def free_sip_port() -> int:
-    """A port free for UDP and TCP, with the next one free for TCP: baresip listens on all
-    three (TLS on port + 1, even unused) and gives up at start if one is taken."""
-    while True:
-        socks: list[socket.socket] = []
-        try:
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            socks.append(udp)
-            udp.bind(("127.0.0.1", 0))
-            port = udp.getsockname()[1]
-            for p in (port, port + 1):
-                tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(tcp)
-                tcp.bind(("127.0.0.1", p))
-            return port
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
 
 
 def missing_requirement() -> str | None:
@@ -72,7 +49,8 @@ class Baresip:
         self.user = user
         home.mkdir(parents=True)
         self.ctrl_port = free_port()
-        sip_port = free_sip_port()
+        # baresip listens on UDP and TCP, and on port + 1 for TLS even unused: all three free.
+        sip_port = free_port("udp+tcp", span=2)
         config = [
             "poll_method epoll",
             f"sip_listen 127.0.0.1:{sip_port}",
@@ -149,14 +127,3 @@ class Baresip:
                 self.proc.kill()
                 self.proc.wait()
         self._log_file.close()
-
-
-def wait_for(predicate, timeout: float, step: float = 0.05) -> float | None:
-    """Seconds until `predicate()` held, or None if it never did within `timeout`."""
-    start = time.monotonic()
-    while True:
-        if predicate():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            return None
-        time.sleep(step)

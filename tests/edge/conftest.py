@@ -11,7 +11,7 @@ import pytest
 from chalicelib import accounts
 from devstack import edge_thread
 from devstack.streams import StreamReplayer
-from tests.edge.sipclient import SipClient
+from testkit.sip_client import SipClient
 
 DOMAIN = "example.org"
 PASSWORD = "correct horse battery"

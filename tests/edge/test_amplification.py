@@ -161,8 +161,8 @@ def test_register_200_lists_others_only_within_the_budget(edge):
     """Ten bindings of 1 KB each: over UDP the 200 lists this phone's own binding and as many
     others as fit in 3x the REGISTER; over TCP it lists them all."""
     from chalicelib.live import registrar
+    from testkit.sip_client import SipClient
     from tests.edge.conftest import PASSWORD
-    from tests.edge.sipclient import SipClient
 
     make_account("alice")
     aor = f"alice@{DOMAIN}"
@@ -195,8 +195,8 @@ def test_register_200_lists_others_only_within_the_budget(edge):
 
 
 def test_a_contact_longer_than_the_setting_is_refused(edge):
+    from testkit.sip_client import SipClient
     from tests.edge.conftest import PASSWORD
-    from tests.edge.sipclient import SipClient
 
     make_account("bob")
     client = SipClient(edge.address, transport="tcp")

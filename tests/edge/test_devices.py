@@ -8,8 +8,8 @@ import time
 
 from chalicelib import clock
 from chalicelib.live import devices, registrar
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, PASSWORD, make_account
-from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import ENTRIES, subscribe
 
 ALICE = f"alice@{DOMAIN}"

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from chalicelib import clock, digest
+from testkit.sip_client import SipClient
 from tests.conftest import advance_clock, require_tool, reset_caches
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
-from tests.edge.sipclient import SipClient
 
 
 def register_tries(client: SipClient, user: str, passwords: list[str]) -> list:

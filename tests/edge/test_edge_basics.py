@@ -9,8 +9,8 @@ import pytest
 from chalicelib import digest, settings
 from sip_edge.edge import Edge
 from sip_edge.sip.values import parse_via
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, PASSWORD
-from tests.edge.sipclient import SipClient
 
 ALICE = f"sip:alice@{DOMAIN}"
 

@@ -13,12 +13,13 @@ from chalice.test import Client
 
 from chalicelib import accounts, clock, settings
 from chalicelib.accounts import discovery_budget
+from testkit.notify_body import parse_notify
+from testkit.sip_client import SipClient
 from tests.accounts_support import basic, post
 from tests.conftest import reset_caches
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
-from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import LIST_HEADERS, RLS, resource_list
-from tests.presence_helpers import parse_notify, put_account
+from tests.presence_helpers import put_account
 
 ALICE = f"alice@{DOMAIN}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from tests.edge.sipclient import SipClient
+from testkit.sip_client import SipClient
 from tests.edge.test_edge_subscribe import ENTRIES, subscribe, users  # noqa: F401 (fixture)
 
 

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, EdgeThread
-from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import LIST_HEADERS, RLS, resource_list
 
 ALICE = f"sip:alice@{DOMAIN}"

@@ -9,10 +9,11 @@ import re
 import pytest
 
 from chalicelib import accounts
+from testkit.notify_body import users_in
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
-from tests.edge.sipclient import SipClient
 from tests.edge.test_dialog_entries import long_uris
-from tests.edge.test_edge_subscribe import RLS, subscribe, users_in
+from tests.edge.test_edge_subscribe import RLS, subscribe
 from tests.edge.test_live_updates import Clock, deliver, rlmi_of
 
 NEWCOMER = f"sip:+33699999999@{DOMAIN};user=phone"

@@ -11,9 +11,10 @@ import time
 from chalicelib import clock as chalice_clock
 from chalicelib.live import subscriptions
 from sip_edge.dialog import Peer, SubscriptionDialog
+from testkit.notify_body import users_in
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, EdgeThread
-from tests.edge.sipclient import SipClient
-from tests.edge.test_edge_subscribe import ENTRIES, subscribe, users_in
+from tests.edge.test_edge_subscribe import ENTRIES, subscribe
 
 EDGE_ID = "edge-burst"
 DIALOGS = 200

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from testkit.notify_body import parse_notify, users_in
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, PASSWORD, make_account
-from tests.edge.sipclient import SipClient
-from tests.presence_helpers import parse_notify
 
 ALICE = f"sip:alice@{DOMAIN}"
 RLS = f"sip:rls@{DOMAIN}"
@@ -38,11 +38,6 @@ def resource_list(entries: list[str]) -> bytes:
         '<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
         f"<list>{items}</list></resource-lists>"
     ).encode()
-
-
-def users_in(notify) -> dict[str, str]:
-    """{resource uri: PIDF contact} for every resource that has one."""
-    return {u: c for u, c in parse_notify(notify).contacts().items() if c is not None}
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 
 from sip_edge.dialog import DialogState
 from sip_edge.flood import FloodGuard
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread
-from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import ENTRIES, LIST_HEADERS, RLS, resource_list
 
 FLOODER = "127.0.0.2"

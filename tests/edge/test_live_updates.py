@@ -10,9 +10,10 @@ import pytest
 from chalicelib import accounts
 from chalicelib.live import subscriptions
 from devstack.streams import StreamReplayer
+from testkit.notify_body import users_in
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
-from tests.edge.sipclient import SipClient
-from tests.edge.test_edge_subscribe import RLS, subscribe, users_in
+from tests.edge.test_edge_subscribe import RLS, subscribe
 
 NEWCOMER = f"sip:+33699999999@{DOMAIN};user=phone"
 ENTRIES = [f"sip:+33612345678@{DOMAIN};user=phone", NEWCOMER, f"sip:carol@{DOMAIN}"]
@@ -187,7 +188,7 @@ def test_a_phone_whose_first_notify_went_unanswered_gets_full_state_after_a_rest
     when no write recorded it (an edge killed before a refresh or an update stored the dialog
     again): the new edge cannot tell. (A dialog stored since its phone answered, at the
     latest by a clean stop, gets nothing at the restart: the test above.)"""
-    from tests.presence_helpers import parse_notify
+    from testkit.notify_body import parse_notify
 
     first = EdgeThread(notify_min_interval=0.0)
     port, edge_id = first.address[1], first.edge.edge_id

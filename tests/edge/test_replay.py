@@ -13,8 +13,8 @@ import secrets
 import pytest
 
 from chalicelib import digest
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread
-from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import LIST_HEADERS, RLS, resource_list
 
 ALICE = f"sip:alice@{DOMAIN}"

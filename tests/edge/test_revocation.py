@@ -13,8 +13,8 @@ from chalicelib import accounts
 from chalicelib.api import presence_lookup
 from chalicelib.live import registrar
 from devstack.streams import StreamReplayer
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, EdgeThread, make_account
-from tests.edge.sipclient import SipClient
 from tests.edge.test_edge_subscribe import subscribe
 
 ENTRIES = [f"sip:+33612345678@{DOMAIN};user=phone", f"sip:carol@{DOMAIN}"]

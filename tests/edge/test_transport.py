@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
+from testkit.ports import free_port
+from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, EdgeThread
-from tests.edge.sipclient import SipClient
 
 OPTIONS = (
     "OPTIONS sip:{d} SIP/2.0\r\nVia: SIP/2.0/{t} 10.9.9.9:5070;branch=z9hG4bK{b};rport\r\n"

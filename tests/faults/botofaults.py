@@ -21,13 +21,8 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from chalicelib import aws
 from chalicelib.resilience import check_deadline
 from devstack import moto_local
+from testkit.fault_proxy import THROTTLE_CODES
 
-THROTTLE_CODES = {
-    "dynamodb": ("ProvisionedThroughputExceededException", 400),
-    "sqs": ("RequestThrottled", 400),
-    "sns": ("Throttling", 400),
-    "lambda": ("TooManyRequestsException", 429),
-}
 STALL_CAP = 120.0  # a "forever" that still ends a broken test run
 
 
@@ -143,7 +138,7 @@ class Faults:
         if kind == "refuse":
             raise EndpointConnectionError(endpoint_url=request.url)
         if kind == "stall":
-            time.sleep(min(read_timeout or STALL_CAP, STALL_CAP))
+            time.sleep(min(read_timeout or STALL_CAP, STALL_CAP))  # the stall is the fault
             raise ReadTimeoutError(endpoint_url=request.url)
         time.sleep(seconds)  # slow: late, then the real answer
         return None

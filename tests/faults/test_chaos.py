@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from bench.chaos import run_chaos
+from testkit.chaos import run_chaos
 from tests.conftest import require_tool
 
 SECONDS = float(os.environ.get("CHAOS_SECONDS", "40"))

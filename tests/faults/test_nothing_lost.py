@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import time
 
+from testkit.notify_body import users_in
+from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 from tests.edge.conftest import DOMAIN, EdgeThread, make_account
-from tests.edge.sipclient import SipClient
-from tests.edge.test_edge_subscribe import subscribe, users_in
+from tests.edge.test_edge_subscribe import subscribe
 from tests.edge.test_live_updates import (
     ENTRIES,
     NEWCOMER,
@@ -129,10 +131,9 @@ def test_a_change_read_but_not_yet_notified_survives_a_killed_edge(world, clock)
     world.pump()
     make_account("dan", "+33699999999")
     world.pump()
-    deadline = time.monotonic() + 10
-    while not any(d.dirty for d in first.edge.subscriptions.dialogs.values()):
-        assert time.monotonic() < deadline, "the edge never read the change"
-        time.sleep(0.05)
+    assert wait_until(
+        lambda: any(d.dirty for d in first.edge.subscriptions.dialogs.values()), 10
+    ), "the edge never read the change"
     kill(first)  # read from the queue, held back by the throttle, never notified
 
     second = EdgeThread(notify_min_interval=0.0, **cfg)
@@ -170,7 +171,8 @@ def test_an_edge_started_during_an_outage_waits_for_its_dialogs(world, clock):
     started: list[EdgeThread] = []
     boot = threading.Thread(target=lambda: started.append(EdgeThread(**cfg)))
     boot.start()
-    time.sleep(2.0)  # the new edge keeps trying to load its dialogs meanwhile
+    # The new edge keeps trying to load its dialogs meanwhile, and does not start without them.
+    assert wait_until(lambda: faults.calls.get("dynamodb", 0) >= 3, 20), faults.calls
     assert not started, "the edge started without its dialogs"
     faults.clear()
     boot.join(20)
@@ -203,7 +205,7 @@ def test_sqs_down_for_a_minute_delays_the_update_and_drops_nothing(live_edge, wo
                 world.pump()
             except Exception:
                 failures += 1
-            time.sleep(2)
+            time.sleep(2)  # a minute of real outage is the point: the replayer's pace through it
         assert failures >= 20, "SQS down must fail the stream batch each time it is read"
         assert phone.notify(timeout=0.5) is None  # nothing could reach the phone meanwhile
     finally:
@@ -229,10 +231,9 @@ def test_an_edge_past_its_reload_wait_serves_while_it_keeps_reloading(world, clo
         other.request("OPTIONS", f"sip:{DOMAIN}", from_uri=f"sip:x@{DOMAIN}")
         assert other.response("OPTIONS").status == 200
         faults.clear()
-        deadline = time.monotonic() + 15
-        while second.edge.stats.get("resumed") != 1:
-            assert time.monotonic() < deadline, "the dialogs never came back"
-            time.sleep(0.1)
+        assert wait_until(lambda: second.edge.stats.get("resumed") == 1, 15), (
+            "the dialogs never came back"
+        )
     finally:
         faults.clear()
         second.stop()

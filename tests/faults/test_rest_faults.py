@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.rest_thread import RestThread
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.faults.botofaults import Faults
 
 ANSWER_WITHIN = 5.0

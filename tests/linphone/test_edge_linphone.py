@@ -4,7 +4,6 @@ on), refresh, and unsubscribe on close."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
+from testkit.wait import wait_until
 from tests.accounts_support import (
     basic,
     sign_up,
@@ -90,15 +90,6 @@ def edge(accounts: dict[str, dict[str, Any]]) -> Iterator[tuple[EdgeThread, Reco
     running, recorder = start_edge()
     yield running, recorder
     running.stop()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def register_and_subscribe(

@@ -10,8 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,9 @@ import pytest
 
 from chalicelib import digest
 from sip_edge.sip.transaction import Timers
-from tests.conftest import free_port, require_tool
+from testkit.ports import free_port
+from testkit.wait import wait_until
+from tests.conftest import require_tool
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
 
 pytestmark = pytest.mark.sipp
@@ -53,15 +54,6 @@ class SippRun:
         )
 
 
-def settle(condition: Callable[[], bool], seconds: float = 5) -> bool:
-    """Wait for the edge thread to finish what SIPp's last message set off (not a timing
-    check: the deadline only bounds a failing test)."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
-
-
 @pytest.fixture
 def sipp() -> str:
     return require_tool("sipp", "sip-tester")
@@ -88,7 +80,7 @@ def run_sipp(
     host, port = edge.address
     command = [
         binary, f"{host}:{port}", "-sf", str(SCENARIOS / scenario),
-        "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", str(free_port()), "-t", transport,
+        "-m", "1", "-l", "1", "-i", "127.0.0.1", "-p", str(free_port("udp+tcp")), "-t", transport,
         "-s", user, "-au", user, "-ap", PASSWORD,
         "-nostdin", "-recv_timeout", "8000", "-timeout", f"{timeout}s", "-timeout_error",
         "-trace_err", "-trace_msg", "-trace_counts",
@@ -132,7 +124,7 @@ def test_refresh_without_body_keeps_the_list(sipp, edge, tmp_path):
 def test_unsubscribe_terminates(sipp, edge, tmp_path):
     run = run_sipp(sipp, "unsubscribe.xml", edge, tmp_path)
     assert run.returncode == 0, run.explain()
-    assert settle(lambda: not edge.edge.subscriptions.dialogs)
+    assert wait_until(lambda: not edge.edge.subscriptions.dialogs, 5)
 
 
 def test_digest_challenge_wrong_password_and_retry(sipp, edge, tmp_path):
@@ -189,7 +181,7 @@ def test_unanswered_notify_is_retransmitted_then_ends_the_subscription(sipp, edg
     assert run.returncode == 0, run.explain()
     retransmissions = [int(v) for k, v in run.counts().items() if "NOTIFY_Retrans" in k]
     assert retransmissions and retransmissions[0] >= 2, run.counts()
-    assert settle(lambda: not edge.edge.subscriptions.dialogs)
+    assert wait_until(lambda: not edge.edge.subscriptions.dialogs, 5)
     assert edge.edge.stats["notify_failures"] == 1
 
 

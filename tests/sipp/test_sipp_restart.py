@@ -17,9 +17,10 @@ import pytest
 from chalicelib import accounts
 from chalicelib.live import subscriptions
 from devstack.streams import StreamReplayer
+from testkit.wait import wait_until
 from tests.conftest import require_tool
 from tests.edge.conftest import DOMAIN, EdgeThread, make_account
-from tests.sipp.test_sipp import MD5_FIRST, run_sipp, settle
+from tests.sipp.test_sipp import MD5_FIRST, run_sipp
 
 pytestmark = pytest.mark.sipp
 
@@ -59,7 +60,7 @@ def test_udp_subscribers_keep_receiving_updates_across_an_edge_restart(aws, tmp_
             runs[name] = pool.submit(
                 run_sipp, sipp, "restart.xml", first, tmp_path / name, user=name, timeout=25
             )
-        assert settle(lambda: answered_first_notify(first, len(PHONES)), 15), {
+        assert wait_until(lambda: answered_first_notify(first, len(PHONES)), 15), {
             n: r.result().explain() for n, r in runs.items() if r.done()
         }
         stopping = first.edge
@@ -74,7 +75,7 @@ def test_udp_subscribers_keep_receiving_updates_across_an_edge_restart(aws, tmp_
         second = edge_on(port)
         assert second.edge.stats["resumed"] == len(PHONES)
         # One update at a time, so each phone sees the sign-up and the unlink apart.
-        assert settle(lambda: second.edge.stats["notifies"] >= len(PHONES), 10)
+        assert wait_until(lambda: second.edge.stats["notifies"] >= len(PHONES), 10)
         accounts.unlink_phone(f"bob@{DOMAIN}")
         world.pump()
 

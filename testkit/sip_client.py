@@ -9,6 +9,8 @@ from __future__ import annotations
 import secrets
 import socket
 import time
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from chalicelib import digest
 from sip_edge.sip.message import Request, Response, make_response
@@ -71,19 +73,23 @@ class SipClient:
         except TimeoutError:
             return None
 
-    def receive(self, predicate=lambda m: True, timeout: float = 5.0):
+    def receive(
+        self,
+        predicate: Callable[[Request | Response], bool] = lambda m: True,
+        timeout: float = 5.0,
+    ) -> Request | Response | None:
         """The next message matching `predicate` (others stay queued)."""
         deadline = time.monotonic() + timeout
         for i, msg in enumerate(self.backlog):
             if predicate(msg):
                 return self.backlog.pop(i)
         while time.monotonic() < deadline:
-            msg = self._read(max(0.01, deadline - time.monotonic()))
-            if msg is None:
+            read = self._read(max(0.01, deadline - time.monotonic()))
+            if read is None:
                 continue
-            if predicate(msg):
-                return msg
-            self.backlog.append(msg)
+            if predicate(read):
+                return read
+            self.backlog.append(read)
         return None
 
     def response(self, method: str, timeout: float = 5.0) -> Response | None:
@@ -91,10 +97,13 @@ class SipClient:
             method_of = (m.headers.get("CSeq") or "").split()[-1:]
             return isinstance(m, Response) and method_of == [method] and m.status >= 200
 
-        return self.receive(final, timeout)
+        return cast(Response | None, self.receive(final, timeout))
 
     def notify(self, timeout: float = 5.0, answer: int | None = 200) -> Request | None:
-        msg = self.receive(lambda m: isinstance(m, Request) and m.method == "NOTIFY", timeout)
+        msg = cast(
+            Request | None,
+            self.receive(lambda m: isinstance(m, Request) and m.method == "NOTIFY", timeout),
+        )
         if msg is not None and answer is not None:
             self.answer(msg, answer)
         return msg
@@ -109,7 +118,7 @@ class SipClient:
         *,
         from_uri: str,
         to: str | None = None,
-        headers: list[tuple[str, str]] = (),
+        headers: Sequence[tuple[str, str]] = (),
         body: bytes = b"",
         call_id: str | None = None,
     ) -> bytes:
@@ -143,7 +152,7 @@ class SipClient:
         username: str,
         password: str,
         algorithm: str = "SHA-256",
-        **kwargs,
+        **kwargs: Any,
     ) -> bytes:
         """Repeat a request with an Authorization answering `challenge`."""
         for value in challenge.headers.get_all("WWW-Authenticate"):

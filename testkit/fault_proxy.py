@@ -15,8 +15,13 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.faults.botofaults import THROTTLE_CODES
-
+#: Each service's own throttling error (code, HTTP status), as botocore reads it.
+THROTTLE_CODES = {
+    "dynamodb": ("ProvisionedThroughputExceededException", 400),
+    "sqs": ("RequestThrottled", 400),
+    "sns": ("Throttling", 400),
+    "lambda": ("TooManyRequestsException", 429),
+}
 _SCOPE = re.compile(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request")
 STALL_SECONDS = 60.0
 
