@@ -1,36 +1,21 @@
-"""Helpers shared by the account, sign-up and discovery tests: the SMS moto received, REST
-requests and authentication headers, and moving past the SMS interval."""
+"""Helpers shared by the account, sign-up and discovery tests: REST requests and
+authentication headers, sign-ups, and moving past the SMS interval (the SMS themselves:
+`testkit.sms`)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 from typing import Any
 
 from chalice.test import Client
 
 from chalicelib import digest, settings
+from testkit.sms import last_code
 from tests.conftest import advance_clock
 
 H_JSON = {"Content-Type": "application/json"}
 PASSWORD = "correct horse"
-
-
-def sent_sms() -> list[tuple[str, str]]:
-    """(E.164, text) of every SMS published to moto's SNS, oldest first."""
-    from moto.core import DEFAULT_ACCOUNT_ID
-    from moto.sns.models import sns_backends
-
-    from chalicelib.aws import region
-
-    return list(sns_backends[DEFAULT_ACCOUNT_ID][region()].sms_messages.values())
-
-
-def last_code(e164: str) -> str:
-    texts = [text for number, text in sent_sms() if number == e164]
-    assert texts, f"no SMS sent to {e164}"
-    return re.findall(r"\d{4,10}", texts[-1])[-1]
 
 
 def post(client: Client, path: str, body: Any, headers: dict[str, str] | None = None) -> Any:

@@ -17,7 +17,8 @@ from chalicelib.accounts.rate_limits import DAY
 from chalicelib.errors import DomainError
 from chalicelib.observability import pseudonym
 from chalicelib.presence import resolve
-from tests.accounts_support import expire_codes, last_code, pass_interval, post, sent_sms
+from testkit.sms import last_code, sent_sms
+from tests.accounts_support import expire_codes, pass_interval, post
 from tests.conftest import advance_clock
 from tests.xmlrpc_support import DOMAIN, Answer, call, ha1, method_call, parse_answer
 

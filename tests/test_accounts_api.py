@@ -8,13 +8,13 @@ import json
 import pytest
 
 from chalicelib import accounts, clock, digest, settings
+from testkit.sms import last_code
 from tests.accounts_support import (
     H_JSON,
     PASSWORD,
     basic,
     challenges,
     digest_header,
-    last_code,
     pass_interval,
     post,
     sign_up,

@@ -13,7 +13,8 @@ from chalicelib import settings, tables
 from chalicelib.accounts import rate_limits, sms, verification
 from chalicelib.accounts.rate_limits import DAY, HOUR
 from chalicelib.errors import DomainError
-from tests.accounts_support import last_code, pass_interval, sent_sms
+from testkit.sms import last_code, sent_sms
+from tests.accounts_support import pass_interval
 from tests.conftest import NOON, advance_clock
 
 A = "+33612345678"

@@ -8,16 +8,8 @@ import json
 import pytest
 
 from chalicelib import accounts, settings
-from tests.accounts_support import (
-    PASSWORD,
-    basic,
-    expire_codes,
-    last_code,
-    pass_interval,
-    post,
-    sent_sms,
-    sign_up,
-)
+from testkit.sms import last_code, sent_sms
+from tests.accounts_support import PASSWORD, basic, expire_codes, pass_interval, post, sign_up
 
 A = "+33612345678"
 B = "+33698765432"

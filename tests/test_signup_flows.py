@@ -9,7 +9,8 @@ from chalicelib import accounts, digest, settings
 from chalicelib.accounts import linking, signup
 from chalicelib.api import sip_auth
 from chalicelib.errors import DomainError
-from tests.accounts_support import PASSWORD, last_code, pass_interval
+from testkit.sms import last_code
+from tests.accounts_support import PASSWORD, pass_interval
 from tests.conftest import advance_clock
 
 A = "+33612345678"

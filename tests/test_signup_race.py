@@ -9,7 +9,8 @@ import pytest
 from chalicelib import accounts
 from chalicelib.accounts import signup
 from chalicelib.errors import DomainError
-from tests.accounts_support import PASSWORD, last_code
+from testkit.sms import last_code
+from tests.accounts_support import PASSWORD
 
 A = "+33612345678"
 B = "+33698765432"

@@ -11,7 +11,8 @@ import pytest
 from chalicelib import settings, tables
 from chalicelib.accounts import verification
 from chalicelib.errors import DomainError
-from tests.accounts_support import expire_codes, last_code, pass_interval, sent_sms
+from testkit.sms import last_code, sent_sms
+from tests.accounts_support import expire_codes, pass_interval
 from tests.conftest import advance_clock
 
 A = "+33612345678"

@@ -17,7 +17,7 @@ from chalicelib.api.xmlrpc import (
     XmlRpcFault,
     parse_call,
 )
-from tests.accounts_support import sent_sms
+from testkit.sms import sent_sms
 from tests.xmlrpc_support import (
     capture,
     capture_names,

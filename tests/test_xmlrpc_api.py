@@ -15,7 +15,8 @@ from chalicelib.accounts import sms, verification
 from chalicelib.accounts.rate_limits import HOUR
 from chalicelib.errors import DomainError
 from testkit.sip_client import SipClient
-from tests.accounts_support import expire_codes, last_code, pass_interval, post, sent_sms
+from testkit.sms import last_code, sent_sms
+from tests.accounts_support import expire_codes, pass_interval, post
 from tests.conftest import advance_clock
 from tests.edge.conftest import EdgeThread
 from tests.xmlrpc_support import (

@@ -13,7 +13,8 @@ import pytest
 from chalicelib import accounts
 from devstack.rest_thread import RestThread
 from testkit.ports import free_port
-from tests.accounts_support import last_code, pass_interval
+from testkit.sms import last_code
+from tests.accounts_support import pass_interval
 from tests.edge.conftest import EdgeThread
 from tests.linphone.client import LinphoneClient
 from tests.test_xmlrpc_api import register

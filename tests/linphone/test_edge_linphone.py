@@ -12,10 +12,7 @@ import pytest
 from chalice.test import Client
 
 from testkit.wait import wait_until
-from tests.accounts_support import (
-    basic,
-    sign_up,
-)
+from tests.accounts_support import basic, sign_up
 from tests.edge.conftest import DOMAIN, EdgeThread
 from tests.linphone.client import LinphoneClient
 

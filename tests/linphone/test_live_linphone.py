@@ -15,10 +15,7 @@ from chalice.test import Client
 
 from devstack.streams import StreamReplayer
 from testkit.wait import wait_until
-from tests.accounts_support import (
-    basic,
-    sign_up,
-)
+from tests.accounts_support import basic, sign_up
 from tests.edge.conftest import DOMAIN, EdgeThread
 from tests.linphone.client import LinphoneClient
 from tests.linphone.test_edge_linphone import PASSWORD, RLS, RecordingFunctions

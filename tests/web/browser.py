@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from testkit.ports import free_port
+from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -127,7 +128,7 @@ class Stack:
 
 def start_stack(**settings: str) -> Stack:
     """A fresh stack; `settings` are environment variables for it (its limits)."""
-    ports = {"MOTO_PORT": free_port(), "API_PORT": free_port(), "SIP_PORT": free_port()}
+    ports = {"MOTO_PORT": free_port(), "API_PORT": free_port(), "SIP_PORT": free_port("udp+tcp")}
     fresh = ("AWS_", "TABLE_", "STAGE", "SIP_", "EDGE_", "WEB_")  # as on a newcomer's machine
     env = {k: v for k, v in os.environ.items() if not k.startswith(fresh)}
     env.update({k: str(v) for k, v in ports.items()})
@@ -232,10 +233,10 @@ def look(page: Any, name: str, shots: Path) -> None:
 
 class Phone:
     """An account's phone on the stack's SIP edge: REGISTER and a list SUBSCRIBE, with a
-    User-Agent (tests.edge.sipclient over UDP)."""
+    User-Agent (testkit.sip_client over UDP)."""
 
     def __init__(self, stack: Stack, username: str, password: str, agent: str) -> None:
-        from tests.edge.sipclient import SipClient
+        from testkit.sip_client import SipClient
 
         self.client = SipClient(("127.0.0.1", stack.sip_port))
         self.username = username

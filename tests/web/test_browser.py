@@ -273,7 +273,7 @@ def test_a_form_posted_from_another_site_changes_nothing(stack, browsers: Browse
     import http.server
     import threading
 
-    from tests.conftest import free_port
+    from testkit.ports import free_port
 
     page = browsers.person()
     sign_up(page, stack, "+33 6 12 00 00 51", username="erin")

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from chalicelib import accounts
-from tests.accounts_support import PASSWORD, basic, last_code, pass_interval, post, sent_sms
+from testkit.sms import last_code, sent_sms
+from tests.accounts_support import PASSWORD, basic, pass_interval, post
 from tests.web.support import Page, Visitor
 
 ALICE = "+33612345678"

@@ -14,7 +14,8 @@ from chalicelib import accounts, settings, tables
 from chalicelib.accounts import sessions
 from chalicelib.aws import client
 from chalicelib.web import catalogue, pages, security
-from tests.accounts_support import PASSWORD, last_code, pass_interval, sent_sms
+from testkit.sms import last_code, sent_sms
+from tests.accounts_support import PASSWORD, pass_interval
 from tests.conftest import ROOT, advance_clock, reset_caches
 from tests.web.support import FORM, Page, Visitor
 from tests.web.test_pages import ALICE, BOB, sign_in, sign_up
