@@ -11,7 +11,7 @@ process of its own, subscribing list dialogs shaped like Linphone 5.1's (half on
    returning to each phone's partial NOTIFY naming the new user, p50 / p99 / max; the
    function invocations (the edges' calls and the stream handlers' batches), the SQS messages
    to the edges, and the DynamoDB calls and units, counted by the project's cost meter
-   (`tests.dynamo_costs.CostMeter`), with the units and items that land on the hottest
+   (`testkit.dynamo_costs.CostMeter`), with the units and items that land on the hottest
    partitions. Each book holds two such numbers: the first sign-up is metered (the meter's own
    reads would slow the fan-out), the second is timed.
 2. A burst: 1,000 phones whose 100-number books are drawn from 1,100 such numbers (each in ~90
@@ -42,9 +42,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.kamailio import free_port_tcp, free_sipp_port
 from bench.live import ENV as LIVE_ENV
-from bench.live import percentile, sign_up
+from bench.live import sign_up
+from testkit.ports import free_port
+from testkit.stats import percentile
 
 DOMAIN = "example.org"
 SIZES = (1000, 10000)
@@ -111,7 +112,7 @@ class KeyTally:
         return str(next(iter(first.values())))
 
     def _after(self, model: Any, parsed: dict[str, Any], **_: Any) -> None:
-        from tests.dynamo_costs import item_size
+        from testkit.dynamo_costs import item_size
 
         op, body = self._local.stack.pop()
         if op == "Query" and "IndexName" not in body:
@@ -176,7 +177,7 @@ def stack(workdir: str) -> Iterator[Stack]:
 
     # Outside Lambda nothing flushes metrics but Powertools itself: EMF lines on stdout.
     metrics.add_metric = lambda **_: None  # type: ignore[method-assign]
-    moto_port = free_port_tcp()
+    moto_port = free_port()
     stop_moto = moto_local.start("127.0.0.1", moto_port)
     settings.get.cache_clear()
     aws.reset()
@@ -192,7 +193,7 @@ def stack(workdir: str) -> Iterator[Stack]:
         for name in ("a", "b"):
             env = {
                 "SIP_HOST": "127.0.0.1",
-                "SIP_PORT": str(free_sipp_port()),  # free for UDP and TCP
+                "SIP_PORT": str(free_port("udp+tcp")),
                 "EDGE_ID": f"fanout-{name}",
                 "SIP_FUNCTIONS": "socket",
                 "SIP_FUNCTIONS_SOCKET": host.path,
@@ -253,7 +254,7 @@ class Phones:
 def metered(s: Stack, work: Callable[[], None], settle: Callable[[], None]) -> Counts:
     """Run `work` with the cost meter and the key tally on the functions' clients, until
     `settle` says the fan-out is over: what it cost."""
-    from tests.dynamo_costs import CostMeter
+    from testkit.dynamo_costs import CostMeter
 
     meter = CostMeter(s.clients)
     tally = KeyTally()
@@ -418,8 +419,8 @@ def report(runs: list[FanOut], bursts: list[Burst], note: str) -> str:
     ]
     for r in runs:
         lines.append(
-            f"| {r.watchers:,} | {len(r.latencies):,} | {_ms(r.latencies, 50)} | "
-            f"{_ms(r.latencies, 99)} | {max(r.latencies) * 1000:,.0f} | {r.confirm_ms:,.0f} | "
+            f"| {r.watchers:,} | {len(r.latencies):,} | {_ms(r.latencies, 0.5)} | "
+            f"{_ms(r.latencies, 0.99)} | {max(r.latencies) * 1000:,.0f} | {r.confirm_ms:,.0f} | "
             f"{r.setup_seconds:,.0f} |"
         )
     lines += [
@@ -448,7 +449,7 @@ def report(runs: list[FanOut], bursts: list[Burst], note: str) -> str:
             "| (phone, new user) pairs | p50 ms | p99 ms | max ms | first sign-up to the last "
             "NOTIFY s | not received |",
             "|---:|---:|---:|---:|---:|---:|",
-            f"| {len(b.latencies):,} | {_ms(b.latencies, 50)} | {_ms(b.latencies, 99)} | "
+            f"| {len(b.latencies):,} | {_ms(b.latencies, 0.5)} | {_ms(b.latencies, 0.99)} | "
             f"{max(b.latencies, default=0) * 1000:,.0f} | {b.last_seconds:,.1f} | {b.missing:,} |",
             "",
             f"Cost of the {b.metered_signups} metered sign-ups before it, per sign-up:",

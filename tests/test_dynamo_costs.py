@@ -1,11 +1,11 @@
 """What each operation of a subscription's life costs in DynamoDB calls and units (counted by
-a botocore hook, see tests/dynamo_costs.py), and docs/cost.md's table is that count."""
+a botocore hook, see testkit/dynamo_costs.py), and docs/cost.md's table is that count."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests import dynamo_costs
+from testkit import dynamo_costs
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ def test_an_unsubscribe_is_one_call(rows):
 def test_the_cost_page_table_is_current(rows):
     table = dynamo_costs.render(list(rows.items()))
     assert dynamo_costs.cost_page_block() == table, (
-        "docs/cost.md's DynamoDB table is stale: run `python -m tests.dynamo_costs`"
+        "docs/cost.md's DynamoDB table is stale: run `python -m testkit.dynamo_costs`"
     )
 
 

@@ -15,7 +15,8 @@ from chalice.test import Client
 from chalicelib import accounts, clock, settings
 from chalicelib.accounts import tokens
 from chalicelib.live import registrar
-from tests.accounts_support import challenges, last_code, pass_interval
+from testkit.sms import last_code
+from tests.accounts_support import challenges, pass_interval
 from tests.conftest import advance_clock
 from tests.flexiapi_support import (
     APNS,

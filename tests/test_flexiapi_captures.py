@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from chalicelib import accounts, digest
-from tests.accounts_support import challenges, last_code
+from testkit.sms import last_code
+from tests.accounts_support import challenges
 from tests.conftest import INTEROP
 from tests.flexiapi_support import push_apps, pushed_token  # noqa: F401  (push_apps: fixture)
 

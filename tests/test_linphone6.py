@@ -16,7 +16,8 @@ from chalice.test import Client
 
 from chalicelib import accounts, clock
 from chalicelib.live import registrar
-from tests.accounts_support import challenges, last_code
+from testkit.sms import last_code
+from tests.accounts_support import challenges
 from tests.flexiapi_support import APNS, FCM, digest_answer, push_apps, pushes  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("push_apps")

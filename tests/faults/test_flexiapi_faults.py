@@ -16,7 +16,7 @@ import pytest
 from chalicelib import accounts, digest
 from chalicelib.accounts import provisioning
 from devstack.rest_thread import RestThread
-from tests.conftest import free_port
+from testkit.ports import free_port
 from tests.faults.botofaults import Faults
 from tests.flexiapi_support import APP_PASSWORD, FCM, create_push_applications, pushed_token
 

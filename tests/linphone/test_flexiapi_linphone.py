@@ -23,8 +23,9 @@ import pytest
 from chalicelib import accounts
 from devstack.rest_thread import RestThread
 from devstack.streams import StreamReplayer
-from tests.accounts_support import sent_sms
-from tests.conftest import free_port, reset_caches
+from testkit.ports import free_port
+from testkit.sms import sent_sms
+from tests.conftest import reset_caches
 from tests.edge.conftest import DOMAIN, EdgeThread, make_account
 from tests.flexiapi_support import FCM, create_push_applications, pushed_token, pushes
 from tests.linphone.client import LinphoneClient

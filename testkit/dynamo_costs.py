@@ -6,7 +6,7 @@ client of its own, not hooked): a write costs 1 WRU per started KiB of the large
 before and after (1 more per index item written or deleted), a strongly consistent read 1 RCU
 per started 4 KiB of the whole item (projections do not reduce it; an eventually consistent
 read half that), a Query the sum of the items read, rounded up once. docs/cost.md's table is
-rendered from `measure()`; `python -m tests.dynamo_costs` rewrites it, a test keeps it current.
+rendered from `measure()`; `python -m testkit.dynamo_costs` rewrites it, a test keeps it current.
 """
 
 from __future__ import annotations
@@ -61,10 +61,6 @@ class Usage:
     rcu: float = 0.0
     wcu: float = 0.0
 
-    @property
-    def total_calls(self) -> int:
-        return sum(self.calls.values())
-
 
 class CostMeter:
     """Hooks the app's DynamoDB clients; `usage` grows with every request they make."""
@@ -114,7 +110,13 @@ class CostMeter:
         for keys, projection in self._schema(table)["indexes"]:
             had = old is not None and all(k in old for k in keys)
             has = new is not None and all(k in new for k in keys)
-            if had and has and all(old[k] == new[k] for k in keys):
+            if (
+                old is not None
+                and new is not None
+                and had
+                and has
+                and all(old[k] == new[k] for k in keys)
+            ):
                 if projection["ProjectionType"] == "KEYS_ONLY" or old == new:
                     continue
                 writes += math.ceil(item_size(new) / 1024)
@@ -337,15 +339,22 @@ def cost_page_block() -> str:
 
 
 def main() -> int:
+    import os
+
     from moto import mock_aws
 
-    from tests.conftest import reset_caches
+    from chalicelib import aws, settings
+    from testkit.env import TEST_ENV
 
+    for key, value in TEST_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
     with mock_aws():
         from chalicelib import tables
         from chalicelib.aws import client
 
-        reset_caches()
+        settings.get.cache_clear()
+        aws.reset()
         tables.create_all(client("dynamodb"))
         block = render(measure())
     text = COST_PAGE.read_text()
