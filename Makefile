@@ -1,10 +1,11 @@
-# The two commands: `make run` (local stack) and `make test` (whole suite).
+# The two commands: `make run` (local stack) and `make test` (whole suite); `make check` is the
+# inner loop: lint and the tests that need no sockets, processes or external tools.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test lint format bench package deploy teardown clean venv
+.PHONY: run test check lint format bench package deploy teardown clean venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,10 @@ run: $(STAMP)
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# tests/markers.py decides which tests are `integration` (left out here).
+check: lint
+	$(PY) -m pytest --offline -q $(PYTEST_ARGS)
 
 # ruff, dead code (vulture: [tool.vulture]), types (mypy: [tool.mypy]).
 lint: $(STAMP)

@@ -25,6 +25,31 @@ INTEROP = DATA / "interop" / "linphone-5.1"
 INTEROP_6 = DATA / "interop" / "linphone-6"
 RFC4475 = DATA / "conformance" / "rfc4475"
 
+#: `integration` tests and the `--offline` run of the others (`make check`).
+pytest_plugins = ["tests.markers"]
+
+
+def _share_botocore_models() -> None:
+    """Every boto3 session of the run reads botocore's JSON models once. Tests reset their
+    clients at each test (a new session each time), which would otherwise parse the models
+    again: most of a moto test's set-up. The loaders share one cache, read-only as within one
+    session in production."""
+    import botocore.loaders
+    import botocore.session
+
+    shared: dict[Any, Any] = {}
+    create = botocore.loaders.create_loader
+
+    def create_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        loader = create(search_path_string)
+        loader._cache = shared
+        return loader
+
+    botocore.session.create_loader = create_loader
+
+
+_share_botocore_models()
+
 for _k, _v in TEST_ENV.items():
     os.environ[_k] = _v
 os.environ.pop("AWS_ENDPOINT_URL", None)
@@ -70,7 +95,6 @@ def aws() -> Iterator[None]:
     """In-process moto with every table created; settings and clients fresh."""
     from moto import mock_aws
 
-    from chalicelib import tables
     from chalicelib.aws import client
     from devstack.moto_local import apply_all, direct
 
@@ -79,9 +103,32 @@ def aws() -> Iterator[None]:
     reset_caches()
     with mock_aws():
         reset_caches()
-        tables.create_all(client("dynamodb"))
+        _create_tables(client("dynamodb"))
         yield
     reset_caches()
+
+
+#: The tables as `create_all` leaves them (empty), by region and table names: each test gets a
+#: copy of its own instead of making them again through the API (most of a test's set-up).
+_PRISTINE_TABLES: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+
+
+def _create_tables(dynamodb: Any) -> None:
+    import copy
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    from chalicelib import tables
+    from chalicelib.aws import region
+
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][region()]
+    key = (region(), tuple(spec.name() for spec in tables.ALL))
+    if key in _PRISTINE_TABLES and not backend.tables:
+        backend.tables.update(copy.deepcopy(_PRISTINE_TABLES[key]))
+        return
+    tables.create_all(dynamodb)
+    _PRISTINE_TABLES.setdefault(key, copy.deepcopy(backend.tables))
 
 
 @pytest.fixture

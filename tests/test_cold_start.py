@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+#: Each check runs a fresh interpreter: a process of its own.
+pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parent.parent
 LAZY = ["boto3", "lxml", "phonenumbers", "chalicelib.accounts", "chalicelib.presence",
         "chalicelib.live", "chalicelib.api.xmlrpc", "chalicelib.api.account_api",

