@@ -6,7 +6,7 @@ like Linphone 5.1 (User-Agent, deflate) that answers every NOTIFY at once. Sign-
 `chalicelib.accounts.signup` (request_code, the SMS read from moto, confirm), one at a time.
 
 1. Burst: 1,000 sign-ups back to back, all in one phone's 1,000-number list; NOTIFYs per
-   throttle interval. An update too big for the UDP body budget spans several NOTIFYs sent
+   throttle interval. An update too big for the UDP body size limit spans several NOTIFYs sent
    back to back; those count as one update.
 2. Latency: 100 sign-ups of numbers in another phone's 100-number list; time from `confirm`
    returning to the partial NOTIFY naming the new user arriving. Each sign-up waits until the
@@ -343,7 +343,7 @@ def report_burst(
     print(
         f"\nIntervals of {interval:g} s from the first NOTIFY of the burst, empty ones included. "
         f"NOTIFYs under {SAME_UPDATE_GAP_S} s apart are the parts of one update (an update "
-        "over the UDP body budget is split and sent back to back); a gap between updates "
+        "over the UDP body size limit is split and sent back to back); a gap between updates "
         f"counts as under the interval below {interval - GAP_TOLERANCE_S:.2f} s (50 ms: the "
         "edge's timer tick and timestamping here)."
         + ("" if complete else " NOT every new user reached the phone within 120 s."),

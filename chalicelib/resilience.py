@@ -1,9 +1,9 @@
 """Deadlines for AWS calls and the one rule for what counts as "AWS is unavailable".
 
-A request (REST route or edge function call) runs under a `budget`: every AWS call it makes
+A request (REST route or edge function call) runs under a `deadline`: every AWS call it makes
 checks the time left before each attempt (a botocore hook that `chalicelib.aws` installs), so a
-slow or stalled backend costs one request its budget, not a pile of retries. A transient AWS
-failure (throttling, 5xx, timeout, refused connection, budget spent) becomes the `unavailable`
+slow or stalled backend costs one request its time, not a pile of retries. A transient AWS
+failure (throttling, 5xx, timeout, refused connection, deadline passed) becomes the `unavailable`
 error: 503 with a jittered Retry-After, for the phone and the REST client alike.
 """
 
@@ -42,11 +42,12 @@ class DeadlineExceeded(BotoCoreError):
 
 
 @contextmanager
-def budget(seconds: float) -> Iterator[None]:
-    """Run the block with at most `seconds` for its AWS calls (nested budgets keep the least)."""
+def deadline(seconds: float) -> Iterator[None]:
+    """Run the block with at most `seconds` for its AWS calls (nested deadlines keep the
+    earliest)."""
     previous = getattr(_local, "deadline", None)
-    deadline = time.monotonic() + seconds
-    _local.deadline = deadline if previous is None else min(previous, deadline)
+    ends = time.monotonic() + seconds
+    _local.deadline = ends if previous is None else min(previous, ends)
     try:
         yield
     finally:
@@ -59,7 +60,7 @@ def within_time_left(event: Any, key: str = "time_left") -> Iterator[None]:
     when the caller said); a malformed value is ignored rather than trusted."""
     left = event.get(key) if isinstance(event, dict) else None
     if isinstance(left, int | float) and not isinstance(left, bool):
-        with budget(max(0.0, float(left))):
+        with deadline(max(0.0, float(left))):
             yield
     else:
         yield
@@ -71,7 +72,7 @@ def remaining() -> float | None:
 
 
 def check_deadline(**_: Any) -> None:
-    """botocore `before-send` hook: no attempt starts once the budget is spent."""
+    """botocore `before-send` hook: no attempt starts once the deadline has passed."""
     left = remaining()
     if left is not None and left <= 0:
         raise DeadlineExceeded()

@@ -11,7 +11,7 @@ from typing import Any
 from chalicelib import digest
 from chalicelib import edge_contract as contract
 from sip_edge.dialog import Peer
-from sip_edge.handling import EdgeServices, Reject, raise_function_error, within_budget
+from sip_edge.handling import EdgeServices, Reject, raise_function_error, within_amplification_limit
 from sip_edge.sip.message import Request, make_response
 from sip_edge.sip.status import ParseError
 from sip_edge.sip.uri import parse_uri
@@ -163,7 +163,7 @@ class DigestGuard:
 
     def challenges(self, request: Request, peer: Peer, stale: bool) -> list[tuple[str, str]]:
         """One WWW-Authenticate per offered algorithm, strongest first; over UDP the weaker
-        ones are left out when the 401 would exceed the amplification budget of the request
+        ones are left out when the 401 would exceed the amplification limit of the request
         (the first, which the client asked for by User-Agent or which is strongest, stays)."""
         nonce = self.make_nonce(peer.host)
         offered = digest.offered_to(
@@ -176,7 +176,7 @@ class DigestGuard:
         server = len(self.edge.cfg.sip_server_header)
         while len(headers) > 1:
             size = len(make_response(request, 401, None, headers).to_bytes())
-            if within_budget(request, peer, size + (server + 10 if server else 0)):
+            if within_amplification_limit(request, peer, size + (server + 10 if server else 0)):
                 break
             headers.pop()
         return headers

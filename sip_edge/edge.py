@@ -20,15 +20,15 @@ from chalicelib.observability import logger
 from chalicelib.resilience import retry_after
 from sip_edge.dialog import Peer
 from sip_edge.digest_guard import DigestGuard
+from sip_edge.fail_fast import DEADLINE
 from sip_edge.functions import FunctionError, Functions
-from sip_edge.handling import Reject, within_budget
+from sip_edge.handling import Reject, within_amplification_limit
 from sip_edge.metrics import EdgeMetrics
 from sip_edge.presence.actions import Reply
 from sip_edge.presence.subscribe import LIST_TYPE
 from sip_edge.publish_handler import PublishHandler
 from sip_edge.queue import EdgeQueue
 from sip_edge.register_handler import RegisterHandler
-from sip_edge.resilience import DEADLINE
 from sip_edge.sip.headers import split_commas
 from sip_edge.sip.message import Request, Response, make_response
 from sip_edge.sip.status import ParseError
@@ -165,7 +165,7 @@ class Edge:
         self.metrics.response(request.method, response)
         self.stats["stateless"] = self.stats.get("stateless", 0) + 1
         data = response.to_bytes()
-        if within_budget(request, peer, len(data)):
+        if within_amplification_limit(request, peer, len(data)):
             self.send_bytes(peer, data)
 
     def on_connection_lost(self, peer: Peer) -> None:
@@ -313,7 +313,7 @@ class Edge:
         data = b""  # serialized once, whether or not it had to be weighed
         if not tx.request.source_verified:
             data = response.to_bytes()
-            if not within_budget(tx.request, tx.dest, len(data)):
+            if not within_amplification_limit(tx.request, tx.dest, len(data)):
                 # An unverified UDP source: the same answer without its optional headers.
                 self.stats["trimmed"] = self.stats.get("trimmed", 0) + 1
                 response = make_response(tx.request, response.status, response.reason)

@@ -24,7 +24,7 @@ from typing import Any
 
 from chalicelib import edge_contract as contract
 from chalicelib import settings
-from sip_edge.resilience import FunctionError, Guard, Refused, succeeded_answer, time_left
+from sip_edge.fail_fast import FunctionError, Guard, Refused, succeeded_answer, time_left
 
 FRAME_HEADER = struct.Struct("!I")
 #: Lambda's own limit on a synchronous invoke's payload and answer.
@@ -99,7 +99,7 @@ class _Connection(asyncio.Protocol):
 
 class SocketFunctions:
     """Calls the functions served on the Unix socket `path`, at most `workers` at once (the
-    same bulkhead and breakers as the other clients, `sip_edge.resilience.Guard`)."""
+    same bulkhead and breakers as the other clients, `sip_edge.fail_fast.Guard`)."""
 
     def __init__(self, path: str, workers: int = 16, cfg: settings.Settings | None = None) -> None:
         cfg = cfg or settings.get()

@@ -16,8 +16,8 @@ from typing import Any
 
 from chalicelib import edge_contract as contract
 from chalicelib import settings
-from chalicelib.resilience import budget
-from sip_edge.resilience import FunctionError, Guard, Refused, succeeded_answer, time_left
+from chalicelib.resilience import deadline
+from sip_edge.fail_fast import FunctionError, Guard, Refused, succeeded_answer, time_left
 
 #: What the edge calls the functions through (a FunctionError when it cannot).
 Functions = contract.Caller
@@ -25,7 +25,7 @@ Functions = contract.Caller
 
 class _PooledFunctions:
     """Runs a blocking `_invoke` in a thread pool behind the guard (bulkhead and breakers, see
-    `sip_edge.resilience`) and wraps every failure in FunctionError."""
+    `sip_edge.fail_fast`) and wraps every failure in FunctionError."""
 
     def __init__(self, workers: int, cfg: settings.Settings | None = None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fn")
@@ -82,7 +82,7 @@ class InProcessFunctions(_PooledFunctions):
         if time_left is None:
             answer = handler(event, None)
         else:
-            with budget(max(0.0, time_left)):  # the AWS calls stop where the request's time ends
+            with deadline(max(0.0, time_left)):  # the AWS calls stop where the request's time ends
                 answer = handler(event, None)
         return json.loads(json.dumps(answer))
 

@@ -21,11 +21,11 @@ from sip_edge.sip.values import Via
 AMPLIFICATION_LIMIT = 3
 
 
-def within_budget(request: Request, peer: Peer, size: int) -> bool:
+def within_amplification_limit(request: Request, peer: Peer, size: int) -> bool:
     """Whether `size` octets may answer `request`: over UDP within AMPLIFICATION_LIMIT times
-    the datagram it came in (a request built here, of size 0, has no budget to keep)."""
-    budget = AMPLIFICATION_LIMIT * request.wire_size
-    return peer.reliable or not request.wire_size or size <= budget
+    the datagram it came in (a request built here, of size 0, has no limit to keep)."""
+    limit = AMPLIFICATION_LIMIT * request.wire_size
+    return peer.reliable or not request.wire_size or size <= limit
 
 
 class Reject(Exception):

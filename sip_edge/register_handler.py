@@ -8,7 +8,7 @@ import time
 
 from chalicelib import edge_contract as contract
 from sip_edge.dialog import Peer
-from sip_edge.handling import EdgeServices, Reject, raise_function_error, within_budget
+from sip_edge.handling import EdgeServices, Reject, raise_function_error, within_amplification_limit
 from sip_edge.sip.message import Request, Response, make_response
 from sip_edge.sip.values import parse_delta_seconds
 
@@ -64,14 +64,14 @@ class RegisterHandler:
             raise Reject(500)  # an empty refusal: the function is broken
         date = ("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()))
         # The request's own bindings first: over UDP the others follow only while the 200 stays
-        # within the amplification budget (a phone needs its own expires; the rest is a courtesy).
+        # within the amplification limit (a phone needs its own expires; the rest is a courtesy).
         own = {c.uri.raw for c in contacts or []}
         ordered = sorted(result["bindings"], key=lambda b: b["uri"] not in own)
         headers: list[tuple[str, str]] = []
         for b in ordered:
             contact = ("Contact", f"<{b['uri']}>{b['params']};expires={b['expires']}")
             size = len(make_response(request, 200, None, [*headers, contact, date]).to_bytes())
-            if b["uri"] not in own and not within_budget(request, peer, size):
+            if b["uri"] not in own and not within_amplification_limit(request, peer, size):
                 self.edge.stats["contacts_left_out"] = (
                     self.edge.stats.get("contacts_left_out", 0) + 1
                 )

@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib import edge_contract as contract
 from chalicelib.observability import logger
 from sip_edge.dialog import Peer, SubscriptionDialog
+from sip_edge.fail_fast import FunctionError
 from sip_edge.handling import EdgeServices
 from sip_edge.presence import subscribe
 from sip_edge.presence.actions import (
@@ -32,7 +33,6 @@ from sip_edge.presence.actions import (
 from sip_edge.presence.core import PresenceCore
 from sip_edge.presence.table import DialogTable
 from sip_edge.queue import EdgeQueue
-from sip_edge.resilience import FunctionError
 from sip_edge.sip.message import Request
 
 

@@ -267,7 +267,7 @@ def test_user_limit_without_byte_pressure():
     assert bodies[0].full_state and not bodies[1].full_state
 
 
-def test_a_resource_bigger_than_the_budget_is_sent_alone():
+def test_a_resource_bigger_than_the_body_size_limit_is_sent_alone():
     huge = ResourceState("sip:" + "a" * 900 + "@example.org", User("sip:x@example.org"))
     bodies = notify.build(LIST_URI, [huge, *many(3)], version=1, options=options(max_bytes=500))
     assert bodies[0].uris == (huge.uri,)

@@ -407,9 +407,9 @@ def test_the_direct_route_reads_streams_as_moto_full_path_does(monkeypatch) -> N
 
 
 def test_the_direct_route_keeps_the_deadline(aws) -> None:
-    from chalicelib.resilience import DeadlineExceeded, budget
+    from chalicelib.resilience import DeadlineExceeded, deadline
 
-    with budget(0.0), pytest.raises(DeadlineExceeded):
+    with deadline(0.0), pytest.raises(DeadlineExceeded):
         tables.table(tables.WATCHERS).get_item(Key={"watched": "p#1", "watcher": "w1"})
 
 

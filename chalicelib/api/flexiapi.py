@@ -43,7 +43,7 @@ from chalicelib.api import http_api, http_auth
 from chalicelib.errors import DomainError
 from chalicelib.live import devices
 from chalicelib.observability import flush_metrics, logger, pseudonym
-from chalicelib.resilience import budget, is_unavailable, retry_after
+from chalicelib.resilience import deadline, is_unavailable, retry_after
 
 CONTENT_TYPE = "application/json"
 NOT_FOUND = "No query results for model [App\\Account]."
@@ -136,7 +136,7 @@ def view(handler: Callable[..., Response]) -> Callable[..., Response]:
         request: Request = args[0]
         logger.set_correlation_id((request.context or {}).get("requestId") or str(uuid.uuid4()))
         try:
-            with budget(settings.get().rest_deadline):
+            with deadline(settings.get().rest_deadline):
                 return handler(*args, **kwargs)
         except FlexiError as exc:
             return _error_answer(exc)

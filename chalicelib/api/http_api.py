@@ -13,7 +13,7 @@ from chalice.app import Request
 from chalicelib import settings
 from chalicelib.errors import DomainError
 from chalicelib.observability import logger
-from chalicelib.resilience import budget, is_unavailable, retry_after
+from chalicelib.resilience import deadline, is_unavailable, retry_after
 
 #: Routes accept any Content-Type so that a wrong one gets our 415 envelope, not Chalice's.
 ANY_CONTENT_TYPE = ["*/*"]
@@ -111,7 +111,7 @@ def rest(view: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with budget(settings.get().rest_deadline):
+            with deadline(settings.get().rest_deadline):
                 return view(*args, **kwargs)
         except DomainError as exc:
             return error_response(exc)

@@ -329,7 +329,7 @@ def load_edge_page(
     answer at 6 MB, and a 5,000-entry list alone can weigh a megabyte. With `keys` (the
     edge's hash key and inline limit), a list larger than that limit comes as its keys."""
     now = clock.now() if now is None else now
-    budget = settings.get().load_edge_page_bytes if max_bytes is None else max_bytes
+    page_bytes = settings.get().load_edge_page_bytes if max_bytes is None else max_bytes
     table = tables.table(tables.SUBSCRIPTIONS)
     out: list[edge_contract.StoredSubscription] = []
     size = 0
@@ -354,7 +354,7 @@ def load_edge_page(
                     entry["entries"] = _entries(item, listed)
                 out.append(entry)
                 size += len(json.dumps(entry, default=str))
-            if size >= budget:
+            if size >= page_bytes:
                 return out, sub_id
         if "LastEvaluatedKey" not in page:
             return out, None

@@ -189,17 +189,16 @@ def _assemble(
     return body, content_type
 
 
-def _take(items: Sequence[_Item], start: int, limit_users: int, plain_budget: float) -> int:
-    """End index of the next chunk: as many items as fit the user cap and the plain budget."""
+def _take(items: Sequence[_Item], start: int, limit_users: int, plain_room: float) -> int:
+    """End index of the next chunk: as many items as fit the user cap and the room left for
+    plain bytes."""
     users = 0
     size = 0
     end = start
     while end < len(items):
         item = items[end]
         is_user = item.part is not None
-        if end > start and (
-            (is_user and users + 1 > limit_users) or size + item.size > plain_budget
-        ):
+        if end > start and ((is_user and users + 1 > limit_users) or size + item.size > plain_room):
             break
         users += is_user
         size += item.size
@@ -232,8 +231,8 @@ def build(
     bodies: list[NotifyBody] = []
     start = 0
     while start < len(items) or not bodies:
-        budget = max_bytes / ratio
-        end = _take(items, start, limit_users, budget)
+        plain_room = max_bytes / ratio
+        end = _take(items, start, limit_users, plain_room)
         chunk_version = version + len(bodies)
         chunk_full = full_state and not bodies
         for _ in range(_MAX_SHRINKS):
@@ -243,7 +242,7 @@ def build(
             wire, encoding = multipart.encode(plain, options.deflate)
             if len(wire) <= max_bytes or end - start <= 1:
                 break
-            # Over budget: shrink in proportion to the overshoot, then measure again.
+            # Too big: shrink in proportion to the overshoot, then measure again.
             keep = int((end - start) * max_bytes / len(wire) * 0.95)
             end = start + max(1, min(keep, end - start - 1))
         if options.deflate:

@@ -23,7 +23,7 @@ from chalicelib import accounts, settings
 from chalicelib.accounts import auth_guard, linking, phone, signup
 from chalicelib.errors import DomainError
 from chalicelib.observability import flush_metrics, logger, pseudonym
-from chalicelib.resilience import budget, is_unavailable, retry_after
+from chalicelib.resilience import deadline, is_unavailable, retry_after
 from chalicelib.web import forms, render
 from chalicelib.web.site import Values, Web
 
@@ -658,7 +658,7 @@ def serve(page: str, request: Request, **params: str) -> Response:
     context = request.context or {}
     logger.set_correlation_id(context.get("requestId") or str(uuid.uuid4()))
     try:
-        with budget(settings.get().rest_deadline):
+        with deadline(settings.get().rest_deadline):
             return _serve(web, ROUTES[page])
     except forms.BadForm as exc:
         return web.message("badform.title", "badform.body", exc.status)

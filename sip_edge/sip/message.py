@@ -147,10 +147,10 @@ class Request(_Message):
     body: bytes = b""
     version: str = SIP_VERSION
     # Octets of the datagram it came in (0 over streams or when built here): the amplification
-    # budget of what an unverified UDP source may get back is counted against it.
+    # limit of what an unverified UDP source may get back is counted against it.
     wire_size: int = 0
     # Its source proved itself (a digest nonce bound to that address, or a trusted proxy): its
-    # answers are not held to the budget.
+    # answers are not held to the limit.
     source_verified: bool = False
 
     @property

@@ -109,7 +109,7 @@ def table(results: dict[str, tuple[int, int, int]]) -> str:
 
 @pytest.fixture
 def md5_first_edge(aws):
-    """SIPp-style: MD5 offered first; the second challenge is what the budget trims."""
+    """SIPp-style: MD5 offered first; the second challenge is what the limit trims."""
     running = EdgeThread(sip_digest_algorithms=("MD5", "SHA-256"))
     yield running
     running.stop()

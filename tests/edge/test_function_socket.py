@@ -20,8 +20,8 @@ import pytest
 from chalicelib import edge_contract, settings
 from devstack.function_host import FunctionHost
 from sip_edge import functions
+from sip_edge.fail_fast import DEADLINE
 from sip_edge.function_socket import MAX_FRAME_BYTES, SocketFunctions, frame
-from sip_edge.resilience import DEADLINE
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_one_setting_chooses_the_mode(aws):
 
 def test_lambda_mode_tells_the_function_how_long_the_edge_still_waits(aws):
     from chalicelib import edge_contract
-    from sip_edge.resilience import DEADLINE
+    from sip_edge.fail_fast import DEADLINE
 
     client = functions.LambdaFunctions("sc-prod-")
     sent: list[dict] = []

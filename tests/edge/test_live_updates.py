@@ -101,7 +101,7 @@ def test_burst_gives_one_notify_per_interval(live_edge, world, clock):
     time.sleep(1.5)  # the edge has read its queue; the throttle window is still closed
     assert phone.notify(timeout=0.5) is None
     clock.offset += 31
-    # One update; it may span several NOTIFYs back to back when it outgrows the UDP budget.
+    # One update; it may span several NOTIFYs back to back when it outgrows the UDP body size limit.
     seen: dict[str, str] = {}
     while (update := phone.notify(timeout=1.0)) is not None:
         assert 'fullState="false"' in rlmi_of(update)

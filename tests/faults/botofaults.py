@@ -131,7 +131,7 @@ class Faults:
         if mode is None or (mode[2] is not None and operation not in mode[2]):
             return None
         kind, seconds, _ = mode
-        check_deadline()  # as for a real call: the budget is checked before the network
+        check_deadline()  # as for a real call: the deadline is checked before the network
         if kind == "throttle":
             code, status = THROTTLE_CODES[service]
             return _instead(request, error_response(service, code, status))
