@@ -1,5 +1,7 @@
 """What the edge lends the parts that handle its requests: `EdgeServices`, the interface they call
 back through (so none of them imports `Edge`), and `Reject`, how they stop a request with an answer.
+A handler answers one way: it returns its response (a SUBSCRIBE's with the work that follows it,
+`sip_edge.presence.actions.Reply`) or raises Reject; the edge alone sends it.
 """
 
 from __future__ import annotations
