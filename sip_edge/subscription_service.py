@@ -102,41 +102,35 @@ class SubscriptionService:
             actions = await self._do(first)
 
     async def _do(self, action: Action) -> list[Action]:
-        """One action; the core's answer to its outcome. An unexpected failure counts as the
+        """One action; the core's answer to its outcome. Whatever fails counts as the
         action's failure, so that the core never waits for an outcome that will not come."""
-        try:
-            if isinstance(action, SendNotify):
-                return self.core.notified(action, await self._send(action))
-            if isinstance(action, Lookup):
-                try:
-                    answer = await contract.PRESENCE_LOOKUP.ask(self.edge.functions, action.payload)
-                except FunctionError as exc:
-                    logger.warning("presence lookup failed (%s): tried again later", exc)
-                    return self.core.lookup_failed(action)
-                return self.core.looked_up(action, answer)
-            if isinstance(action, Store):
-                return self.core.stored(action, await self._store(action))
-            if isinstance(action, Delete):
-                await self._delete(action.subscription_id)
-            elif isinstance(action, Ack) and self.queue is not None:
-                await self.queue.ack(action.receipts)
-            elif isinstance(action, Release) and self.queue is not None:
-                await self.queue.release(action.receipts)
-            return []
-        except Exception:
-            logger.exception("presence action failed: %s", type(action).__name__)
-            if isinstance(action, SendNotify):
-                return self.core.notified(action, 500)
-            if isinstance(action, Lookup):
+        if isinstance(action, SendNotify):
+            return self.core.notified(action, await self._send(action))
+        if isinstance(action, Lookup):
+            try:
+                answer = await contract.PRESENCE_LOOKUP.ask(self.edge.functions, action.payload)
+            except Exception as exc:  # FunctionError, or a bug: the next tick tries again
+                logger.warning("presence lookup failed (%s): tried again later", exc)
                 return self.core.lookup_failed(action)
-            if isinstance(action, Store):
-                return self.core.stored(action, False)
-            return []
+            return self.core.looked_up(action, answer)
+        if isinstance(action, Store):
+            return self.core.stored(action, await self._store(action))
+        if isinstance(action, Delete):
+            await self._delete(action.subscription_id)
+        elif isinstance(action, Ack) and self.queue is not None:
+            await self.queue.ack(action.receipts)  # a failure: the changes come back, harmless
+        elif isinstance(action, Release) and self.queue is not None:
+            await self.queue.release(action.receipts)
+        return []
 
     async def _send(self, action: SendNotify) -> int:
-        """One NOTIFY transaction: its final status (408 on timeout)."""
+        """One NOTIFY transaction: its final status (408 on timeout, 500 if it could not go)."""
         self.edge.stats["notifies"] += 1
-        status = await self.edge.request(action.request, action.dialog.peer)
+        try:
+            status = await self.edge.request(action.request, action.dialog.peer)
+        except Exception:
+            logger.exception("NOTIFY could not be sent")
+            status = 500
         ok = 200 <= status < 300
         self.edge.metrics.notify(ok)
         if not ok:
@@ -146,7 +140,7 @@ class SubscriptionService:
     async def _store(self, action: Store) -> bool:
         try:
             answer = await contract.SIP_SUBSCRIPTIONS.ask(self.edge.functions, action.payload)
-        except FunctionError as exc:
+        except Exception as exc:  # FunctionError, or a bug
             answer = {"error": {"code": "unavailable", "message": str(exc)}}
         if "error" in answer:
             # The dialog still works from memory; only a restart would lose it.
