@@ -5,7 +5,7 @@ that the edge that replaces it after a deploy or a crash can go on notifying; th
 newer code than the one that wrote the record. So the record carries its `schema`, and `read`
 brings a record of any version this code ever wrote up to the current one, one step at a time.
 Changing the record means a new `SCHEMA`, the migration from the version before, and a test
-reading the old shape (tests/edge/test_dialog_record.py).
+reading the old shape (tests/presence_core/test_dialog_record.py).
 
 Versions (records before version 2 carry no `schema`; `synced` tells 0 from 1):
 

@@ -12,9 +12,9 @@ from chalicelib import accounts
 from testkit.notify_body import users_in
 from testkit.sip_client import SipClient
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
-from tests.edge.test_dialog_entries import long_uris
 from tests.edge.test_edge_subscribe import RLS, subscribe
 from tests.edge.test_live_updates import Clock, deliver, rlmi_of
+from tests.presence_core.test_dialog_entries import long_uris
 
 NEWCOMER = f"sip:+33699999999@{DOMAIN};user=phone"
 BOB = f"sip:+33612345678@{DOMAIN};user=phone"
