@@ -3,7 +3,6 @@ in-process against moto, and accounts to authenticate with."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +11,7 @@ from chalicelib import accounts
 from devstack import edge_thread
 from devstack.streams import StreamReplayer
 from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 
 DOMAIN = "example.org"
 PASSWORD = "correct horse battery"
@@ -27,10 +27,9 @@ class EdgeThread(edge_thread.EdgeThread):
     def has_the_answers(self, timeout: float = 5.0) -> None:
         """Wait until the edge has every phone's answer to its full state. A test phone
         answers and goes on at once; a clean stop stores only the answers the edge has."""
-        deadline = time.monotonic() + timeout
-        while not all(d.synced for d in self.edge.subscriptions.dialogs.values()):
-            assert time.monotonic() < deadline, "a phone's answer never reached the edge"
-            time.sleep(0.01)
+        assert wait_until(
+            lambda: all(d.synced for d in self.edge.subscriptions.dialogs.values()), timeout
+        ), "a phone's answer never reached the edge"
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def measure(address: tuple[str, int], probes: dict[str, bytes]) -> dict[str, tup
             received[name][0] += len(data)
             received[name][1] += 1
             idle = False
-        if idle:
+        if idle:  # the window is real time: everything within it counts, retransmissions too
             time.sleep(0.01)
     for s in socks.values():
         s.close()

@@ -4,11 +4,10 @@ out (its binding deleted, its subscription ended with a final NOTIFY)."""
 
 from __future__ import annotations
 
-import time
-
 from chalicelib import clock
 from chalicelib.live import devices, registrar
 from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 from tests.edge.conftest import DOMAIN, PASSWORD, make_account
 from tests.edge.test_edge_subscribe import ENTRIES, subscribe
 
@@ -61,10 +60,7 @@ def test_signing_a_device_out_ends_its_binding_and_its_subscription(edge, client
     final = client.notify(timeout=10)  # the edge reads its queue, then ends the dialog
     assert final is not None
     assert final.headers.get("Subscription-State") == "terminated;reason=rejected"
-    deadline = time.monotonic() + 5
-    while devices.of_account(ALICE) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert devices.of_account(ALICE) == []
+    assert wait_until(lambda: devices.of_account(ALICE) == [], 5)
 
 
 def test_devices_are_named_by_their_instance_and_merged_across_bindings(aws):

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
 import pytest
 
 from chalicelib import clock, digest
 from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 from tests.conftest import advance_clock, require_tool, reset_caches
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
 
@@ -143,9 +143,7 @@ def test_svcrack_no_longer_finds_a_password_late_in_its_dictionary(
         # On a busy machine svcrack may give up while its guesses still wait for a function
         # slot (CI saw them checked after the test had ended): let them all be checked first.
         functions = edge.edge.functions
-        deadline = time.monotonic() + 60
-        while functions.guard.inflight and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: not functions.guard.inflight, 60, interval=0.1)
         # What stopped it is the limit: the right password from that address is not checked.
         blocked = attempt(PASSWORD, "127.0.0.1")
     finally:

@@ -18,6 +18,6 @@ def test_a_clock_step_does_not_time_out_a_notify_in_flight(edge, users):  # noqa
     again = phone.notify(answer=200, timeout=5)  # Timer E retransmits the same NOTIFY
     assert again is not None, "the NOTIFY was abandoned when the wall clock jumped"
     assert again.headers.get("CSeq") == first.headers.get("CSeq")
-    time.sleep(0.5)
+    time.sleep(0.5)  # real time: the edge's timers get their chance to fire on the stepped clock
     assert len(edge.edge.subscriptions.dialogs) == 1, "Timer F fired on a wall-clock step"
     phone.close()

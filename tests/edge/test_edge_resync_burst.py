@@ -6,13 +6,13 @@ middle of it is served."""
 from __future__ import annotations
 
 import threading
-import time
 
 from chalicelib import clock as chalice_clock
 from chalicelib.live import subscriptions
 from sip_edge.dialog import Peer, SubscriptionDialog
 from testkit.notify_body import users_in
 from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 from tests.edge.conftest import DOMAIN, EdgeThread
 from tests.edge.test_edge_subscribe import ENTRIES, subscribe
 
@@ -79,13 +79,12 @@ def test_owed_full_states_go_a_few_dialogs_at_a_time_and_leave_room_for_phones(w
         assert all(users_in(n) for n in seen.values())
         assert 1 < peak[0] <= edge.edge.cfg.edge_notify_concurrency
         assert functions.guard.stats["overloaded"] == 0, "the edge refused its own lookups"
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            stored = subscriptions.load_edge(EDGE_ID)
-            if sum(s["dialog"]["synced"] for s in stored) >= DIALOGS:
-                break
-            time.sleep(0.1)
-        assert sum(s["dialog"]["synced"] for s in stored) == DIALOGS, "results not recorded"
+
+        def synced() -> int:
+            return sum(s["dialog"]["synced"] for s in subscriptions.load_edge(EDGE_ID))
+
+        assert wait_until(lambda: synced() >= DIALOGS, 10, interval=0.1)
+        assert synced() == DIALOGS, "results not recorded"
     finally:
         functions.call = call
         edge.stop()

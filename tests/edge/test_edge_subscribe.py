@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from testkit.notify_body import parse_notify, users_in
 from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 from tests.edge.conftest import DOMAIN, PASSWORD, make_account
 
 ALICE = f"sip:alice@{DOMAIN}"
@@ -47,6 +46,12 @@ def users(aws):
         "bob": make_account("bob", "+33612345678"),
         "carol": make_account("carol"),
     }
+
+
+def settled(edge, key: str) -> bool:
+    """The dialog's phone has answered its full state and nothing is left in progress."""
+    dialog = edge.edge.subscriptions.dialogs.get(key)
+    return bool(dialog and dialog.synced and dialog.work is None and not dialog.writes)
 
 
 def subscribe(client: SipClient, entries: list[str], extra=(), user="alice"):
@@ -90,7 +95,7 @@ def test_refresh_keeps_the_list_and_unsubscribe_terminates(client, users):
 
 
 def test_a_dialog_is_stored_once_per_subscribe_as_it_stands_after_its_notify(
-    client, users, monkeypatch
+    edge, client, users, monkeypatch
 ):
     """One store call per SUBSCRIBE, new or refresh (no second write for its NOTIFY's
     version): what is stored already carries that NOTIFY's CSeq and the next RLMI version, so
@@ -107,8 +112,11 @@ def test_a_dialog_is_stored_once_per_subscribe_as_it_stands_after_its_notify(
     notify = client.notify()
     assert ok.status == 200 and notify is not None
     rlmi_version = int(parse_notify(notify).rlmi.get("version"))
-    time.sleep(0.5)  # the old second write followed the NOTIFY's 200
-    stored = subscriptions.get(subscription_id(client.call_id, ok.to.tag))
+    key = subscription_id(client.call_id, ok.to.tag)
+    # Once the NOTIFY's 200 is in and the dialog has no work or write left, any second write
+    # would have been made.
+    assert wait_until(lambda: settled(edge, key), 5)
+    stored = subscriptions.get(key)
     assert stored is not None
     assert ops == ["save"]
     assert stored["dialog"]["local_cseq"] == notify.cseq.seq
@@ -117,8 +125,8 @@ def test_a_dialog_is_stored_once_per_subscribe_as_it_stands_after_its_notify(
     # A refresh: one write too, its full-state NOTIFY's CSeq and version in it.
     assert in_dialog_subscribe(client, ok.headers.get("To"), 600).status == 200
     again = client.notify()
-    time.sleep(0.5)
-    stored = subscriptions.get(subscription_id(client.call_id, ok.to.tag))
+    assert wait_until(lambda: settled(edge, key), 5)
+    stored = subscriptions.get(key)
     assert stored is not None
     assert ops == ["save", "refresh"]
     assert stored["dialog"]["local_cseq"] == again.cseq.seq
@@ -149,10 +157,13 @@ def test_a_refresh_whose_lookup_fails_is_stored_and_gets_full_state_once_it_answ
     monkeypatch.setattr(app, "presence_lookup", unavailable)
     assert in_dialog_subscribe(client, ok.headers.get("To"), 3600).status == 200
     assert client.notify(timeout=1.0) is None
-    time.sleep(0.3)
+
+    def stored_longer() -> bool:
+        return (subscriptions.get(key) or {}).get("expires_at", 0) >= before["expires_at"] + 3000
+
+    assert wait_until(stored_longer, 5), "the refresh's longer expiry was not stored"
     after = subscriptions.get(key)
     assert after is not None
-    assert after["expires_at"] >= before["expires_at"] + 3000
     assert after["dialog"]["local_cseq"] == before["dialog"]["local_cseq"]
 
     monkeypatch.setattr(app, "presence_lookup", lookup)  # the backend is back
@@ -233,27 +244,17 @@ def test_unanswered_notify_ends_the_subscription(edge, users):
         edge.edge.transactions.timers = type(edge.edge.transactions.timers)(t1=0.02, t2=0.1)
         assert subscribe(c, ENTRIES).status == 200
         assert c.notify(answer=None) is not None
-        import time
-
-        deadline = time.monotonic() + 5
-        while edge.edge.subscriptions.dialogs and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not edge.edge.subscriptions.dialogs
+        assert wait_until(lambda: not edge.edge.subscriptions.dialogs, 5)
     finally:
         c.close()
 
 
 def test_a_notify_answered_481_ends_the_subscription(edge, users):
-    import time
-
     c = SipClient(edge.address)
     try:
         assert subscribe(c, ENTRIES).status == 200
         assert c.notify(answer=481) is not None
-        deadline = time.monotonic() + 5
-        while edge.edge.subscriptions.dialogs and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not edge.edge.subscriptions.dialogs
+        assert wait_until(lambda: not edge.edge.subscriptions.dialogs, 5)
     finally:
         c.close()
 

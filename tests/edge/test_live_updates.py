@@ -12,6 +12,7 @@ from chalicelib.live import subscriptions
 from devstack.streams import StreamReplayer
 from testkit.notify_body import users_in
 from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 from tests.edge.conftest import DOMAIN, PASSWORD, EdgeThread, make_account
 from tests.edge.test_edge_subscribe import RLS, subscribe
 
@@ -60,11 +61,7 @@ def live_edge(world, clock):
 def deliver(world: StreamReplayer, edge: EdgeThread, clock: Clock, *, advance: float = 31.0):
     """Replay the streams, let the edge read its queue, then open the throttle window."""
     world.pump()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if any(d.dirty for d in edge.edge.subscriptions.dialogs.values()):
-            break
-        time.sleep(0.05)
+    wait_until(lambda: any(d.dirty for d in edge.edge.subscriptions.dialogs.values()), 5)
     clock.offset += advance
 
 
@@ -98,7 +95,9 @@ def test_burst_gives_one_notify_per_interval(live_edge, world, clock):
     for i in range(20):
         make_account(f"new{i}", f"+3369999{i:04d}")
     world.pump()
-    time.sleep(1.5)  # the edge has read its queue; the throttle window is still closed
+    dialogs = live_edge.edge.subscriptions.dialogs
+    # The edge has read its queue (all 20 changes); the throttle window is still closed.
+    assert wait_until(lambda: sum(len(d.dirty) for d in dialogs.values()) >= 20, 10)
     assert phone.notify(timeout=0.5) is None
     clock.offset += 31
     # One update; it may span several NOTIFYs back to back when it outgrows the UDP body size limit.
@@ -215,12 +214,8 @@ def test_a_phone_whose_first_notify_went_unanswered_gets_full_state_after_a_rest
         assert int(rlmi.get("version")) > int(parse_notify(lost).rlmi.get("version"))
         assert users_in(full) == users_in(lost)
         assert users_in(full)[ENTRIES[0]] == f"sip:bob@{DOMAIN}"
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            [stored] = subscriptions.load_edge(edge_id)
-            if stored["dialog"]["synced"]:
-                break
-            time.sleep(0.05)
+        assert wait_until(lambda: subscriptions.load_edge(edge_id)[0]["dialog"]["synced"], 5)
+        [stored] = subscriptions.load_edge(edge_id)
         assert stored["dialog"]["synced"] is True
         assert stored["dialog"]["local_cseq"] == full.cseq.seq
 
@@ -254,7 +249,7 @@ def test_a_stop_stores_answers_for_at_most_edge_stop_wait_and_the_next_edge_resy
         first.has_the_answers()
 
         def stalled(event, context):
-            time.sleep(3)
+            time.sleep(3)  # the stall is the point: longer than EDGE_STOP_WAIT
             raise RuntimeError("sip_subscriptions stalled")
 
         monkeypatch.setattr(app, "sip_subscriptions", stalled)
@@ -449,11 +444,12 @@ def test_the_throttle_ignores_a_wall_clock_step(live_edge, world, clock):
     assert phone.notify() is not None
     world.pump()
     make_account("dan", "+33699999999")
-    deadline = time.monotonic() + 5
-    while not any(d.dirty for d in live_edge.edge.subscriptions.dialogs.values()):
-        assert time.monotonic() < deadline, "the change never reached the dialog"
+
+    def reached() -> bool:
         world.pump()
-        time.sleep(0.05)
+        return any(d.dirty for d in live_edge.edge.subscriptions.dialogs.values())
+
+    assert wait_until(reached, 5, interval=0.05), "the change never reached the dialog"
     live_edge.edge.clock = lambda: time.time() + 100  # the wall clock jumps past the interval
     assert phone.notify(timeout=1.0) is None  # the throttle window is still shut
     clock.offset += 31.0  # the monotonic interval passes

@@ -14,6 +14,7 @@ from chalicelib.api import presence_lookup
 from chalicelib.live import registrar
 from devstack.streams import StreamReplayer
 from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 from tests.edge.conftest import DOMAIN, EdgeThread, make_account
 from tests.edge.test_edge_subscribe import subscribe
 
@@ -86,10 +87,8 @@ def test_revocation_ends_the_dialogs_and_bindings_within_seconds(live_edge, worl
     assert notify.headers.get("Subscription-State") == f"terminated;reason={reason}"
     assert elapsed < 5
     assert not registrar.bindings(ALICE)
-    deadline = time.monotonic() + 5  # the edge forgets the dialog once the NOTIFY is answered
-    while live_edge.edge.subscriptions.dialogs and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert live_edge.edge.subscriptions.dialogs == {}
+    # The edge forgets the dialog once the NOTIFY is answered.
+    assert wait_until(lambda: not live_edge.edge.subscriptions.dialogs, 5)
     # Nothing more reaches that phone, whatever changes in its list.
     make_account("dan", "+33699999999")
     world.pump()
@@ -102,7 +101,7 @@ def test_a_recovery_keeps_the_sessions_made_after_it(live_edge, world):
         credentials=accounts.credentials_from_password("alice", "correct horse battery", DOMAIN),
         revoke=True,
     )
-    time.sleep(0.01)
+    time.sleep(0.01)  # revocation instants are in ms: the new phone's session starts after
     phone = subscribed(live_edge, world)  # the new phone, signed in after the recovery
     bind(ALICE)
     world.pump()

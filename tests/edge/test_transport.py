@@ -12,6 +12,7 @@ import pytest
 
 from testkit.ports import free_port
 from testkit.sip_client import SipClient
+from testkit.wait import wait_until
 from tests.edge.conftest import DOMAIN, EdgeThread
 
 OPTIONS = (
@@ -63,7 +64,7 @@ def test_connection_cap_and_idle_timeout(aws):
     edge = EdgeThread(sip_max_connections=2, sip_idle_timeout=1.0, sip_partial_timeout=1.0)
     try:
         held = [socket.create_connection(edge.address) for _ in range(2)]
-        time.sleep(0.2)
+        assert wait_until(lambda: len(edge.running.transports.connections) == 2, 5)
         extra = socket.create_connection(edge.address)
         extra.settimeout(3)
         assert extra.recv(10) == b""  # refused: closed at once
@@ -90,7 +91,7 @@ def test_one_source_at_its_cap_while_another_still_connects(aws):
     try:
         held = [socket.create_connection(edge.address, source_address=("127.0.0.2", 0))
                 for _ in range(3)]  # fmt: skip
-        time.sleep(0.2)
+        assert wait_until(lambda: len(edge.running.transports.connections) == 3, 5)
         extra = socket.create_connection(edge.address, source_address=("127.0.0.2", 0))
         extra.settimeout(3)
         assert extra.recv(10) == b""  # refused: closed at once
@@ -99,7 +100,7 @@ def test_one_source_at_its_cap_while_another_still_connects(aws):
         assert other.response("OPTIONS").status == 200
         other.close()
         held.pop().close()
-        time.sleep(0.2)
+        assert wait_until(lambda: len(edge.running.transports.connections) <= 2, 5)
         again = SipClient(edge.address, "tcp", host="127.0.0.2")
         again.send_raw(options("TCP", "again"))
         assert again.response("OPTIONS").status == 200
