@@ -135,10 +135,7 @@ def test_an_edge_never_outlives_a_stack_killed_outright(stack):
     edge = _edge_pid(lines)
     proc.kill()
     proc.wait(10)
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{edge}").exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not Path(f"/proc/{edge}").exists()
+    assert wait_until(lambda: not Path(f"/proc/{edge}").exists(), 10, interval=0.1)
 
 
 def test_a_stop_that_hangs_is_named_with_every_threads_stack_and_left_behind(monkeypatch, capfd):
@@ -174,13 +171,14 @@ def test_make_run_prints_the_provisioning_link_and_each_push(stack):
     assert f"sip:127.0.0.1:{ports['SIP_PORT']};transport=tcp" in document
     device = {"pn_provider": "fcm", "pn_param": "1234", "pn_prid": "local-device-token"}
     assert post(api, "/api/account_creation_tokens/send-by-push", device) == {}
-    deadline = time.monotonic() + 10
-    pushed = None
-    while pushed is None and time.monotonic() < deadline:
+
+    def pushed() -> str | None:
         found = [re.search(r'Push to GCM device local-device-token: \{"token":"(\S+)"\}', line)
                  for line in lines]  # fmt: skip
-        pushed = next((m.group(1) for m in found if m), None)
-        time.sleep(0.1)
-    assert pushed, "no push printed on the console:\n" + "".join(lines[-20:])
+        return next((m.group(1) for m in found if m), None)
+
+    assert wait_until(lambda: pushed() is not None, 10), (
+        "no push printed on the console:\n" + "".join(lines[-20:])
+    )
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 0

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from testkit.ports import free_port
+from testkit.wait import wait_until
 from tests.conftest import ROOT
 
 CHROMIUM = "/usr/bin/chromium"
@@ -91,13 +92,9 @@ class Stack:
 
     def code(self, e164: str, *, after: int = 0, timeout: float = 10.0) -> str:
         """The code of the first SMS to `e164` past the `after` first ones."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            texts = self.sms(e164)
-            if len(texts) > after:
-                return re.findall(r"\d{4,10}", texts[after])[-1]
-            time.sleep(0.1)
-        raise AssertionError(f"no SMS to {e164} after {after}:\n" + "".join(self.lines[-30:]))
+        if not wait_until(lambda: len(self.sms(e164)) > after, timeout, interval=0.1):
+            raise AssertionError(f"no SMS to {e164} after {after}:\n" + "".join(self.lines[-30:]))
+        return re.findall(r"\d{4,10}", self.sms(e164)[after])[-1]
 
     def dynamodb(self) -> Any:
         import boto3
@@ -144,12 +141,12 @@ def start_stack(**settings: str) -> Stack:
     stack = Stack(ports["API_PORT"], ports["MOTO_PORT"], ports["SIP_PORT"], proc)
     assert proc.stdout is not None
     threading.Thread(target=lambda: stack.lines.extend(proc.stdout or ()), daemon=True).start()
-    deadline = time.monotonic() + 90
-    while not any("Ctrl-C stops everything" in line for line in stack.lines):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stack.stop()
-            raise AssertionError("the stack did not start:\n" + "".join(stack.lines))
-        time.sleep(0.1)
+    started = wait_until(
+        lambda: proc.poll() is not None or any("Ctrl-C stops" in x for x in stack.lines), 90
+    )
+    if not started or proc.poll() is not None:
+        stack.stop()
+        raise AssertionError("the stack did not start:\n" + "".join(stack.lines))
     return stack
 
 

@@ -329,7 +329,7 @@ def test_an_idle_session_ends(playwright, browsers: Browsers):
         sign_up(page, short, "+33 6 12 00 00 61")
         page.reload()
         expect_text(page, "Your account")
-        time.sleep(4)
+        time.sleep(4)  # real time: the stack's idle timeout (3 s) lapses in its own process
         page.reload()
         assert "/signin?next=%2Faccount" in page.url
         expect_text(page, "Sign in")
