@@ -53,7 +53,10 @@ BOOK_SIZE = 10  # numbers per book in the single-number runs
 BURST_BOOK = 100
 BURST_POOL, BURST_SIGNUPS = 1100, 1000
 QUICK_BURST_POOL, QUICK_BURST_SIGNUPS = 300, 200
-WINDOW = 40  # SUBSCRIBEs in flight while the phones set up
+#: SUBSCRIBEs in flight while the phones set up: each takes a lookup, then a save after its
+#: answer, of an edge's 16 function slots; a save refused by a full bulkhead leaves a dialog
+#: out of the watchers index (checked before each sign-up: `indexed`).
+WINDOW = 8
 ENV = {
     **LIVE_ENV,
     "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -281,6 +284,17 @@ def metered(s: Stack, work: Callable[[], None], settle: Callable[[], None]) -> C
     )
 
 
+def _check_indexed(e164: str, expected: int) -> None:
+    """Every phone's dialog made it into the watchers index (a failed save would leave one
+    out, and its phone would never hear of the sign-up)."""
+    from chalicelib.live import subscriptions
+    from chalicelib.presence.watched import phone_key
+
+    found = len(subscriptions.watchers([phone_key(e164)]))
+    if found != expected:
+        raise RuntimeError(f"{found} of {expected} dialogs in the watchers index")
+
+
 def other_numbers(count: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     return [f"+3367{rng.randrange(10**7):07d}" for _ in range(count)]
@@ -314,6 +328,7 @@ def fan_out(watchers: int) -> FanOut:
             ]
             setup = phones.ask({"subscribe": specs, "window": WINDOW})
             print(f"  {watchers:,} phones subscribed: {setup}", file=sys.stderr, flush=True)
+            _check_indexed(metered_number, watchers)
             time.sleep(3)  # every dialog out of its NOTIFY throttle window
             marks: list[float] = []
 

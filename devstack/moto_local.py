@@ -1,7 +1,7 @@
 """moto as the local stack's AWS: in-process for our own code, and on a port for outside tools
-(the admin tool, curl, SIPp seeding), one backend behind both; plus two patches that keep moto
-as fast as DynamoDB is as tables grow, three that trim the work per request, and one that
-keeps its memory flat over a long run.
+(the admin tool, curl, SIPp seeding, the edge's SQS queue), one backend behind both; plus
+patches that keep moto as fast as DynamoDB and SQS are as tables and queues grow, that trim
+the work per request, and that keep its memory flat over a long run.
 
 Without them, moto answers every base-table Query by sorting the whole table (each list
 subscription adds 100 watcher items), and backs up every table a TransactWriteItems touches by
@@ -10,8 +10,10 @@ deep-copying it whole, so sign-ups and imports slow down with the square of the 
 a transaction names, and puts them (and the stream) back when it is cancelled;
 `cached_dispatch` lists a response class's methods once instead of per request;
 `cached_update_expressions` parses each UpdateExpression text once; `direct_dynamodb` answers
-our clients' item calls from moto's handler at botocore's `before-call`, without the mock's
-signed HTTP round trip (together they halved `make run`'s CPU per presence cycle);
+our clients' DynamoDB (and DynamoDB Streams) calls from moto's handlers in a lean
+`_make_api_call`, without the mock's signed HTTP round trip (together they more than halved
+`make run`'s CPU per presence cycle); `fast_queue_clock` gives SQS a cheap clock (it reads the
+time per queued message, so a queue of thousands made every send and receive slow);
 `bounded_memory` stops moto keeping every item it ever made (its dashboard's instance lists)
 and every stream iterator, which grew a long `make run` by ~13 KB a cycle. devstack, the
 benchmarks and the tests all apply them (`apply_all`); tests/test_moto_local.py fails when a
@@ -233,6 +235,31 @@ def bounded_memory() -> None:
         self.shard_iterators = _RecentIterators()
 
     DynamoDBStreamsBackend.__init__ = bounded_init  # type: ignore[method-assign]
+
+
+def fast_queue_clock() -> None:
+    """Give moto's SQS the clock from `time.time()` (idempotent). It reads the time through
+    datetime arithmetic (now, the epoch, their difference) for every message it looks at,
+    several times per send and per receive (visibility, retention, and the queue's message
+    counts, which it computes for every message sent or received): ~70% of this process's
+    CPU while a popular number's sign-up sent thousands of messages. Same epoch seconds."""
+    import time
+
+    from moto.sqs import models
+
+    if "sqs_unix_time" in _originals:
+        return
+    unix_time, unix_time_millis = models.unix_time, models.unix_time_millis
+    _originals.update(sqs_unix_time=unix_time, sqs_unix_time_millis=unix_time_millis)
+
+    def fast_unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else float(unix_time(dt))
+
+    def fast_unix_time_millis(dt: Any = None) -> float:
+        return time.time() * 1000.0 if dt is None else float(unix_time_millis(dt))
+
+    models.unix_time = fast_unix_time
+    models.unix_time_millis = fast_unix_time_millis
 
 
 #: Operations answered by `direct_dynamodb`, per service: the functions' item calls and the
@@ -459,18 +486,23 @@ def apply_all() -> None:
     cached_dispatch()
     cached_update_expressions()
     bounded_memory()
+    fast_queue_clock()
     direct_dynamodb()
 
 
 def original(name: str) -> Callable[..., Any]:
-    """moto's own `Table.all_items`, `Table.query`, `transact_write_items` or
-    `method_names_from_class`, from before the patches."""
+    """moto's own `Table.all_items`, `Table.query`, `transact_write_items`,
+    `method_names_from_class` or SQS's `sqs_unix_time(_millis)`, from before the patches."""
     from moto.core import responses
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
 
     if name == "method_names_from_class":
         return _originals.get(name) or responses.method_names_from_class
+    if name.startswith("sqs_"):
+        from moto.sqs import models
+
+        return _originals.get(name) or getattr(models, name.removeprefix("sqs_"))
     owner = DynamoDBBackend if name == "transact_write_items" else Table
     return _originals.get(name) or getattr(owner, name)
 

@@ -449,3 +449,24 @@ def test_update_expressions_are_parsed_once_and_never_changed_by_an_update(aws) 
     assert (item["expires_at"], item["version"]) == (20, 2)
     with pytest.raises(Exception, match="Invalid UpdateExpression|Syntax"):
         table.update_item(Key={"subscription_id": "s1"}, UpdateExpression="SET = oops")
+
+
+# --- fast_queue_clock: SQS reads time.time() ---------------------------------------------------
+
+
+def test_sqs_reads_the_same_clock_and_a_message_comes_back_after_its_visibility(aws) -> None:
+    import time
+
+    from moto.sqs import models
+
+    from chalicelib.aws import client
+
+    assert abs(models.unix_time() - moto_local.original("sqs_unix_time")()) < 0.5
+    assert abs(models.unix_time_millis() - moto_local.original("sqs_unix_time_millis")()) < 500
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName="clock", Attributes={"VisibilityTimeout": "1"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    assert len(sqs.receive_message(QueueUrl=url).get("Messages", [])) == 1
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []  # in flight
+    time.sleep(1.2)
+    assert len(sqs.receive_message(QueueUrl=url).get("Messages", [])) == 1  # visible again

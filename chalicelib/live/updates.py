@@ -27,7 +27,7 @@ from chalicelib.observability import flush_metrics, logger, metrics, pseudonym
 from chalicelib.presence import watched
 
 STREAMED = (tables.ACCOUNTS, tables.PHONE_INDEX, tables.REGISTRATIONS, tables.PUBLICATIONS)
-_ACCOUNT_FIELDS = ("discoverable", "disabled", "phone")
+_ACCOUNT_FIELDS = ("discoverable", "disabled")  # what decides how its SIP URI resolves
 
 
 @cache
@@ -67,11 +67,11 @@ def watch_keys(record: dict[str, Any]) -> set[str]:
     if spec is tables.ACCOUNTS:
         if event == "MODIFY" and all(old.get(f) == new.get(f) for f in _ACCOUNT_FIELDS):
             return set()
-        out = {watched.account_key(keys["aor"])}
-        for image in (old, new):
-            if image.get("phone"):
-                out.add(watched.phone_key(image["phone"]))
-        return out
+        # The account as a SIP URI only. How its number resolves (linked, discoverable,
+        # disabled, gone) lives in its PhoneIndex item, rewritten in the same transaction, whose
+        # own record names the number: naming it here too sent every list holding it a second
+        # look-again (two messages and two lookups per watching phone at each sign-up).
+        return {watched.account_key(keys["aor"])}
     if spec in (tables.REGISTRATIONS, tables.PUBLICATIONS):
         if spec is tables.REGISTRATIONS and event == "MODIFY":
             return set()  # a refreshed binding: online before and after

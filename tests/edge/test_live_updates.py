@@ -455,3 +455,29 @@ def test_the_throttle_ignores_a_wall_clock_step(live_edge, world, clock):
     clock.offset += 31.0  # the monotonic interval passes
     update = phone.notify(timeout=5.0)
     assert update is not None and users_in(update) == {NEWCOMER: f"sip:dan@{DOMAIN}"}
+
+
+def test_a_sign_up_tells_each_list_holding_the_number_once(live_edge, world, clock):
+    """A sign-up writes the account and its number's PhoneIndex item in one transaction: two
+    stream records, but only the number's names the lists holding it, so each watching phone
+    gets one look-again (one SQS message, one lookup), not one per record."""
+    phone = SipClient(live_edge.address)
+    assert subscribe(phone, ENTRIES).status == 200
+    phone.notify()
+    world.pump()
+    messages: list[int] = []
+    handlers = dict(world._handler_of)
+    for logical, handler in handlers.items():
+        world._handler_of[logical] = lambda event, ctx, h=handler: _counted(h, event, messages)
+    try:
+        make_account("dan", "+33699999999")
+        assert world.pump() == 2  # the Accounts and the PhoneIndex records
+    finally:
+        world._handler_of.update(handlers)
+    assert sum(messages) == 1
+
+
+def _counted(handler, event, messages: list[int]):
+    answer = handler(event, None)
+    messages.append(int(answer.get("messages", 0)))
+    return answer

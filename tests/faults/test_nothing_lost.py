@@ -44,7 +44,9 @@ def test_refused_send_message_batch_entries_are_retried_until_the_phone_knows(
     faults.answer("sqs", "SendMessageBatch", _all_failed)
     make_account("dan", "+33699999999")
     try:
-        assert world.pump() == 0, "a batch SQS refused must not count as delivered"
+        # The account's own record names only its SIP URI, which no list here holds: it is
+        # delivered. Its number's (PhoneIndex) record, whose message SQS refused, is not.
+        assert world.pump() == 1, "a batch SQS refused must not count as delivered"
         assert faults.calls["sqs"] >= 1
         assert world.pump() == 0, "the same records are read again while SQS refuses"
         assert faults.calls["sqs"] >= 2
