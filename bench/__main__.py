@@ -18,16 +18,29 @@ BENCHMARKS: dict[str, str] = {
     "chaos": "bench.chaos",
     "dialogs": "bench.dialogs",
     "edge-alone": "bench.edge_alone",
+    "fanout": "bench.fanout",
+    "cost": "bench.cost",
 }
+#: Options that take the next argument as their value (`--users 1000000`).
+VALUE_OPTIONS = frozenset({"--users"})
 
 
 def main(argv: list[str]) -> int:
-    names = [a for a in argv if not a.startswith("-")] or list(BENCHMARKS)
+    names: list[str] = []
+    options: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in VALUE_OPTIONS:
+            options += [arg, next(args, "")]
+        elif arg.startswith("-"):
+            options.append(arg)
+        else:
+            names.append(arg)
+    names = names or list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
         return 2
-    options = [a for a in argv if a.startswith("-")]
     for name in names:
         print(f"\n## bench: {name}\n", flush=True)
         importlib.import_module(BENCHMARKS[name]).run(options)

@@ -29,6 +29,7 @@ no Kamailio).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shutil
@@ -436,6 +437,33 @@ def table(kam: Server, ours: Server) -> str:
     return "\n".join(rows)
 
 
+RESULTS = ROOT / "build" / "bench" / "kamailio.json"
+
+
+def save_results(
+    kam: Server, ours: Server, kam_list: Server, ours_list: Server, load: tuple[float, float]
+) -> None:
+    """This run's figures for the benchmarks that build on them (`bench cost` sizes a Kamailio
+    deployment and our edge fleet from them): build/bench/kamailio.json."""
+    k, o = summary(kam.repeats), summary(ours.repeats)
+    kl = summary([s for s in kam_list.ladder if s.rate == kam_list.capacity])
+    ol = summary([s for s in ours_list.ladder if s.rate == ours_list.capacity])
+    found = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "load": list(load),
+        "kamailio": {"capacity": kam.capacity, "cpu_ms_per_cycle": k["cpu_ms"]},
+        "ours": {
+            "capacity": ours.capacity,
+            "cpu_ms_per_cycle": o["cpu_ms"],
+            "edge_ms_per_cycle": o["loop_ms"],
+        },  # fmt: skip
+        "kamailio_lists": {"capacity": kam_list.capacity, "cpu_ms_per_list": kl["cpu_ms"]},
+        "ours_lists": {"capacity": ours_list.capacity, "cpu_ms_per_list": ol["cpu_ms"]},
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(found, indent=1))
+
+
 def list_table(kam: Server, ours: Server) -> str:
     def at_capacity(server: Server) -> dict[str, float]:
         return summary([s for s in server.ladder if s.rate == server.capacity])
@@ -672,6 +700,7 @@ def _run(argv: list[str]) -> None:
         f"{rss_end / 1024:,.0f} MiB after.\n"
     )
     print(ladder_table([*servers, kam_list, ours_list]))
+    save_results(kam, ours, kam_list, ours_list, (load_before[0], load_after[0]))
     if soak:
         print(f"\n{soak_text}")
     if "--no-plot" not in argv and plot(servers, PLOT, note):
