@@ -120,3 +120,25 @@ def test_load_edge_answers_a_list_past_the_edges_inline_limit_as_its_keys(aws):
     assert got["sub-short"]["entries"] == numbers(3) and "entry_keys_b64" not in got["sub-short"]
     plain = sip_subscriptions({"op": "load_edge", "edge_id": "edge-a"}, None)["subscriptions"]
     assert all("entries" in s for s in plain)  # an edge that names no key gets the lists
+
+
+def test_a_number_in_many_books_is_read_in_ranges_and_every_watcher_is_found(aws, monkeypatch):
+    """Past its first page, a watched key's items are read in ranges of the watcher id at once
+    (a number in thousands of books); the ranges cover every id, hex or not."""
+    import hashlib
+
+    monkeypatch.setattr(subscriptions, "WATCHERS_FIRST_PAGE", 5)
+    queried: list[dict] = []
+    table = tables.table(tables.WATCHERS)
+    query = table.query
+    monkeypatch.setattr(table, "query", lambda **kw: queried.append(kw) or query(**kw))
+    ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(60)]
+    ids += ["0", "f" * 40, "Zed", "~last"]  # boundaries, and ids that are not hex
+    for n, watcher in enumerate(ids):
+        save(f"sub-{n}", numbers(2), watcher=watcher)
+    found = subscriptions.watchers([phone_key("+33600000001")], now=NOW)
+    assert sorted(w["subscription_id"] for w in found) == sorted(f"sub-{n}" for n in range(64))
+    assert all(w["uris"] == [numbers(2)[1]] for w in found)
+    assert len(queried) >= 1 + subscriptions.WATCHER_RANGES
+    small = subscriptions.watchers([phone_key("+33600000099")], now=NOW)
+    assert small == []  # a key nobody watches: one Query
