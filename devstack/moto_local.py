@@ -12,8 +12,9 @@ a transaction names, and puts them (and the stream) back when it is cancelled;
 `cached_update_expressions` parses each UpdateExpression text once; `direct_dynamodb` answers
 our clients' DynamoDB (and DynamoDB Streams) calls from moto's handlers in a lean
 `_make_api_call`, without the mock's signed HTTP round trip (together they more than halved
-`make run`'s CPU per presence cycle); `fast_queue_clock` gives SQS a cheap clock (it reads the
-time per queued message, so a queue of thousands made every send and receive slow);
+`make run`'s CPU per presence cycle); `fast_queue_clock` gives SQS a cheap clock and
+`light_queues` stops it walking the whole queue per message sent, received or deleted (a
+queue of thousands made each of them cost milliseconds);
 `bounded_memory` stops moto keeping every item it ever made (its dashboard's instance lists)
 and every stream iterator, which grew a long `make run` by ~13 KB a cycle. devstack, the
 benchmarks and the tests all apply them (`apply_all`); tests/test_moto_local.py fails when a
@@ -262,6 +263,70 @@ def fast_queue_clock() -> None:
     models.unix_time_millis = fast_unix_time_millis
 
 
+def light_queues() -> None:
+    """Keep moto's SQS from walking a whole queue per message (idempotent). It computes the
+    queue's message counts (every message's visibility) for each message sent and, through
+    its retention check, three times for each message received; and a delete scans the queue
+    twice, building a list per message. With thousands of messages in flight (a popular
+    number's sign-up reaching thousands of dialogs) each send, receive and delete cost
+    milliseconds. Here sends and receives skip the counts (no attribute they read depends on
+    them: content-based deduplication, the retention period), and a delete finds its message
+    in one pass. GetQueueAttributes still counts."""
+    from moto.sqs import models
+    from moto.sqs.exceptions import ReceiptHandleIsInvalid
+
+    if "sqs_send_message" in _originals:
+        return
+    backend, queue = models.SQSBackend, models.Queue
+    counts = ("approximate_number_of_messages", "approximate_number_of_messages_delayed",
+              "approximate_number_of_messages_not_visible")  # fmt: skip
+    for name in counts:
+        counted = getattr(queue, name)
+        _originals[f"sqs_{name}"] = counted.fget
+
+        def skipped(self: Any, _count: Any = counted.fget) -> int:
+            return 0 if getattr(_local, "no_counts", False) else int(_count(self))
+
+        setattr(queue, name, property(skipped))
+
+    def without_counts(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            before = getattr(_local, "no_counts", False)
+            _local.no_counts = True
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _local.no_counts = before
+
+        return run
+
+    for name in ("send_message", "receive_message"):
+        _originals[f"sqs_{name}"] = getattr(backend, name)
+        setattr(backend, name, without_counts(getattr(backend, name)))
+    _originals["sqs_delete_message"] = queue.delete_message
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return  # deleted already: moto answers it gracefully
+        kept: list[Any] = []
+        gone: list[Any] = []
+        for message in self._messages:
+            had = (
+                message.receipt_handle == receipt_handle
+                or receipt_handle in message._old_receipt_handles
+            )
+            (gone if had else kept).append(message)
+        if not gone:
+            raise ReceiptHandleIsInvalid()
+        for message in gone:
+            self.pending_messages.discard(message)
+            self.deleted_messages.update(message.all_receipt_handles)
+        self._messages = kept
+
+    queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
 #: Operations answered by `direct_dynamodb`, per service: the functions' item calls and the
 #: stream replayer's reads (others take botocore's whole path: table creation, anything rare).
 DIRECT_OPERATIONS: dict[str, frozenset[str]] = {
@@ -487,6 +552,7 @@ def apply_all() -> None:
     cached_update_expressions()
     bounded_memory()
     fast_queue_clock()
+    light_queues()
     direct_dynamodb()
 
 

@@ -470,3 +470,32 @@ def test_sqs_reads_the_same_clock_and_a_message_comes_back_after_its_visibility(
     assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []  # in flight
     time.sleep(1.2)
     assert len(sqs.receive_message(QueueUrl=url).get("Messages", [])) == 1  # visible again
+
+
+# --- light_queues: SQS sends, receives and deletes without walking the queue ------------------
+
+
+def test_a_queue_of_thousands_still_counts_receives_and_deletes_as_moto_does(aws) -> None:
+    from chalicelib.aws import client
+
+    sqs = client("sqs")
+    url = sqs.create_queue(QueueName="light", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+    for start in range(0, 200, 10):
+        entries = [{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)]
+        sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert len(got) == 10
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert counts["ApproximateNumberOfMessages"] == "190"
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == "10"
+    done = sqs.delete_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                               for i, m in enumerate(got)]
+    )  # fmt: skip
+    assert len(done["Successful"]) == 10 and not done.get("Failed")
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=got[0]["ReceiptHandle"])  # again: no error
+    with pytest.raises(sqs.exceptions.ReceiptHandleIsInvalid):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not-a-handle")
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    visible, in_flight = "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
+    assert (counts[visible], counts[in_flight]) == ("190", "0")
