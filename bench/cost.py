@@ -6,7 +6,7 @@ measured calls, against a Kamailio deployment sized from measured rates.
    PUBLISH, a status change reaching the lists that hold the user, a sign-up reaching them),
    in-process against moto with devstack's patches: the function invocations and their CPU
    time (timed runs, no meter), the DynamoDB calls and units (the project's cost meter,
-   `tests.dynamo_costs.CostMeter`, on one metered run), SQS requests, SMS, and the NOTIFY
+   `testkit.dynamo_costs.CostMeter`, on one metered run), SQS requests, SMS, and the NOTIFY
    bytes sent; and the items each phone and user leaves in the tables (storage).
 2. A stated workload (`Workload`, every figure an option) turns them into a month.
 3. Prices (`bench.prices`, one place, with their source and date) turn that into dollars per
@@ -165,7 +165,7 @@ class Meter:
 
     @contextmanager
     def on(self) -> Iterator[Any]:
-        from tests.dynamo_costs import CostMeter
+        from testkit.dynamo_costs import CostMeter
 
         meter = CostMeter(self.clients)
         try:
@@ -399,7 +399,7 @@ class _Operations:
 
     @staticmethod
     def dialog(sub: str, device: str) -> dict[str, Any]:
-        from tests.dynamo_costs import _dialog
+        from testkit.dynamo_costs import _dialog
 
         return {**_dialog(sub), "subscription_id": sub, "device": f'"<urn:uuid:{device}>"'}
 
@@ -496,7 +496,7 @@ class _Operations:
         from chalicelib import tables
         from chalicelib.aws import client
         from chalicelib.edge_contract import watcher_id
-        from tests.dynamo_costs import item_size
+        from testkit.dynamo_costs import item_size
 
         def of(spec: Any, **condition: str) -> float:
             scanned = client("dynamodb").scan(TableName=spec.name())["Items"]

@@ -50,7 +50,11 @@ class _Connection(socketserver.BaseRequestHandler):
                     break
                 body = bytes(buffer[size:end])
                 del buffer[:end]
-                sock.sendall(frame(self.server.invoke(body)))
+                try:
+                    sock.sendall(frame(self.server.invoke(body)))
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the edge gave up on this call (its timeout): as an invoke's answer
+                    # nobody waits for any more, it goes nowhere
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
