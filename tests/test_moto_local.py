@@ -468,7 +468,7 @@ def test_sqs_reads_the_same_clock_and_a_message_comes_back_after_its_visibility(
     sqs.send_message(QueueUrl=url, MessageBody="m")
     assert len(sqs.receive_message(QueueUrl=url).get("Messages", [])) == 1
     assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []  # in flight
-    time.sleep(1.2)
+    time.sleep(1.2)  # real time: the visibility timeout lapses on the clock moto now reads
     assert len(sqs.receive_message(QueueUrl=url).get("Messages", [])) == 1  # visible again
 
 
