@@ -178,6 +178,20 @@ class Headers:
         else:
             self._cache[key] = parsed
 
+    def add_copied(self, name: str, value: str) -> None:
+        """`add` for a value taken from a parsed message under a name of KNOWN_SPELLINGS:
+        the parser split it at its line ends and checked its name, so neither is checked
+        again (a response copies five such fields from its request)."""
+        canon, key = KNOWN_SPELLINGS[name]
+        self._items.append((key, canon, value))
+        index = self._index
+        if index is not None:
+            if key in index:
+                index[key].append(value)
+            else:
+                index[key] = [value]
+        self._cache.pop(key, None)
+
     def set(self, name: str, value: str, parsed: Any = _UNPARSED) -> None:
         """Replace every field of that name by one, at the first one's position (or the end);
         `parsed`, when given, is what `parsed(name, ...)` would now return (saves a parse)."""

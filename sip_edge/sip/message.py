@@ -9,11 +9,10 @@ for byte.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sip_edge.sip.grammar import quote
+from sip_edge.sip.grammar import quote, random_hex
 from sip_edge.sip.headers import Headers
 from sip_edge.sip.status import REASON_PHRASES, ParseError
 from sip_edge.sip.uri import URI, parse_uri
@@ -184,25 +183,26 @@ _TAG_RE = re.compile(r";[ \t]*tag[ \t]*=", re.I)
 
 def new_tag() -> str:
     """A fresh To/From tag (RFC 3261 19.3: at least 32 bits of randomness)."""
-    return secrets.token_hex(6)
+    return random_hex(6)
 
 
 def _copy_core(
     dst: Headers, vias: list[str], from_: str | None, to: str | None, call_id: str | None,
     cseq: str | None, status: int, to_tag: str | None,
 ) -> None:  # fmt: skip
+    # Values of a parsed message: split at its line ends already (add_copied checks nothing).
     for v in vias:
-        dst.add("Via", v)
+        dst.add_copied("Via", v)
     if from_ is not None:
-        dst.add("From", from_)
+        dst.add_copied("From", from_)
     if to is not None:
         if status > 100 and not _TAG_RE.search(to):
             to = f"{to};tag={to_tag or new_tag()}"
-        dst.add("To", to)
+        dst.add_copied("To", to)
     if call_id is not None:
-        dst.add("Call-ID", call_id)
+        dst.add_copied("Call-ID", call_id)
     if cseq is not None:
-        dst.add("CSeq", cseq)
+        dst.add_copied("CSeq", cseq)
 
 
 def make_response(

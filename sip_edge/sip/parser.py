@@ -147,7 +147,10 @@ def _split_head(head: bytes, limits: ParserLimits) -> tuple[str, Headers, dict[s
     return start, headers, counts
 
 
-def _validate_headers(headers: Headers, counts: dict[str, int]) -> None:
+def _validate_headers(headers: Headers, counts: dict[str, int], request: bool = True) -> None:
+    """What every message must hold, parsed now (a request's addresses too); a response's
+    From, To and Contact only when read (the edge reads a response's Via and CSeq: it is the
+    answer to one of its NOTIFYs, matched by branch)."""
     for key, n in counts.items():
         if n > 1:
             raise ParseError(f"Repeated {canonical_name(key)} header")
@@ -160,7 +163,8 @@ def _validate_headers(headers: Headers, counts: dict[str, int]) -> None:
         value = headers.get(name)
         if value is None:
             raise ParseError(f"Missing {name} header")
-        cache[key] = parse_name_addr(value, name)
+        if request:
+            cache[key] = parse_name_addr(value, name)
     value = headers.get("Call-ID")
     if value is None:
         raise ParseError("Missing Call-ID header")
@@ -169,6 +173,8 @@ def _validate_headers(headers: Headers, counts: dict[str, int]) -> None:
     if value is None:
         raise ParseError("Missing CSeq header")
     cache["cseq"] = parse_cseq(value)
+    if not request:
+        return
     if "contact" in headers:
         cache["contact"] = parse_contacts(headers)
     for name in ("Route", "Record-Route"):
@@ -221,8 +227,8 @@ def _parse_head(head: bytes, limits: ParserLimits) -> Request | Response:
     method: str | None = None
     try:
         start, headers, counts = _split_head(head, limits)
-        _, method, msg = _parse_start(start)
-        _validate_headers(headers, counts)
+        is_request, method, msg = _parse_start(start)
+        _validate_headers(headers, counts, is_request)
         if method is not None and headers._cache["cseq"].method != method:
             raise ParseError("CSeq method does not match the request method")
         msg.headers = headers

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import secrets
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from sip_edge.sip.grammar import random_urlsafe
 from sip_edge.sip.message import Request, Response
 
 MAGIC_COOKIE = "z9hG4bK"
@@ -33,7 +33,7 @@ class Timers:
 
 def new_branch() -> str:
     """A Via branch for a request we originate (RFC 3261 8.1.1.7 magic cookie prefix)."""
-    return MAGIC_COOKIE + secrets.token_urlsafe(12)
+    return MAGIC_COOKIE + random_urlsafe(12)
 
 
 class State(Enum):

@@ -354,12 +354,13 @@ def parse_token_list(values: Iterable[str], what: str) -> list[str]:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class Event:
-    """`Event: presence;id=x` (RFC 6665); `package` as received, compare case-insensitively."""
+    """`Event: presence;id=x` (RFC 6665); `package` as received, compare case-insensitively.
+    Remembered by its text and shared (read-only), as every SUBSCRIBE carries the same one."""
 
     package: str
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: Mapping[str, str | None] = field(default_factory=lambda: NO_PARAMS)
 
     @property
     def id(self) -> str | None:
@@ -367,6 +368,9 @@ class Event:
 
 
 def parse_event(value: str) -> Event:
+    known = _EVENTS.get(value)
+    if known is not None:
+        return known
     v = value.strip()
     m = TOKEN_RE.match(v)
     if not m:
@@ -374,7 +378,11 @@ def parse_event(value: str) -> Event:
     params, pos = _parse_gparams(v, m.end(), "Event")
     if pos != len(v):
         raise ParseError("bad Event")
-    return Event(m.group(0), params)
+    frozen = MappingProxyType(params) if params else NO_PARAMS
+    return remember(_EVENTS, value, Event(m.group(0), frozen))
+
+
+_EVENTS: dict[str, Event] = {}
 
 
 @dataclass
