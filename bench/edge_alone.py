@@ -36,9 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.edge import python_process
-from bench.kamailio import (
-    KAMAILIO_LADDER,
-    REPEATS,
+from bench.kamailio import KAMAILIO_LADDER, REPEATS
+from bench.peer import (
     Server,
     Step,
     climb,
